@@ -1,0 +1,33 @@
+"""Process-environment bootstrap that must run before anything imports torch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+
+logger = logging.getLogger(__name__)
+
+MPS_FALLBACK_VARIABLE = "PYTORCH_ENABLE_MPS_FALLBACK"
+
+
+def is_apple_silicon() -> bool:
+    """True on macOS running natively on arm64 (an x86 Python under Rosetta reports x86_64)."""
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def bootstrap_env() -> None:
+    """Let ops that MPS lacks fall back to the CPU instead of raising, unless the user chose.
+
+    torch reads the variable once, when it is imported, so this only helps if it runs first.
+    """
+    if not is_apple_silicon():
+        return
+    os.environ.setdefault(MPS_FALLBACK_VARIABLE, "1")
+    if "torch" in sys.modules:
+        logger.warning(
+            "torch was imported before coolchic; %s=%s may not take effect",
+            MPS_FALLBACK_VARIABLE,
+            os.environ[MPS_FALLBACK_VARIABLE],
+        )

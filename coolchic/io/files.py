@@ -1,0 +1,74 @@
+"""Small file-system helpers shared by every writer: atomic replace, readable errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from coolchic.errors import InputError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either absent, the old file, or complete.
+
+    A temporary file is created next to the target (same file system), flushed, fsynced and
+    renamed over it; the directory is fsynced too so the rename survives a power cut.
+    """
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Persist a rename on POSIX; a no-op where directories cannot be opened (Windows)."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def regular_file_size(path: str | Path) -> int:
+    """Size in bytes of a regular file, with an :class:`InputError` for anything else."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: not a regular file")
+    return stat.st_size
+
+
+def read_prefix(path: str | Path, n_bytes: int) -> bytes:
+    """Read exactly the first ``n_bytes`` of a file, never more."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(n_bytes)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) != n_bytes:
+        raise InputError(
+            f"{path}: expected {n_bytes} bytes but could read only {len(data)} "
+            "(was the file truncated while being read?)"
+        )
+    return data

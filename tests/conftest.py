@@ -1,0 +1,66 @@
+"""Shared helpers: tiny YUV/PNG files written on disk for each test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def yuv420_planes(
+    width: int, height: int, bit_depth: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random integer planes (Y at WxH, U and V at W/2 x H/2) in the range of the bit depth."""
+    rng = np.random.default_rng(seed)
+    peak = (1 << bit_depth) - 1
+    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
+    y = rng.integers(0, peak + 1, (height, width)).astype(dtype)
+    u = rng.integers(0, peak + 1, (height // 2, width // 2)).astype(dtype)
+    v = rng.integers(0, peak + 1, (height // 2, width // 2)).astype(dtype)
+    return y, u, v
+
+
+def planes_bytes(planes: tuple[np.ndarray, ...]) -> bytes:
+    return b"".join(np.ascontiguousarray(p).tobytes() for p in planes)
+
+
+MakeYuv = Callable[..., Path]
+
+
+@pytest.fixture
+def make_yuv(tmp_path: Path) -> MakeYuv:
+    """Write a YUV 4:2:0 file of ``frames`` random frames and return its path."""
+
+    def _make(
+        name: str = "clip_16x8_01p_yuv420_8b.yuv",
+        *,
+        width: int = 16,
+        height: int = 8,
+        bit_depth: int = 8,
+        frames: int = 1,
+        extra: bytes = b"",
+    ) -> Path:
+        path = tmp_path / name
+        data = b"".join(
+            planes_bytes(yuv420_planes(width, height, bit_depth, seed=k)) for k in range(frames)
+        )
+        path.write_bytes(data + extra)
+        return path
+
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _reset_coolchic_logging():
+    """The CLI installs its own handlers on the ``coolchic`` logger; undo that between tests."""
+    yield
+    import logging
+
+    logger = logging.getLogger("coolchic")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
