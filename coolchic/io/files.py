@@ -9,6 +9,11 @@ from pathlib import Path
 
 from coolchic.errors import InputError
 
+# Read once at import (os.umask can only be read by setting it); new files get 0o666 & ~umask
+# like any file opened for writing, rather than mkstemp's private 0o600.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` so that ``path`` is either absent, the old file, or complete.
@@ -20,6 +25,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

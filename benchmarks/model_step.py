@@ -1,0 +1,98 @@
+"""Time one training iteration of the Cool-chic model on a synthetic image.
+
+One iteration = forward with the soft-round + Kumaraswamy-noise proxy, loss
+``MSE + λ·rate/(H·W)``, backward, gradient-norm clipping (0.1), Adam step.
+
+    python benchmarks/model_step.py --height 128 --width 192 --iterations 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from coolchic.model.config import ModelConfig
+from coolchic.model.coolchic import CoolChicModel
+from coolchic.model.quantizer import QuantizerSettings
+
+
+def _target(height: int, width: int) -> torch.Tensor:
+    """A smooth synthetic RGB image ``[1, 3, H, W]`` in [0, 1]."""
+    rows = torch.linspace(0.0, 1.0, height).view(1, 1, height, 1)
+    cols = torch.linspace(0.0, 1.0, width).view(1, 1, 1, width)
+    phases = torch.tensor([0.0, 1.0, 2.0]).view(1, 3, 1, 1)
+    return 0.5 + 0.4 * torch.sin(6.0 * rows + 9.0 * cols * rows + phases)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=192)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed blocks of --iterations; the median is reported",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lmbda", type=float, default=1e-3)
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    model = CoolChicModel(ModelConfig(), args.height, args.width)
+    target = _target(args.height, args.width)
+    quantizer = QuantizerSettings(
+        kind="softround", temperature=0.3, noise="kumaraswamy", noise_parameter=2.0
+    )
+    parameters = list(model.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=1e-2)
+    n_pixels = args.height * args.width
+
+    def step() -> torch.Tensor:
+        out = model(quantizer=quantizer)
+        loss = F.mse_loss(out.x_hat, target) + args.lmbda * out.rate_bits / n_pixels
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 0.1)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    for _ in range(args.warmup):
+        step()
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(20):
+                step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+    block_ms: list[float] = []
+    loss = torch.tensor(0.0)
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.iterations):
+            loss = step()
+        block_ms.append(1e3 * (time.perf_counter() - start) / args.iterations)
+    final = float(loss)
+    if not math.isfinite(final):
+        print(f"non-finite loss {final}")
+        return 1
+    print(
+        f"{args.height}x{args.width}, {args.repeats}x{args.iterations} iterations, "
+        f"{args.threads} threads: {statistics.median(block_ms):.2f} ms/iteration median "
+        f"(min {min(block_ms):.2f}, max {max(block_ms):.2f}; final loss {final:.5f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

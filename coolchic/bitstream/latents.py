@@ -1,0 +1,298 @@
+"""Range coding of the latent grids with the integer ARM, in wavefront order (codec-spec §4, §6).
+
+Each latent is coded with a discretised Laplace whose ``(μ, b)`` the integer ARM
+(:class:`~coolchic.bitstream.fixed_point.FixedPointArm`) computes from the already-decoded
+causal neighbours of the same grid (:func:`context_offsets`, zero outside the grid). A position
+``(y, x)`` belongs to wavefront step ``t = x + y·(N + 1)`` (N = ``n_ctx_rowcol``): every context
+of a position lies in an earlier step, so one step is one batch (gather contexts, run the ARM,
+range-code). Grids are independent, so the steps of all grids run together: step ``t`` holds
+the positions of step ``t`` of every coded grid, coarsest grid first, row-major inside a grid.
+The whole latent section is one constriction range-coder stream
+(``QuantizedLaplace(−64, 63)``, 32-bit words stored little-endian), ``Σ`` over the coded grids of
+``h·w`` symbols in that order.
+
+All-zero grids are not coded at all: the header carries one flag per grid and the decoder fills
+them with zeros (codec-spec §5.1, pitfall 7). This is a choice of this format (v5 codes them).
+
+The encoder codes through the decoder's own routine (:func:`_code_grids`), then decodes what it
+wrote and raises :class:`~coolchic.errors.BitstreamError` if anything differs (codec-spec §4).
+Latents are clamped to [−64, 63] first; the clamped grids and the number of changed values are
+returned so the caller can report it (pitfall 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import constriction
+import numpy as np
+
+from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
+from coolchic.bitstream.fixed_point import FixedPointArm, mu_scale_table
+from coolchic.bitstream.header import max_latent_bytes
+from coolchic.errors import BitstreamError, LimitExceeded
+from coolchic.model.arm import context_offsets
+
+__all__ = [
+    "EncodedLatents",
+    "context_offsets",
+    "decode_latents",
+    "encode_latents",
+    "wavefront_order",
+]
+
+_Mode = Literal["encode", "decode"]
+
+
+def wavefront_order(height: int, width: int, n_ctx_rowcol: int) -> list[np.ndarray]:
+    """The decoding schedule of one ``height x width`` grid, one array per wavefront step.
+
+    Position ``(y, x)`` (raster index ``y·width + x``) is in step ``t = x + y·(N + 1)``; inside
+    a step positions are row-major. Empty steps are left out. The schedule is valid for any
+    width: every context offset ``(dy, dx)`` has ``dy < 0, dx <= N`` or ``dy = 0, dx < 0``, so
+    its step ``t + dx + dy·(N + 1)`` is earlier. For grids at most ``N + 1`` wide each step
+    holds one position and the order is plain raster order.
+
+    Args:
+        height: rows, >= 0.
+        width: columns, >= 0.
+        n_ctx_rowcol: N >= 1.
+
+    Returns:
+        int64 arrays of raster indices, in step order; together a permutation of
+        ``range(height·width)``.
+    """
+    steps = _grid_steps(height, width, n_ctx_rowcol)
+    if steps.size == 0:
+        return []
+    order = np.argsort(steps, kind="stable")  # raster order inside a step = row-major
+    counts = np.bincount(steps)
+    return np.split(order, np.cumsum(counts[counts > 0])[:-1])
+
+
+def _grid_steps(height: int, width: int, n_ctx_rowcol: int) -> np.ndarray:
+    """Wavefront step ``x + y·(N + 1)`` of every position, int64 ``[height·width]``, raster."""
+    if height < 0 or width < 0:
+        raise ValueError(f"grid size: expected h, w >= 0, found {height}x{width}")
+    if n_ctx_rowcol < 1:
+        raise ValueError(f"n_ctx_rowcol: expected >= 1, found {n_ctx_rowcol}")
+    rows = np.arange(height, dtype=np.int64)[:, None]
+    cols = np.arange(width, dtype=np.int64)[None, :]
+    return (cols + rows * (n_ctx_rowcol + 1)).ravel()
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedLatents:
+    """Result of :func:`encode_latents`.
+
+    Attributes:
+        data: the latent section (range-coder words, little-endian).
+        grids: the latents actually coded: int64 ``[h, w]`` per grid, clamped to [−64, 63].
+        n_clamped: how many values the clamp changed (0 when the input was in range).
+        zero_grids: per grid, True when it is all zero and therefore not coded.
+    """
+
+    data: bytes
+    grids: tuple[np.ndarray, ...]
+    n_clamped: int
+    zero_grids: tuple[bool, ...]
+
+
+class _Schedule:
+    """Positions of all coded grids in one zero-padded flat buffer, grouped by step.
+
+    Grids are stacked vertically in a buffer whose row stride is ``max(w) + 2N``; each grid has
+    N zero rows above it and N zero columns on each side, so every context offset is the same
+    flat offset ``dy·stride + dx`` for every grid and out-of-grid neighbours read 0.
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]], coded: Sequence[bool], n: int) -> None:
+        offsets = np.asarray(context_offsets(n), dtype=np.int64).reshape(-1, 2)
+        self.stride = max((w for _, w in shapes), default=0) + 2 * n
+        self.context_offsets = offsets[:, 0] * self.stride + offsets[:, 1]
+        self.origins: list[int] = []  # flat index of (0, 0) of each grid
+        row = 0
+        for h, _ in shapes:
+            row += n
+            self.origins.append(row * self.stride + n)
+            row += h
+        self.size = row * self.stride + n + 1
+        # Coarsest grid first; stable sort by step keeps that order, then row-major.
+        flat_parts: list[np.ndarray] = []
+        step_parts: list[np.ndarray] = []
+        for index in reversed(range(len(shapes))):
+            h, w = shapes[index]
+            if not coded[index] or h * w == 0:
+                continue
+            steps = _grid_steps(h, w, n)
+            rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
+            flat_parts.append(self.origins[index] + rows * self.stride + cols)
+            step_parts.append(steps)
+        if flat_parts:
+            flat = np.concatenate(flat_parts)
+            steps = np.concatenate(step_parts)
+            order = np.argsort(steps, kind="stable")
+            self.positions = flat[order]
+            counts = np.bincount(steps)
+            bounds = np.concatenate([[0], np.cumsum(counts[counts > 0])])
+        else:
+            self.positions = np.zeros(0, dtype=np.int64)
+            bounds = np.zeros(1, dtype=np.int64)
+        self.bounds: list[int] = bounds.tolist()
+
+    def grid_view(self, buffer: np.ndarray, index: int, shape: tuple[int, int]) -> np.ndarray:
+        """The ``[h, w]`` window of grid ``index`` inside the flat buffer."""
+        h, w = shape
+        start = self.origins[index]
+        return buffer[start : start + h * self.stride].reshape(h, self.stride)[:, :w]
+
+
+def _code_grids(
+    mode: _Mode,
+    buffer: np.ndarray,
+    schedule: _Schedule,
+    arm: FixedPointArm,
+    coder: constriction.stream.queue.RangeEncoder | constriction.stream.queue.RangeDecoder,
+) -> None:
+    """Run the wavefront over the buffer; the one routine behind encoding and decoding.
+
+    Args:
+        mode: ``"encode"``: the buffer holds the latents, each step's symbols are encoded;
+            ``"decode"``: the buffer holds zeros, each step's symbols are decoded into it.
+        buffer: int8 flat padded buffer (see :class:`_Schedule`); latents fit in [−64, 63].
+        schedule: positions per step.
+        arm: the integer ARM.
+        coder: a range encoder (encode) or decoder (decode).
+    """
+    model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
+    mu_table, scale_table = mu_scale_table()
+    offsets = schedule.context_offsets[None, :]
+    positions = schedule.positions
+    bounds = schedule.bounds
+    indices = arm.table_indices
+    for step in range(len(bounds) - 1):
+        where = positions[bounds[step] : bounds[step + 1]]
+        contexts = buffer[where[:, None] + offsets].astype(np.int64)
+        mu_index, scale_index = indices(contexts)
+        mu = mu_table[mu_index]
+        scale = scale_table[scale_index]
+        if mode == "encode":
+            coder.encode(buffer[where].astype(np.int32), model, mu, scale)
+        else:
+            buffer[where] = coder.decode(model, mu, scale)
+
+
+def _check_arm(arm: FixedPointArm, n_ctx_rowcol: int) -> None:
+    expected = len(context_offsets(n_ctx_rowcol))
+    if arm.n_contexts != expected:
+        raise ValueError(
+            f"arm: expected {expected} contexts for n_ctx_rowcol = {n_ctx_rowcol}, "
+            f"found {arm.n_contexts}"
+        )
+
+
+def encode_latents(
+    grids: Sequence[np.ndarray], arm: FixedPointArm, n_ctx_rowcol: int
+) -> EncodedLatents:
+    """Range-code integer latent grids, check that they decode back, return the section.
+
+    Args:
+        grids: integer ``[h, w]`` arrays, grid 0 (finest) first; values are clamped to
+            [−64, 63] before coding.
+        arm: the integer ARM the decoder will rebuild from the transmitted parameters.
+        n_ctx_rowcol: N, the context size (``arm.n_contexts == 2N² + 2N``).
+
+    Returns:
+        :class:`EncodedLatents` with the bytes, the clamped grids, the clamp count and the
+        all-zero flags (the header must carry them).
+
+    Raises:
+        TypeError: float grids.
+        ValueError: grids that are not 2-D, or an ARM of the wrong width.
+        BitstreamError: the section does not decode back to the clamped grids.
+    """
+    _check_arm(arm, n_ctx_rowcol)
+    clamped: list[np.ndarray] = []
+    n_clamped = 0
+    for index, grid in enumerate(grids):
+        array = np.asarray(grid)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"grid {index}: expected integer latents, found dtype {array.dtype}")
+        if array.ndim != 2:
+            raise ValueError(f"grid {index}: expected a 2-D array, found shape {array.shape}")
+        array = array.astype(np.int64)
+        inside = np.clip(array, LATENT_MIN, LATENT_MAX)
+        n_clamped += int(np.count_nonzero(inside != array))
+        inside.setflags(write=False)
+        clamped.append(inside)
+    shapes = [(int(g.shape[0]), int(g.shape[1])) for g in clamped]
+    zero_grids = tuple(not bool(np.any(g)) for g in clamped)
+    schedule = _Schedule(shapes, [not z for z in zero_grids], n_ctx_rowcol)
+    buffer = np.zeros(schedule.size, dtype=np.int8)
+    for index, grid in enumerate(clamped):
+        if not zero_grids[index]:
+            schedule.grid_view(buffer, index, shapes[index])[...] = grid
+    encoder = constriction.stream.queue.RangeEncoder()
+    _code_grids("encode", buffer, schedule, arm, encoder)
+    data = encoder.get_compressed().astype("<u4").tobytes()
+    decoded = decode_latents(data, shapes, arm, n_ctx_rowcol, zero_grids=zero_grids)
+    for index, (sent, back) in enumerate(zip(clamped, decoded, strict=True)):
+        if not np.array_equal(sent, back):
+            raise BitstreamError(
+                f"latent grid {index}: the encoder's own decoding differs from the coded latents "
+                f"({int(np.count_nonzero(sent != back))} values)"
+            )
+    return EncodedLatents(data, tuple(clamped), n_clamped, zero_grids)
+
+
+def decode_latents(
+    data: bytes,
+    shapes: Sequence[tuple[int, int]],
+    arm: FixedPointArm,
+    n_ctx_rowcol: int,
+    *,
+    zero_grids: Sequence[bool] | None = None,
+) -> list[np.ndarray]:
+    """Decode the latent section.
+
+    Args:
+        data: the latent section (a multiple of 4 bytes).
+        shapes: ``(h, w)`` of each grid, grid 0 first.
+        arm: the integer ARM.
+        n_ctx_rowcol: N.
+        zero_grids: per grid, True when it was not coded (all zero); default: all coded.
+
+    Returns:
+        int64 ``[h, w]`` arrays in [−64, 63], grid 0 first.
+
+    Raises:
+        BitstreamError: a section whose length is not a multiple of 4, or data the range coder
+            cannot decode.
+        LimitExceeded: a section larger than the coded latents can produce.
+    """
+    _check_arm(arm, n_ctx_rowcol)
+    shapes = [(int(h), int(w)) for h, w in shapes]
+    flags = tuple(bool(z) for z in zero_grids) if zero_grids is not None else (False,) * len(shapes)
+    if len(flags) != len(shapes):
+        raise ValueError(f"zero_grids: expected {len(shapes)} flags, found {len(flags)}")
+    n_symbols = sum(h * w for (h, w), zero in zip(shapes, flags, strict=True) if not zero)
+    if len(data) % 4:
+        raise BitstreamError(
+            f"latent section: expected a multiple of 4 bytes, found {len(data)} bytes"
+        )
+    if len(data) > max_latent_bytes(n_symbols):
+        raise LimitExceeded(
+            f"latent section: expected at most {max_latent_bytes(n_symbols)} bytes for "
+            f"{n_symbols} latents, found {len(data)}"
+        )
+    schedule = _Schedule(shapes, [not z for z in flags], n_ctx_rowcol)
+    buffer = np.zeros(schedule.size, dtype=np.int8)
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    try:
+        _code_grids("decode", buffer, schedule, arm, decoder)
+    except (AssertionError, ValueError, KeyError, RuntimeError) as error:
+        raise BitstreamError(f"latent section: the range decoder failed ({error})") from None
+    return [schedule.grid_view(buffer, i, shape).astype(np.int64) for i, shape in enumerate(shapes)]

@@ -1,0 +1,140 @@
+"""``coolchic encode INPUT -o OUT.cool``: overfit a decoder to one frame and write its stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from coolchic.cli.app import AppContext, cli
+
+logger = logging.getLogger(__name__)
+
+RECIPE_CHOICES = ["instant", "faster", "fast", "medium", "slow", "placebo"]
+
+
+def _output_for(input_path: Path) -> Path:
+    return input_path.with_suffix(".cool")
+
+
+@cli.command()
+@click.argument("input_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--input",
+    "-i",
+    "input_option",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Input file (alternative to the argument; research-script spelling).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bitstream to write (default: INPUT with a .cool suffix).",
+)
+@click.option("--recipe", type=click.Choice(RECIPE_CHOICES), default="fast", show_default=True)
+@click.option(
+    "--lmbda",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Rate-distortion trade-off λ: larger means smaller files (1e-4 … 2e-2).",
+)
+@click.option("--start-lr", "--start_lr", "start_lr", type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--layers-synthesis",
+    "--layers_synthesis",
+    "layers_synthesis",
+    help="Synthesis layers, e.g. 40-1-linear-relu,3-1-linear-relu,3-3-residual-relu,"
+    "3-3-residual-none.",
+)
+@click.option("--layers-arm", "--layers_arm", "layers_arm", help="ARM hidden widths, e.g. 24,24.")
+@click.option("--n-ctx-rowcol", "--n_ctx_rowcol", "n_ctx_rowcol", type=click.IntRange(1, 4))
+@click.option("--latent-n-grids", "--latent_n_grids", "latent_n_grids", type=click.IntRange(1, 10))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--report",
+    "--enc_results_path",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON report here.",
+)
+@click.option(
+    "--decoded",
+    "decoded_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the decoder's reconstruction exactly at this path (.yuv or .png).",
+)
+@click.option(
+    "--model_save_path",
+    "model_save_path",
+    hidden=True,
+    type=click.Path(path_type=Path),
+    help="Accepted for compatibility; the bitstream is the model.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.pass_obj
+def encode(
+    app: AppContext,
+    input_path: Path | None,
+    input_option: Path | None,
+    output: Path | None,
+    recipe: str,
+    lmbda: float,
+    start_lr: float | None,
+    layers_synthesis: str | None,
+    layers_arm: str | None,
+    n_ctx_rowcol: int | None,
+    latent_n_grids: int | None,
+    seed: int,
+    report_path: Path | None,
+    decoded_path: Path | None,
+    model_save_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Encode the first frame of INPUT (.yuv 4:2:0/4:4:4 8/10-bit, or .png) into a bitstream."""
+    if input_path is not None and input_option is not None and input_path != input_option:
+        raise click.UsageError("give the input once, as an argument or with --input")
+    source = input_path or input_option
+    if source is None:
+        raise click.UsageError("missing INPUT (a .yuv or .png file)")
+    if model_save_path is not None:
+        logger.warning("--model_save_path is ignored: the bitstream holds the whole model")
+    output = output or _output_for(source)
+
+    from coolchic.jobs import EncodeSettings, encode_file
+
+    settings = EncodeSettings(
+        recipe=recipe,
+        lmbda=lmbda,
+        start_lr=start_lr,
+        layers_synthesis=layers_synthesis,
+        layers_arm=layers_arm,
+        n_ctx_rowcol=n_ctx_rowcol,
+        latent_n_grids=latent_n_grids,
+        seed=seed,
+        device=app.device,
+        threads=app.threads,
+    )
+    from coolchic.cli.progress import ProgressDisplay
+
+    with ProgressDisplay(source.name, quiet=app.verbosity < 0) as display:
+        report = encode_file(
+            source,
+            output,
+            settings,
+            progress=display,
+            report_path=report_path,
+            decoded_path=decoded_path,
+        )
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    psnr_key = "psnr_rgb" if report["format"] == "rgb" else "psnr_yuv"
+    click.echo(
+        f"{output}: {report['bits']} bits, {report['bpp']:.4f} bpp, "
+        f"{psnr_key} {report[psnr_key]:.3f} dB, {report['mac_per_pixel']:.0f} MAC/pixel, "
+        f"encoded in {report['encode_seconds']:.1f} s"
+    )

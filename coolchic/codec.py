@@ -1,0 +1,396 @@
+"""The public API: ``encode(frame, config, progress) -> Encoded`` and ``decode(bytes) -> Frame``.
+
+Encoding overfits a model to the frame (:mod:`coolchic.train`), quantises its networks by
+rate-distortion cost, range-codes the latents through the decoder's own code path (with an
+integer ARM, so entropy decoding is bit-exact on every platform), writes the self-describing
+stream, then runs the real decoder on those bytes: the reconstruction and the PSNR that the
+encoder reports are the decoder's.
+
+Decoding runs upsampling and synthesis in float64 on the CPU, so that the 8/10-bit rounding of
+the output does not depend on the thread count or the BLAS kernels picked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from coolchic import __version__
+from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
+from coolchic.bitstream.header import (
+    GroupCoding,
+    StreamHeader,
+    SynthesisLayerField,
+    pack_stream,
+    unpack_stream,
+)
+from coolchic.bitstream.latents import decode_latents, encode_latents
+from coolchic.bitstream.nn_params import decode_quantized, dequantize, encode_quantized
+from coolchic.errors import BitstreamError, EncodingError
+from coolchic.io.frame import Frame
+from coolchic.io.metrics import frame_metrics
+from coolchic.io.naming import YuvName
+from coolchic.model.complexity import mac_per_pixel
+from coolchic.model.config import LayerSpec, ModelConfig
+from coolchic.model.coolchic import CoolChicModel
+from coolchic.train.loss import Target
+from coolchic.train.nn_quantization import QuantizedGroup, group_parameters, quantize_networks
+from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
+from coolchic.train.recipes import get_recipe
+from coolchic.train.trainer import Trainer, TrainingDiverged
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RECIPE = "fast"
+DEFAULT_LMBDA = 1e-3
+#: Different seeds tried when training diverges beyond recovery.
+MAX_SEED_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything that decides an encode besides the frame.
+
+    ``model=None`` lets the encoder pick the architecture for the image (see
+    :func:`default_model_config`).
+    """
+
+    lmbda: float = DEFAULT_LMBDA
+    recipe: str = DEFAULT_RECIPE
+    model: ModelConfig | None = None
+    start_lr: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lmbda) and self.lmbda > 0):
+            raise ValueError(f"lmbda must be a finite number > 0, found {self.lmbda}")
+        get_recipe(self.recipe)
+        if self.start_lr is not None and not (math.isfinite(self.start_lr) and self.start_lr > 0):
+            raise ValueError(f"start_lr must be a finite number > 0, found {self.start_lr}")
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """An encoded frame: the file's bytes, the decoder's reconstruction, the report."""
+
+    bitstream: bytes
+    decoded: Frame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def default_model_config(frame: Frame) -> ModelConfig:
+    """The architecture used when none is given (the v2-sized default decoder)."""
+    del frame
+    return ModelConfig()
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def encode(
+    frame: Frame, config: EncoderConfig | None = None, progress: ProgressCallback = ignore_progress
+) -> Encoded:
+    """Encode one frame.
+
+    Raises:
+        EncodingError: training diverged with every seed tried.
+        BitstreamError: the coded latents did not decode back (a bug, never silent).
+    """
+    config = config or EncoderConfig()
+    started = time.perf_counter()
+    model_config = config.model or default_model_config(frame)
+    recipe = get_recipe(config.recipe)
+    target = Target.from_frame(frame, config.device)
+
+    model = None
+    seed = config.seed
+    for attempt in range(1, MAX_SEED_ATTEMPTS + 1):
+        trainer = Trainer(
+            target=target,
+            lmbda=config.lmbda,
+            recipe=recipe,
+            model_factory=lambda _seed: CoolChicModel(model_config, frame.height, frame.width).to(
+                config.device
+            ),
+            seed=seed,
+            progress=progress,
+            start_lr=config.start_lr,
+        )
+        try:
+            model, _ = trainer.run()
+            break
+        except TrainingDiverged as error:
+            if attempt == MAX_SEED_ATTEMPTS:
+                raise EncodingError(f"{error}; gave up after {attempt} seeds") from error
+            message = f"{error}; retrying with seed {seed + 1}"
+            logger.warning("%s", message)
+            progress(
+                ProgressEvent("warning", "train", "retry", 0, recipe.iterations, message=message)
+            )
+            seed += 1
+    assert model is not None
+    trained_s = time.perf_counter() - started
+
+    progress(
+        ProgressEvent(
+            "progress",
+            "bitstream",
+            "quantise",
+            recipe.iterations,
+            recipe.iterations,
+            message="quantising the networks",
+        )
+    )
+    model = model.cpu()
+    cpu_target = Target.from_frame(frame, "cpu")
+    groups = quantize_networks(model, cpu_target, config.lmbda)
+    bitstream, n_clamped = _write_stream(model, groups, frame)
+    quantised_s = time.perf_counter() - started - trained_s
+
+    decode_start = time.perf_counter()
+    decoded = decode(bitstream)
+    decode_s = time.perf_counter() - decode_start
+    encode_s = time.perf_counter() - started
+    bits = 8 * len(bitstream)
+    n_pixels = frame.width * frame.height
+    macs = mac_per_pixel(model_config, frame.height, frame.width)
+    report: dict[str, Any] = {
+        "width": frame.width,
+        "height": frame.height,
+        "format": frame.format,
+        "bit_depth": frame.bit_depth,
+        "recipe": config.recipe,
+        "lmbda": config.lmbda,
+        "seed": seed,
+        "iterations": recipe.iterations,
+        "bits": bits,
+        "bpp": bits / n_pixels,
+        "nn_bits": 8 * _section_bytes(bitstream)[0],
+        "latent_bits": 8 * _section_bytes(bitstream)[1],
+        **frame_metrics(frame, decoded).as_dict(),
+        "encode_seconds": round(encode_s, 3),
+        "train_seconds": round(trained_s, 3),
+        "quantise_seconds": round(quantised_s, 3),
+        "decode_seconds": round(decode_s, 3),
+        "device": config.device,
+        "threads": torch.get_num_threads(),
+        "version": __version__,
+        "mac_per_pixel": round(macs.total, 1),
+        "mac_per_pixel_detail": {
+            "arm": round(macs.arm, 1),
+            "upsampling": round(macs.upsampling, 1),
+            "synthesis": round(macs.synthesis, 1),
+        },
+        "architecture": {
+            "n_grids": model_config.n_grids,
+            "n_ctx_rowcol": model_config.n_ctx_rowcol,
+            "layers_arm": ",".join(str(w) for w in model_config.arm_hidden),
+            "layers_synthesis": model_config.synthesis_text,
+            "upsampling_kernel": model_config.upsampling_kernel,
+            "preconcat_kernel": model_config.preconcat_kernel,
+        },
+        "latents_clamped": n_clamped,
+    }
+    progress(
+        ProgressEvent(
+            "done",
+            "bitstream",
+            "done",
+            recipe.iterations,
+            recipe.iterations,
+            psnr_db=report.get("psnr_yuv", report.get("psnr_rgb")),
+            bpp=report["bpp"],
+        )
+    )
+    return Encoded(bitstream=bitstream, decoded=decoded, report=report)
+
+
+def _section_bytes(bitstream: bytes) -> tuple[int, int]:
+    header, nn_bytes, latent_bytes = unpack_stream(bitstream)
+    del header
+    return len(nn_bytes), len(latent_bytes)
+
+
+def _arm_layers(
+    q_weights: list[np.ndarray], q_biases: list[np.ndarray], weight_exp: int, bias_exp: int
+) -> tuple[list[QuantizedLayer], QuantizedLayer]:
+    layers = [
+        QuantizedLayer(weight, bias, weight_exp, bias_exp)
+        for weight, bias in zip(q_weights, q_biases, strict=True)
+    ]
+    return layers[:-1], layers[-1]
+
+
+def _write_stream(
+    model: CoolChicModel, groups: tuple[QuantizedGroup, ...], frame: Frame
+) -> tuple[bytes, int]:
+    by_key = {(g.module, g.kind): g for g in groups}
+    arm_w, arm_b = by_key[("arm", "weight")], by_key[("arm", "bias")]
+    hidden, output = _arm_layers(
+        list(arm_w.integers), list(arm_b.integers), arm_w.exponent, arm_b.exponent
+    )
+    arm = FixedPointArm.from_quantized(hidden, output)
+    latents = [
+        grid.reshape(grid.shape[-2:]).to(torch.int64).numpy() for grid in model.quantized_latents()
+    ]
+    coded = encode_latents(latents, arm, model.config.n_ctx_rowcol)
+    if coded.n_clamped:
+        logger.warning("%d latent values were outside [-64, 63] and were clamped", coded.n_clamped)
+    q_groups: dict[str, dict[str, list[np.ndarray]]] = {}
+    for group in groups:
+        if group.integers:
+            q_groups.setdefault(group.module, {})[group.kind] = list(group.integers)
+    nn_bytes, orders = encode_quantized(q_groups)
+    source: YuvName | None = frame.source
+    header = StreamHeader(
+        width=frame.width,
+        height=frame.height,
+        frame_format=frame.format,
+        bit_depth=frame.bit_depth,
+        n_grids=model.config.n_grids,
+        n_ctx_rowcol=model.config.n_ctx_rowcol,
+        arm_hidden=tuple(model.config.arm_hidden),
+        upsampling_kernel=model.config.upsampling_kernel,
+        preconcat_kernel=model.config.preconcat_kernel,
+        synthesis=tuple(
+            SynthesisLayerField(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
+            for layer in model.config.synthesis
+        ),
+        nn_coding=tuple(
+            GroupCoding(exp=g.exponent, order=orders.get((g.module, g.kind), 0)) for g in groups
+        ),
+        zero_grids=coded.zero_grids,
+        name=source.name if source else "",
+        fps_text=source.fps_text if source else "",
+    )
+    return pack_stream(header, nn_bytes, coded.data), coded.n_clamped
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """A decoded stream: the frame and the header it was described by."""
+
+    frame: Frame
+    header: StreamHeader
+
+
+def model_config_from_header(header: StreamHeader) -> ModelConfig:
+    """The architecture a header describes."""
+    return ModelConfig(
+        n_grids=header.n_grids,
+        n_ctx_rowcol=header.n_ctx_rowcol,
+        arm_hidden=tuple(header.arm_hidden),
+        synthesis=tuple(
+            LayerSpec(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
+            for layer in header.synthesis
+        ),
+        upsampling_kernel=header.upsampling_kernel,
+        preconcat_kernel=header.preconcat_kernel,
+    )
+
+
+def decode(data: bytes) -> Frame:
+    """Decode a coolchic bitstream into a frame (see :func:`decode_stream`)."""
+    return decode_stream(data).frame
+
+
+def decode_stream(data: bytes) -> Decoded:
+    """Decode a coolchic bitstream.
+
+    Raises:
+        BitstreamError: truncated, corrupted or unsupported stream (never another exception
+            type for bad bytes).
+    """
+    header, nn_bytes, latent_bytes = unpack_stream(data)
+    try:
+        config = model_config_from_header(header)
+    except ValueError as error:
+        raise BitstreamError(f"header describes an invalid architecture: {error}") from None
+    with torch.inference_mode():
+        model = CoolChicModel(config, header.height, header.width).double()
+        shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
+        for module in ("arm", "upsampling", "synthesis"):
+            for kind in ("weight", "bias"):
+                parameters = group_parameters(model, module, kind)
+                if parameters:
+                    shapes.setdefault(module, {})[kind] = [tuple(p.shape) for _, p in parameters]
+        orders = {}
+        exps = {}
+        for (module, kind), coding in zip(
+            [(m, k) for m in ("arm", "upsampling", "synthesis") for k in ("weight", "bias")],
+            header.nn_coding,
+            strict=True,
+        ):
+            orders[(module, kind)] = coding.order
+            exps[(module, kind)] = coding.exp
+        q = decode_quantized(nn_bytes, shapes, orders)
+        try:
+            hidden, output = _arm_layers(
+                q["arm"]["weight"], q["arm"]["bias"], exps[("arm", "weight")], exps[("arm", "bias")]
+            )
+            arm = FixedPointArm.from_quantized(hidden, output)
+        except ValueError as error:
+            raise BitstreamError(f"invalid ARM parameters: {error}") from None
+        latents = decode_latents(
+            latent_bytes,
+            model.grid_shapes,
+            arm,
+            header.n_ctx_rowcol,
+            zero_grids=header.zero_grids or None,
+        )
+        for module in ("upsampling", "synthesis"):
+            for kind, arrays in q.get(module, {}).items():
+                for (_, parameter), array in zip(
+                    group_parameters(model, module, kind), arrays, strict=True
+                ):
+                    values = dequantize(array, exps[(module, kind)]).astype(np.float64)
+                    parameter.copy_(torch.from_numpy(values))
+        grids = [torch.from_numpy(g.astype(np.float64))[None, None] for g in latents]
+        x_hat = model.decode_from_latents(grids)
+        frame = _to_frame(x_hat, header)
+    return Decoded(frame=frame, header=header)
+
+
+def _to_frame(x_hat: torch.Tensor, header: StreamHeader) -> Frame:
+    """Synthesis output ``[1, 3, H, W]`` (float64) → clamped, rounded frame."""
+    peak = float((1 << header.bit_depth) - 1)
+    if header.frame_format == "yuv420":
+        planes = [x_hat[0, 0], *F.avg_pool2d(x_hat[:, 1:3], kernel_size=2)[0]]
+    else:
+        planes = list(x_hat[0])
+    dtype = np.uint8 if header.bit_depth <= 8 else np.uint16
+    integers = tuple(
+        torch.round(plane.clamp(0.0, 1.0) * peak).numpy().astype(dtype) for plane in planes
+    )
+    source = None
+    if header.frame_format != "rgb" and header.name and header.fps_text:
+        try:
+            source = YuvName(
+                header.name,
+                header.width,
+                header.height,
+                header.fps_text,
+                header.frame_format,
+                header.bit_depth,  # type: ignore[arg-type]
+            )
+        except ValueError:
+            source = None
+    return Frame.from_integer_planes(
+        integers,  # type: ignore[arg-type]
+        fmt=header.frame_format,
+        bit_depth=header.bit_depth,
+        source=source,
+    )

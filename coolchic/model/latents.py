@@ -1,0 +1,84 @@
+"""Hierarchical latent grids (codec-spec §1.2).
+
+Grid i (i = 0 … n_grids − 1) has one channel and ``ceil(H / 2^i) x ceil(W / 2^i)`` values:
+grid 0 is at full resolution, each next grid halves both sides (ceil, so a 1x1 grid stays 1x1).
+All grids start at zero; the random ARM and synthesis weights break the symmetry.
+
+The value that is quantised is ``gain * y`` with a fixed gain (16 from Cool-chic v3.0 on). The
+gain is not transmitted: the decoder only sees the integers ``round(gain * y)``; it acts as a
+learning-rate multiplier on the latents.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LatentGrids", "grid_shapes", "n_latents"]
+
+
+def grid_shapes(height: int, width: int, n_grids: int) -> list[tuple[int, int]]:
+    """Sizes ``(ceil(H / 2^i), ceil(W / 2^i))`` of the grids, finest (i = 0) first.
+
+    Raises:
+        ValueError: a non-positive height, width or grid count.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image size: expected height, width >= 1, found {height}x{width}")
+    if n_grids < 1:
+        raise ValueError(f"n_grids: expected >= 1, found {n_grids}")
+    return [(-(-height // (1 << i)), -(-width // (1 << i))) for i in range(n_grids)]
+
+
+def n_latents(height: int, width: int, n_grids: int) -> int:
+    """Total number of latent values over all grids (≈ 1.333 · H · W for 7 grids)."""
+    return sum(h * w for h, w in grid_shapes(height, width, n_grids))
+
+
+class LatentGrids(nn.Module):
+    """One zero-initialised ``nn.Parameter`` of shape ``[1, 1, h_i, w_i]`` per grid.
+
+    Args:
+        height: image height H (luma / RGB), >= 1.
+        width: image width W, >= 1.
+        n_grids: number of grids.
+        gain: fixed positive gain g; :meth:`scaled_flat` returns ``g * y``.
+    """
+
+    def __init__(self, height: int, width: int, n_grids: int, *, gain: float) -> None:
+        super().__init__()
+        self.shapes: tuple[tuple[int, int], ...] = tuple(grid_shapes(height, width, n_grids))
+        self.gain = float(gain)
+        self.grids = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in self.shapes)
+        self.sizes: tuple[int, ...] = tuple(h * w for h, w in self.shapes)
+
+    @property
+    def n_latents(self) -> int:
+        """Total number of latent values (sum of the grid sizes)."""
+        return sum(self.sizes)
+
+    def scaled_flat(self) -> Tensor:
+        """``gain * y`` of all grids, flattened in raster order and concatenated finest first.
+
+        Returns:
+            float32 tensor of shape ``[n_latents]``, differentiable w.r.t. the grids.
+        """
+        return torch.cat([grid.reshape(-1) for grid in self.grids]) * self.gain
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """Views of a ``[n_latents]`` tensor as the grids ``[1, 1, h_i, w_i]``, finest first."""
+        return [
+            part.view(1, 1, h, w)
+            for part, (h, w) in zip(torch.split(flat, self.sizes), self.shapes, strict=True)
+        ]
+
+    def check_latents(self, latents: list[Tensor]) -> None:
+        """Raise ``ValueError`` unless ``latents`` has one ``[1, 1, h_i, w_i]`` tensor per grid."""
+        if len(latents) != len(self.shapes):
+            raise ValueError(f"latents: expected {len(self.shapes)} grids, found {len(latents)}")
+        for index, (latent, (h, w)) in enumerate(zip(latents, self.shapes, strict=True)):
+            if tuple(latent.shape) != (1, 1, h, w):
+                raise ValueError(
+                    f"latents[{index}]: expected shape (1, 1, {h}, {w}), "
+                    f"found {tuple(latent.shape)}"
+                )

@@ -1,0 +1,104 @@
+"""Convolutional synthesis: upsampled latents → image (codec-spec §1.6).
+
+A stack of ``k x k`` convolutions (stride 1, replicate padding ``(k − 1)/2``, bias), one per
+:class:`~coolchic.model.config.LayerSpec`:
+
+* ``linear``: ``y = conv(x)``, PyTorch's default init divided by ``C_out²``, bias 0;
+* ``residual``: ``y = conv(x) + x`` (in == out channels), weight and bias initialised to 0;
+
+then the non-linearity (``relu`` or ``none``), after the residual addition.
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from coolchic.model.config import LayerSpec
+
+__all__ = ["Synthesis"]
+
+
+def _conv(x: Tensor, weight: Tensor, bias: Tensor, kernel: int) -> Tensor:
+    """``k x k`` conv with replicate padding; 1x1 on a single image is one ``addmm``.
+
+    (On CPU, mkldnn's 1x1 convolution and especially its backward are several times slower
+    than the equivalent matrix product.) The result may be channels-last.
+    """
+    batch, channels, height, width = x.shape
+    if kernel == 1 and batch == 1:
+        out = torch.addmm(bias[:, None], weight.flatten(1), x.reshape(channels, height * width))
+        return out.view(1, -1, height, width)
+    pad = (kernel - 1) // 2
+    if pad:
+        x = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    # mkldnn runs few-channel convolutions (and their backward) faster in channels-last.
+    return F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias)
+
+
+class Synthesis(nn.Module):
+    """Conv stack mapping ``[1, in_channels, H, W]`` features to ``[1, C_out, H, W]``.
+
+    Args:
+        in_channels: number of input feature maps (the number of latent grids).
+        layers: the layer specs, first to last; residual layers need in == out channels.
+
+    Raises:
+        ValueError: a residual layer whose input and output widths differ.
+    """
+
+    def __init__(self, in_channels: int, layers: tuple[LayerSpec, ...]) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("synthesis: expected at least one layer, found none")
+        self.in_channels = in_channels
+        self.specs: tuple[LayerSpec, ...] = tuple(layers)
+        self.layers = nn.ModuleList()
+        width = in_channels
+        for index, spec in enumerate(self.specs):
+            # Padding is applied in forward (replicate); the module only holds the weights.
+            conv = nn.Conv2d(width, spec.out_channels, spec.kernel, bias=True)
+            with torch.no_grad():
+                match spec.kind:
+                    case "linear":
+                        conv.weight.div_(spec.out_channels**2)
+                    case "residual":
+                        if spec.out_channels != width:
+                            raise ValueError(
+                                f"synthesis layer {index} ({spec.format()}): expected a residual "
+                                f"layer with out_channels == in_channels == {width}, "
+                                f"found {spec.out_channels}"
+                            )
+                        conv.weight.zero_()
+                    case _:
+                        assert_never(spec.kind)
+                conv.bias.zero_()
+            self.layers.append(conv)
+            width = spec.out_channels
+        self.out_channels = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the layers.
+
+        Args:
+            x: float tensor ``[B, in_channels, H, W]`` (upsampled latents, latent units).
+
+        Returns:
+            float tensor ``[B, C_out, H, W]``, unclamped (image data is expected in [0, 1]).
+        """
+        for spec, conv in zip(self.specs, self.layers, strict=True):
+            # _conv returns a fresh tensor that its backward does not need: update it in place.
+            y = _conv(x, conv.weight, conv.bias, spec.kernel)
+            if spec.kind == "residual":
+                y = y.add_(x)
+            match spec.nonlinearity:
+                case "relu":
+                    x = torch.relu_(y)
+                case "none":
+                    x = y
+                case _:
+                    assert_never(spec.nonlinearity)
+        return x

@@ -1,0 +1,318 @@
+"""Learned upsampling of the latent grids to full resolution (codec-spec §1.5, v3.4 / v5 variant).
+
+Starting from the coarsest grid, each level ``j`` (``j = n_grids − 2 … 0``) turns the stack of
+already-upsampled maps at the resolution of grid ``j + 1`` into maps at the resolution of grid
+``j``, then prepends grid ``j`` itself::
+
+    stack = [grid n−1]
+    for j = n−2 … 0:
+        stack = crop_to(grid j, up2_j(stack))          # every map of the stack, same filter
+        stack = [grid j + preconcat_j(grid j)] + stack  # finest first
+
+The output ``[1, n_grids, H, W]`` has channel k = grid k upsampled k times (channel 0 = grid 0).
+
+``up2_j`` is a stride-2 transposed convolution with a separable, symmetric, even-sized K x K
+kernel ``w ⊗ w`` (K = 8: the 1-D kernel is ``[a, b, c, d, d, c, b, a]``, 4 parameters per level),
+initialised to the bicubic (a = −0.75) kernel, so that it starts as PyTorch's bicubic ×2
+(``align_corners=False``): replicate-pad by K/2, transposed conv, crop ``K − 1 + K/2`` on every
+side (→ exactly ``2h x 2w``). Here it is computed in its polyphase form: each output sample is a
+K/2-tap correlation of the replicate-padded input, with even and odd outputs using the even and
+odd taps of ``w`` (identical result, no wasted work on the padding).
+
+``preconcat_j`` is a residual (``x + conv(x)``) separable symmetric odd-sized conv with zero
+padding, initialised to a centred delta, so it starts as ``2·x`` (as upstream does; the factor is
+absorbed by the synthesis).
+
+Training and decoding both run the filters as two 1-D passes (``unfold`` + one small matmul per
+pass), with exactly K/2 (upsampling) and K_p (pre-concatenation) multiplications per output
+sample and pass; the 2-D ``w ⊗ w`` form is kept as a reference (``separable=False``), equal up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "BICUBIC_HALF_KERNEL",
+    "BILINEAR_HALF_KERNEL",
+    "Polyphase",
+    "Upsampling",
+    "initial_half_kernel",
+    "polyphase",
+    "preconcat_filter",
+    "upsample2x",
+]
+
+#: First half of the 8-tap bicubic (a = −0.75) ×2 kernel, outermost tap first.
+BICUBIC_HALF_KERNEL = (-0.03515625, -0.10546875, 0.26171875, 0.87890625)
+#: First half of the 4-tap bilinear ×2 kernel.
+BILINEAR_HALF_KERNEL = (0.25, 0.75)
+
+
+def initial_half_kernel(kernel: int) -> Tensor:
+    """Initial free taps of the ×2 filter of even size K: bicubic (K ≥ 8) or bilinear (K = 4, 6).
+
+    The half-kernel is zero-padded on its outer side (``[0, …, 0, *init]``).
+
+    Returns:
+        float32 tensor ``[K / 2]``, outermost tap first.
+    """
+    if kernel < 4 or kernel % 2:
+        raise ValueError(f"upsampling kernel: expected an even integer >= 4, found {kernel}")
+    init = BICUBIC_HALF_KERNEL if kernel >= 8 else BILINEAR_HALF_KERNEL
+    half = torch.zeros(kernel // 2)
+    half[kernel // 2 - len(init) :] = torch.tensor(init)
+    return half
+
+
+def _even_full(half: Tensor) -> Tensor:
+    """``[..., K/2]`` → symmetric ``[..., K]`` (``half`` then its mirror)."""
+    return torch.cat([half, half.flip(-1)], dim=-1)
+
+
+def _odd_full_index(kernel: int) -> Tensor:
+    """Positions in the half-kernel ``[(K+1)/2]`` (centre last) of the K taps of the full one."""
+    centre = (kernel - 1) // 2
+    return torch.tensor([j if j <= centre else 2 * centre - j for j in range(kernel)])
+
+
+def _odd_full(half: Tensor) -> Tensor:
+    """``[..., (K+1)/2]`` (centre last) → symmetric ``[..., K]``."""
+    return half[..., _odd_full_index(2 * half.shape[-1] - 1)]
+
+
+@dataclass(frozen=True)
+class Polyphase:
+    """Polyphase form of the replicate-pad / stride-2 transposed conv / crop ×2 step, even K.
+
+    With replicate padding K/2, transposed conv stride 2 and the crop ``K − 1 + K/2``, output
+    ``2q + r`` receives ``x[q − e] · w[2e + r + K/2 − 1]`` for the K/2 values of e whose tap
+    index lies in ``[0, K − 1]``. On the input replicate-padded by ``left`` (low side) and
+    ``right`` (high side), output ``2q + r`` is therefore the correlation
+    ``Σ_j padded[q + starts[r] + j] · w[taps[r][j]]``, ``j = 0 … K/2 − 1``.
+    """
+
+    kernel: int
+    left: int
+    right: int
+    starts: tuple[int, int]
+    taps: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def n_taps(self) -> int:
+        """K/2, the multiplications per output sample of one 1-D pass."""
+        return self.kernel // 2
+
+
+@functools.cache
+def polyphase(kernel: int) -> Polyphase:
+    """The :class:`Polyphase` description of the ×2 step for even ``kernel`` ≥ 2."""
+    if kernel < 2 or kernel % 2:
+        raise ValueError(f"upsampling kernel: expected an even integer >= 2, found {kernel}")
+    half = kernel // 2
+    e_max: list[int] = []
+    taps: list[tuple[int, ...]] = []
+    for r in (0, 1):
+        es = [e for e in range(-kernel, kernel + 1) if 0 <= 2 * e + r + half - 1 <= kernel - 1]
+        # Correlation order: x[q - e_max] first (increasing input index).
+        taps.append(tuple(2 * e + r + half - 1 for e in sorted(es, reverse=True)))
+        e_max.append(max(es))
+    left = max(e_max)
+    starts = (left - e_max[0], left - e_max[1])
+    right = max(start + half for start in starts) - 1 - left
+    return Polyphase(kernel, left, right, starts, (taps[0], taps[1]))
+
+
+def _taps_index(poly: Polyphase) -> Tensor:
+    """``[K/2, 2]`` positions in the half-kernel of the taps of each phase (column r)."""
+    kernel = poly.kernel
+    columns = [[t if t < kernel // 2 else kernel - 1 - t for t in taps] for taps in poly.taps]
+    return torch.tensor(columns).t()
+
+
+def _taps_matrix(half: Tensor, poly: Polyphase) -> Tensor:
+    """``[..., K/2]`` half-kernel(s) → ``[..., K/2, 2]`` phase taps in correlation order."""
+    return half[..., _taps_index(poly)]
+
+
+def _upsample_separable(x: Tensor, taps: Tensor, poly: Polyphase, size: tuple[int, int]) -> Tensor:
+    """Horizontal then vertical polyphase pass, each cropped to ``size``."""
+    return _upsample_height(_upsample_width(x, taps, poly, size[1]), taps, poly, size[0])
+
+
+def _preconcat_separable(x: Tensor, full: Tensor) -> Tensor:
+    """``x + (w ⊗ w) * x`` as two zero-padded 1-D passes; ``full``: ``[K]`` odd kernel."""
+    kernel = full.shape[-1]
+    pad = kernel // 2
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = padded.unfold(-1, kernel, 1) @ full  # [B, 1, h + 2·pad, w]
+    return x + rows.unfold(-2, kernel, 1) @ full
+
+
+def _upsample_width(x: Tensor, taps: Tensor, poly: Polyphase, width: int) -> Tensor:
+    """×2 along the last dim, cropped to ``width`` columns. ``x``: ``[B, 1, h, w]``."""
+    w = x.shape[-1]
+    padded = F.pad(x, (poly.left, poly.right, 0, 0), mode="replicate")
+    phases = padded.unfold(-1, poly.n_taps, 1) @ taps  # [B, 1, h, positions, 2]
+    s0, s1 = poly.starts
+    out = torch.stack([phases[..., s0 : s0 + w, 0], phases[..., s1 : s1 + w, 1]], dim=-1)
+    return out.flatten(-2)[..., :width]
+
+
+def _upsample_height(x: Tensor, taps: Tensor, poly: Polyphase, height: int) -> Tensor:
+    """×2 along dim −2, cropped to ``height`` rows. ``x``: ``[B, 1, h, w]``."""
+    h = x.shape[-2]
+    padded = F.pad(x, (0, 0, poly.left, poly.right), mode="replicate")
+    phases = padded.unfold(-2, poly.n_taps, 1) @ taps  # [B, 1, positions, w, 2]
+    s0, s1 = poly.starts
+    out = torch.stack([phases[..., s0 : s0 + h, :, 0], phases[..., s1 : s1 + h, :, 1]], dim=-2)
+    return out.flatten(-3, -2)[..., :height, :]
+
+
+def upsample2x(
+    x: Tensor,
+    half_kernel: Tensor,
+    *,
+    size: tuple[int, int] | None = None,
+    separable: bool = True,
+) -> Tensor:
+    """One ×2 step of every map of a stack (replicate-pad K/2, transposed conv, crop).
+
+    Args:
+        x: float tensor ``[B, 1, h, w]`` (maps folded into the batch).
+        half_kernel: ``[K/2]`` free taps of the symmetric 1-D filter (outermost first).
+        size: ``(height, width)`` to crop the ``2h x 2w`` result to (each ≤ the doubled size);
+            None keeps ``2h x 2w``.
+        separable: two 1-D polyphase passes, K/2 multiplications per output sample each
+            (training and decoding); False runs one 2-D polyphase convolution with the
+            ``w ⊗ w`` kernel (reference, same result up to float rounding).
+
+    Returns:
+        Tensor ``[B, 1, height, width]``.
+    """
+    h, w = x.shape[-2:]
+    height, width = size if size is not None else (2 * h, 2 * w)
+    if not (0 < height <= 2 * h and 0 < width <= 2 * w):
+        raise ValueError(f"size: expected at most {(2 * h, 2 * w)}, found {(height, width)}")
+    poly = polyphase(2 * half_kernel.shape[-1])
+    if separable:
+        return _upsample_separable(x, _taps_matrix(half_kernel, poly), poly, (height, width))
+    full = _even_full(half_kernel)
+    # 2-D: phase (r_v, r_h) correlates the padded input with taps_{r_v} ⊗ taps_{r_h}, each placed
+    # at its start in a window of length L (zeros elsewhere), then pixel_shuffle interleaves.
+    length = max(poly.starts) + poly.n_taps
+    phases = full.new_zeros(2, length)
+    for r in (0, 1):
+        start = poly.starts[r]
+        phases[r, start : start + poly.n_taps] = full[list(poly.taps[r])]
+    weight = (phases[:, None, :, None] * phases[None, :, None, :]).reshape(4, 1, length, length)
+    pad = (poly.left, length - 1 - poly.left)
+    padded = F.pad(x, (*pad, *pad), mode="replicate")
+    return F.pixel_shuffle(F.conv2d(padded, weight), 2)[..., :height, :width]
+
+
+def preconcat_filter(x: Tensor, half_kernel: Tensor, *, separable: bool = True) -> Tensor:
+    """Residual symmetric filter ``x + (w ⊗ w) * x`` with zero padding ("same" size).
+
+    Args:
+        x: float tensor ``[B, 1, h, w]``.
+        half_kernel: ``[(K+1)/2]`` free taps of the odd symmetric 1-D filter, centre last.
+        separable: two 1-D passes of K multiplications per sample (training and decoding);
+            False uses one 2-D convolution with the ``w ⊗ w`` kernel (reference).
+
+    Returns:
+        Tensor ``[B, 1, h, w]``.
+    """
+    full = _odd_full(half_kernel)
+    if separable:
+        return _preconcat_separable(x, full)
+    return x + F.conv2d(x, torch.outer(full, full)[None, None], padding=full.shape[-1] // 2)
+
+
+class Upsampling(nn.Module):
+    """Per-level learned ×2 upsampling and pre-concatenation filters.
+
+    Args:
+        n_grids: number of latent grids (``n_grids − 1`` levels).
+        kernel: even size K ≥ 4 of the transposed-conv filter (K/2 parameters per level).
+        preconcat_kernel: odd size K_p of the pre-concatenation filter ((K_p + 1)/2 parameters
+            per level); 0 disables it.
+
+    Parameters:
+        transposed_half: ``[n_grids − 1, K/2]``; row j produces grid j's resolution from grid
+            j + 1's, outermost tap first.
+        preconcat_half: ``[n_grids − 1, (K_p + 1)/2]`` (None when disabled); row j filters
+            grid j; the last column is the centre tap.
+    """
+
+    def __init__(self, n_grids: int, *, kernel: int, preconcat_kernel: int) -> None:
+        super().__init__()
+        if n_grids < 1:
+            raise ValueError(f"n_grids: expected >= 1, found {n_grids}")
+        if preconcat_kernel < 0 or (preconcat_kernel and preconcat_kernel % 2 == 0):
+            raise ValueError(
+                f"preconcat_kernel: expected 0 or an odd integer, found {preconcat_kernel}"
+            )
+        self.n_grids = n_grids
+        self.kernel = kernel
+        self.preconcat_kernel = preconcat_kernel
+        n_levels = n_grids - 1
+        self.transposed_half = nn.Parameter(initial_half_kernel(kernel).repeat(n_levels, 1))
+        self.preconcat_half: nn.Parameter | None = None
+        if preconcat_kernel:
+            dirac = torch.zeros(n_levels, (preconcat_kernel + 1) // 2)
+            dirac[:, -1] = 1.0
+            self.preconcat_half = nn.Parameter(dirac)
+        # Gather maps from the free parameters to the filters of all levels (one op each).
+        self._poly = polyphase(kernel)
+        self.register_buffer("_taps_index", _taps_index(self._poly), persistent=False)
+        self.register_buffer(
+            "_preconcat_index", _odd_full_index(max(preconcat_kernel, 1)), persistent=False
+        )
+
+    @property
+    def n_levels(self) -> int:
+        """Number of ×2 steps, ``n_grids − 1``."""
+        return self.n_grids - 1
+
+    def forward(self, grids: list[Tensor], *, separable: bool = True) -> Tensor:
+        """Upsample and stack all grids.
+
+        Args:
+            grids: ``n_grids`` float tensors ``[1, 1, h_i, w_i]``, finest first, with
+                ``h_{i+1} = ceil(h_i / 2)`` (as :func:`coolchic.model.latents.grid_shapes`).
+            separable: 1-D passes (default, training and decoding) or the 2-D ``w ⊗ w``
+                kernels (reference).
+
+        Returns:
+            Tensor ``[1, n_grids, H, W]``; channel k is grid k upsampled k times.
+        """
+        if len(grids) != self.n_grids:
+            raise ValueError(f"grids: expected {self.n_grids} tensors, found {len(grids)}")
+        stack = grids[-1]
+        # Filters of all levels, each built by a single gather from the free parameters.
+        taps = self.transposed_half[:, self._taps_index]  # [n_levels, K/2, 2]
+        preconcat = (
+            None
+            if self.preconcat_half is None
+            else self.preconcat_half[:, self._preconcat_index]  # [n_levels, K_p]
+        )
+        for level in range(self.n_levels - 1, -1, -1):
+            target = grids[level]
+            size = (target.shape[-2], target.shape[-1])
+            if separable:
+                up = _upsample_separable(stack, taps[level], self._poly, size)
+                if preconcat is not None:
+                    target = _preconcat_separable(target, preconcat[level])
+            else:
+                up = upsample2x(stack, self.transposed_half[level], size=size, separable=False)
+                if self.preconcat_half is not None:
+                    target = preconcat_filter(target, self.preconcat_half[level], separable=False)
+            stack = torch.cat([target, up], dim=0)
+        return stack.reshape(1, self.n_grids, *stack.shape[-2:])

@@ -1,0 +1,180 @@
+"""Encoding recipes: the training schedule, from ``instant`` (tests) to ``placebo``.
+
+Each recipe is a warm-up (several random initialisations trained briefly, the best kept at
+each stage) followed by phases. The schedule follows Cool-chic 5.0's intra preset, which
+reached the best published rate-distortion in the fewest iterations (codec-spec §2.5): a long
+phase with a cosine learning rate, soft-rounding whose temperature and Gaussian noise decrease
+linearly, then a short phase on the true integers (``hardround``) where only the networks
+adapt. Budgets are smaller than upstream's because this tool is meant to run on CPUs too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from coolchic.model.coolchic import MODULE_NAMES, ModuleName
+from coolchic.model.quantizer import QuantizerKind
+
+RecipeName = Literal["instant", "faster", "fast", "medium", "slow", "placebo"]
+RECIPE_NAMES: tuple[str, ...] = get_args(RecipeName)
+
+ALL_MODULES: tuple[ModuleName, ...] = MODULE_NAMES
+NETWORKS: tuple[ModuleName, ...] = ("arm", "upsampling", "synthesis")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase.
+
+    The learning rate follows a cosine from ``lr_start`` to ``lr_end`` over ``iterations``;
+    the soft-round temperature and the Gaussian noise σ move linearly between their bounds.
+    With ``patience`` set, the phase stops after that many iterations without a new best
+    validation loss. The best state seen is restored at the end of the phase.
+    """
+
+    name: str
+    iterations: int
+    lr_start: float
+    lr_end: float
+    quantizer: QuantizerKind = "softround"
+    temperature: tuple[float, float] = (0.35, 0.08)
+    noise_sigma: tuple[float, float] = (0.22, 0.15)
+    modules: tuple[ModuleName, ...] = ALL_MODULES
+    patience: int | None = None
+    eval_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ValueError(f"phase {self.name}: iterations must be >= 1, found {self.iterations}")
+        if not (0 < self.lr_end <= self.lr_start):
+            raise ValueError(
+                f"phase {self.name}: expected 0 < lr_end <= lr_start, "
+                f"found {self.lr_end}, {self.lr_start}"
+            )
+        if not self.modules or set(self.modules) - set(ALL_MODULES):
+            raise ValueError(f"phase {self.name}: modules must be among {ALL_MODULES}")
+        if self.eval_every < 1:
+            raise ValueError(f"phase {self.name}: eval_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Stages of (candidates, iterations): all candidates train, the best ones go on."""
+
+    stages: tuple[tuple[int, int], ...]
+    lr: float = 1e-2
+    temperature: float = 0.35
+    noise_sigma: float = 0.22
+
+    def __post_init__(self) -> None:
+        previous = None
+        for candidates, iterations in self.stages:
+            if candidates < 1 or iterations < 1:
+                raise ValueError(f"warm-up stage ({candidates}, {iterations}) must be positive")
+            if previous is not None and candidates > previous:
+                raise ValueError("warm-up stages cannot add candidates")
+            previous = candidates
+
+    @property
+    def iterations(self) -> int:
+        return sum(candidates * iterations for candidates, iterations in self.stages)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    warmup: Warmup
+    phases: tuple[Phase, ...] = field(default_factory=tuple)
+
+    @property
+    def iterations(self) -> int:
+        """Every training iteration of the recipe, warm-up candidates included."""
+        return self.warmup.iterations + sum(phase.iterations for phase in self.phases)
+
+
+def _recipe(
+    name: str,
+    description: str,
+    *,
+    warmup: tuple[tuple[int, int], ...],
+    main: int,
+    final: int,
+    lr: float = 1e-2,
+    eval_every: int = 100,
+) -> Recipe:
+    return Recipe(
+        name=name,
+        description=description,
+        warmup=Warmup(stages=warmup, lr=lr),
+        phases=(
+            Phase(
+                name="main",
+                iterations=main,
+                lr_start=lr,
+                lr_end=1e-5,
+                quantizer="softround",
+                eval_every=eval_every,
+            ),
+            Phase(
+                name="integer",
+                iterations=final,
+                lr_start=1e-4,
+                lr_end=1e-6,
+                quantizer="hardround",
+                modules=NETWORKS,
+                eval_every=max(1, min(eval_every, final // 4 or 1)),
+            ),
+        ),
+    )
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        _recipe(
+            "instant",
+            "a few seconds on a tiny image: a smoke test, not a real encode",
+            warmup=((2, 10),),
+            main=60,
+            final=10,
+            eval_every=20,
+        ),
+        _recipe("faster", "quick look", warmup=((3, 50), (2, 50)), main=1200, final=100),
+        _recipe(
+            "fast",
+            "good quality for a small budget",
+            warmup=((5, 100), (2, 100)),
+            main=2800,
+            final=300,
+        ),
+        _recipe("medium", "the default", warmup=((5, 200), (2, 200)), main=7000, final=500),
+        _recipe(
+            "slow",
+            "close to the best this architecture does",
+            warmup=((5, 400), (2, 400)),
+            main=16000,
+            final=1000,
+        ),
+        _recipe(
+            "placebo",
+            "diminishing returns",
+            warmup=((8, 400), (4, 400), (2, 400)),
+            main=40000,
+            final=1500,
+        ),
+    )
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``.
+
+    Raises:
+        ValueError: unknown name (lists the known ones).
+    """
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(RECIPES)}") from None

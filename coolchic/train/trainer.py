@@ -1,0 +1,282 @@
+"""The overfitting loop: warm-up among candidates, scheduled phases, patience, recovery.
+
+Every ``eval_every`` iterations the model is evaluated as the decoder will see it (true
+rounding of the latents, output clamped and rounded to the bit depth); the best state is kept
+and restored at the end of each phase. A non-finite loss restores the best state and halves the
+learning rate; after :data:`MAX_RECOVERIES` of those the run raises :class:`TrainingDiverged`
+so that the caller can start again with another seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from coolchic.errors import EncodingError
+from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
+from coolchic.model.quantizer import INFERENCE, QuantizerSettings
+from coolchic.train.loss import Target, decoded_output, distortion, psnr_db
+from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
+from coolchic.train.recipes import Phase, Recipe
+
+logger = logging.getLogger(__name__)
+
+MAX_RECOVERIES = 3
+GRADIENT_CLIP_NORM = 0.1
+
+ModelFactory = Callable[[int], CoolChicModel]
+
+
+class TrainingDiverged(EncodingError):
+    """The loss stayed non-finite after every recovery attempt."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The model as the decoder sees it: true integers, rounded output."""
+
+    loss: float
+    mse: float
+    bpp: float
+
+    @property
+    def psnr_db(self) -> float:
+        return psnr_db(self.mse)
+
+
+@torch.no_grad()
+def evaluate(model: CoolChicModel, target: Target, lmbda: float) -> Evaluation:
+    """Rate-distortion cost of the model with rounded latents and a rounded output."""
+    output = model(quantizer=INFERENCE)
+    reconstruction = decoded_output(output.x_hat, target.format, target.bit_depth)
+    mse = float(distortion(reconstruction, target))
+    bpp = float(output.rate_bits) / target.n_pixels
+    return Evaluation(loss=mse + lmbda * bpp, mse=mse, bpp=bpp)
+
+
+def _snapshot(model: nn.Module) -> dict[str, Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def _cosine(start: float, end: float, fraction: float) -> float:
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * min(1.0, fraction)))
+
+
+def _linear(bounds: tuple[float, float], fraction: float) -> float:
+    return bounds[0] + (bounds[1] - bounds[0]) * min(1.0, fraction)
+
+
+@dataclass
+class _Candidate:
+    model: CoolChicModel
+    best_state: dict[str, Tensor]
+    best: Evaluation
+
+
+class Trainer:
+    """Runs one recipe on one target.
+
+    Args:
+        target: the image.
+        lmbda: λ of ``loss = MSE + λ · bpp``.
+        recipe: the schedule.
+        model_factory: builds a freshly initialised model from a seed.
+        seed: base seed; candidate k of the warm-up uses ``seed * 1000 + k``.
+        progress: receives :class:`ProgressEvent` at validation points.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: Target,
+        lmbda: float,
+        recipe: Recipe,
+        model_factory: ModelFactory,
+        seed: int = 0,
+        progress: ProgressCallback = ignore_progress,
+        start_lr: float | None = None,
+    ) -> None:
+        if not (lmbda > 0 and math.isfinite(lmbda)):
+            raise ValueError(f"lmbda must be a finite number > 0, found {lmbda}")
+        self.target = target
+        self.lmbda = lmbda
+        self.recipe = recipe
+        self.model_factory = model_factory
+        self.seed = seed
+        self.progress = progress
+        self.lr_scale = 1.0 if start_lr is None else start_lr / recipe.warmup.lr
+        self.generator = torch.Generator(device=target.full.device).manual_seed(seed)
+        self.iterations_done = 0
+        self.recoveries = 0
+        self._clock_start = time.perf_counter()
+        self._last_event = (self._clock_start, 0)
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> tuple[CoolChicModel, Evaluation]:
+        """Train and return the best model found with its evaluation."""
+        self._emit("start", "warmup", "candidates")
+        candidate = self._warmup()
+        for phase in self.recipe.phases:
+            self._train_phase(candidate, phase, stage="train")
+            self._emit("phase_end", "train", phase.name, candidate.best)
+        candidate.model.load_state_dict(candidate.best_state)
+        return candidate.model, candidate.best
+
+    # ----------------------------------------------------------------- warm-up
+    def _warmup(self) -> _Candidate:
+        warmup = self.recipe.warmup
+        phase = Phase(
+            name="warmup",
+            iterations=1,
+            lr_start=warmup.lr,
+            lr_end=warmup.lr,
+            temperature=(warmup.temperature, warmup.temperature),
+            noise_sigma=(warmup.noise_sigma, warmup.noise_sigma),
+        )
+        n_first = warmup.stages[0][0]
+        candidates = [self._new_candidate(self.seed * 1000 + k) for k in range(n_first)]
+        for stage_index, (n_keep, iterations) in enumerate(warmup.stages):
+            candidates = sorted(candidates, key=lambda c: c.best.loss)[:n_keep]
+            stage_phase = Phase(
+                name=f"warmup{stage_index + 1}",
+                iterations=iterations,
+                lr_start=phase.lr_start,
+                lr_end=phase.lr_end,
+                temperature=phase.temperature,
+                noise_sigma=phase.noise_sigma,
+                eval_every=iterations,
+            )
+            for candidate in candidates:
+                self._train_phase(candidate, stage_phase, stage="warmup")
+        best = min(candidates, key=lambda c: c.best.loss)
+        best.model.load_state_dict(best.best_state)
+        return best
+
+    def _new_candidate(self, seed: int) -> _Candidate:
+        torch.manual_seed(seed)
+        model = self.model_factory(seed)
+        evaluation = evaluate(model, self.target, self.lmbda)
+        return _Candidate(model=model, best_state=_snapshot(model), best=evaluation)
+
+    # ------------------------------------------------------------------ phases
+    def _train_phase(self, candidate: _Candidate, phase: Phase, *, stage: str) -> None:
+        model = candidate.model
+        trained = set(phase.modules)
+        groups = model.param_groups()
+        for name in MODULE_NAMES:
+            for parameter in groups[name]:
+                parameter.requires_grad_(name in trained)
+        networks = [p for name in trained if name != "latents" for p in groups[name]]
+        parameters = [p for name in MODULE_NAMES if name in trained for p in groups[name]]
+        optimizer = torch.optim.Adam(parameters, lr=phase.lr_start * self.lr_scale)
+        since_best = 0
+        iteration = 0
+        try:
+            while iteration < phase.iterations:
+                fraction = iteration / phase.iterations
+                learning_rate = _cosine(phase.lr_start, phase.lr_end, fraction) * self.lr_scale
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate
+                quantizer = self._quantizer(phase, fraction)
+                optimizer.zero_grad(set_to_none=True)
+                output = model(quantizer=quantizer, generator=self.generator)
+                loss = distortion(output.x_hat, self.target) + self.lmbda * (
+                    output.rate_bits / self.target.n_pixels
+                )
+                loss.backward()
+                if networks:
+                    torch.nn.utils.clip_grad_norm_(networks, GRADIENT_CLIP_NORM)
+                optimizer.step()
+                iteration += 1
+                self.iterations_done += 1
+                since_best += 1
+                if iteration % phase.eval_every and iteration != phase.iterations:
+                    continue
+                evaluation = evaluate(model, self.target, self.lmbda)
+                if not (math.isfinite(evaluation.loss) and math.isfinite(float(loss.detach()))):
+                    self._recover(candidate, stage, phase)
+                    optimizer = torch.optim.Adam(parameters, lr=learning_rate * 0.5)
+                    continue
+                if evaluation.loss < candidate.best.loss:
+                    candidate.best = evaluation
+                    candidate.best_state = _snapshot(model)
+                    since_best = 0
+                self._emit("progress", stage, phase.name, evaluation, learning_rate)
+                if phase.patience is not None and since_best > phase.patience:
+                    logger.debug("phase %s stopped by patience at %d", phase.name, iteration)
+                    self.iterations_done += phase.iterations - iteration
+                    break
+        finally:
+            for parameter in model.parameters():
+                parameter.requires_grad_(True)
+        model.load_state_dict(candidate.best_state)
+
+    def _quantizer(self, phase: Phase, fraction: float) -> QuantizerSettings:
+        if phase.quantizer in ("softround", "noise", "ste"):
+            return QuantizerSettings(
+                kind=phase.quantizer,
+                temperature=_linear(phase.temperature, fraction),
+                noise="gaussian",
+                noise_parameter=_linear(phase.noise_sigma, fraction),
+            )
+        return QuantizerSettings(kind=phase.quantizer)
+
+    def _recover(self, candidate: _Candidate, stage: str, phase: Phase) -> None:
+        self.recoveries += 1
+        if self.recoveries > MAX_RECOVERIES:
+            raise TrainingDiverged(
+                f"training diverged (non-finite loss) {self.recoveries} times in phase "
+                f"{phase.name}, even after restoring the best state and lowering the "
+                "learning rate"
+            )
+        candidate.model.load_state_dict(candidate.best_state)
+        self.lr_scale *= 0.5
+        message = (
+            f"non-finite loss in {phase.name}: best state restored, learning rate halved "
+            f"(recovery {self.recoveries}/{MAX_RECOVERIES})"
+        )
+        logger.warning("%s", message)
+        self._emit("warning", stage, phase.name, message=message)
+
+    # ---------------------------------------------------------------- progress
+    def _emit(
+        self,
+        kind: str,
+        stage: str,
+        phase: str,
+        evaluation: Evaluation | None = None,
+        learning_rate: float | None = None,
+        *,
+        message: str = "",
+    ) -> None:
+        now = time.perf_counter()
+        last_time, last_iterations = self._last_event
+        rate = None
+        if now > last_time and self.iterations_done > last_iterations:
+            rate = (self.iterations_done - last_iterations) / (now - last_time)
+        elapsed = now - self._clock_start
+        overall = self.iterations_done / elapsed if elapsed > 0 and self.iterations_done else None
+        remaining = max(0, self.recipe.iterations - self.iterations_done)
+        self._last_event = (now, self.iterations_done)
+        self.progress(
+            ProgressEvent(
+                kind=kind,  # type: ignore[arg-type]
+                stage=stage,
+                phase=phase,
+                iteration=self.iterations_done,
+                total_iterations=self.recipe.iterations,
+                loss=evaluation.loss if evaluation else None,
+                psnr_db=evaluation.psnr_db if evaluation else None,
+                bpp=evaluation.bpp if evaluation else None,
+                learning_rate=learning_rate,
+                iterations_per_s=rate,
+                eta_s=remaining / overall if overall else None,
+                message=message,
+            )
+        )

@@ -1,0 +1,243 @@
+"""Latent range coding: schedule validity, identity, reference contexts, determinism."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import constriction
+import numpy as np
+import pytest
+
+from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
+from coolchic.bitstream.fixed_point import FixedPointArm, mu_scale_table
+from coolchic.bitstream.latents import (
+    EncodedLatents,
+    context_offsets,
+    decode_latents,
+    encode_latents,
+    wavefront_order,
+)
+from coolchic.errors import BitstreamError, LimitExceeded
+
+
+def random_arm(
+    n_ctx_rowcol: int, seed: int = 0, hidden: tuple[int, ...] = (16, 16)
+) -> FixedPointArm:
+    rng = np.random.default_rng(seed)
+    width = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1)
+    layers = []
+    for out in hidden:
+        layers.append(
+            (
+                np.round(rng.normal(0, 0.1, (out, width)) * 256).astype(np.int64),
+                np.round(rng.normal(0, 0.1, out) * 256).astype(np.int64),
+                8,
+                8,
+            )
+        )
+        width = out
+    output = (
+        np.round(rng.normal(0, 0.2, (2, width)) * 256).astype(np.int64),
+        np.array([0, 4 * 256 + 100]),
+        8,
+        8,
+    )
+    return FixedPointArm.from_quantized(layers, output)
+
+
+def random_grids(shapes: list[tuple[int, int]], seed: int, scale: float = 2.0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.round(rng.laplace(0, scale, shape)).astype(np.int64) for shape in shapes]
+
+
+def round_trip(grids: list[np.ndarray], arm: FixedPointArm, n: int) -> EncodedLatents:
+    encoded = encode_latents(grids, arm, n)
+    decoded = decode_latents(
+        encoded.data, [g.shape for g in grids], arm, n, zero_grids=encoded.zero_grids
+    )
+    for sent, back in zip(encoded.grids, decoded, strict=True):
+        assert back.dtype == np.int64 and np.array_equal(sent, back)
+    return encoded
+
+
+def test_context_offsets_are_the_causal_half_window() -> None:
+    offsets = context_offsets(3)
+    assert len(offsets) == 24 and len(context_offsets(2)) == 12 and len(context_offsets(1)) == 4
+    assert offsets[0] == (-3, -3) and offsets[6] == (-3, 3) and offsets[-1] == (0, -1)
+    assert list(offsets) == sorted(offsets)  # raster order of the window
+    assert all(dy < 0 or (dy == 0 and dx < 0) for dy, dx in offsets)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (7, 9), (64, 48), (0, 4)])
+def test_wavefront_decodes_every_context_first(shape: tuple[int, int], n: int) -> None:
+    h, w = shape
+    steps = wavefront_order(h, w, n)
+    order = np.concatenate(steps) if steps else np.zeros(0, np.int64)
+    assert sorted(order.tolist()) == list(range(h * w))  # a permutation
+    step_of = np.empty(h * w, np.int64)
+    for index, positions in enumerate(steps):
+        assert positions.size and np.all(np.diff(positions) > 0)  # row-major inside a step
+        step_of[positions] = index
+    for position in range(h * w):
+        y, x = divmod(position, w)
+        for dy, dx in context_offsets(n):
+            if 0 <= y + dy < h and 0 <= x + dx < w:
+                assert step_of[(y + dy) * w + x + dx] < step_of[position]
+    if w <= n + 1:  # narrow grids: plain raster order, one position per step
+        assert order.tolist() == list(range(h * w)) and all(s.size == 1 for s in steps)
+    if h * w and w >= n + 1:  # no empty step: W + (H - 1)(N + 1) steps
+        assert len(steps) == w + (h - 1) * (n + 1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_random_latents_round_trip(n: int) -> None:
+    shapes = [(33, 47), (17, 24), (9, 12), (5, 6), (3, 3), (2, 2), (1, 1)]
+    arm = random_arm(n, seed=n)
+    encoded = round_trip(random_grids(shapes, seed=n), arm, n)
+    assert encoded.n_clamped == 0 and len(encoded.data) % 4 == 0
+    assert len(encoded.data) < sum(h * w for h, w in shapes)  # well under 8 bits per latent
+
+
+def test_out_of_range_values_are_clamped_and_reported() -> None:
+    grids = random_grids([(12, 10), (6, 5)], seed=3, scale=30.0)
+    grids[0][0, 0], grids[0][1, 1], grids[1][2, 2] = 1000, -65, 64
+    expected = sum(int(np.count_nonzero((g < LATENT_MIN) | (g > LATENT_MAX))) for g in grids)
+    encoded = round_trip(grids, random_arm(3), 3)
+    assert encoded.n_clamped == expected >= 3
+    assert (
+        encoded.grids[0][0, 0] == 63
+        and encoded.grids[0][1, 1] == -64
+        and encoded.grids[1][2, 2] == 63
+    )
+    assert all(g.min() >= LATENT_MIN and g.max() <= LATENT_MAX for g in encoded.grids)
+
+
+def test_zero_empty_and_tiny_grids() -> None:
+    arm = random_arm(2)
+    grids = [
+        np.zeros((8, 8), np.int64),
+        np.ones((4, 4), np.int64),
+        np.zeros((2, 2), np.int64),
+        np.full((1, 1), -5),
+    ]
+    encoded = round_trip(grids, arm, 2)
+    assert encoded.zero_grids == (True, False, True, False)
+    all_zero = round_trip([np.zeros((5, 7), np.int64), np.zeros((3, 4), np.int64)], arm, 2)
+    assert all_zero.data == b"" and all_zero.zero_grids == (True, True)
+    assert decode_latents(b"", [(5, 7)], arm, 2, zero_grids=[True])[0].shape == (5, 7)
+    single = round_trip([np.full((1, 1), 17)], arm, 2)
+    assert single.zero_grids == (False,)
+    assert round_trip([np.zeros((0, 3), np.int64)], arm, 2).data == b""
+    assert round_trip([], arm, 2).data == b""
+
+
+def _reference_encode(grids: list[np.ndarray], arm: FixedPointArm, n: int) -> bytes:
+    """Naive coder: contexts gathered one position at a time, coarsest grid first within a step."""
+    mu_table, scale_table = mu_scale_table()
+    model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
+    encoder = constriction.stream.queue.RangeEncoder()
+    schedule = []
+    for index, grid in enumerate(grids):
+        h, w = grid.shape
+        for y in range(h):
+            for x in range(w):
+                schedule.append((x + y * (n + 1), -index, y, x, index))
+    for _, _, y, x, index in sorted(schedule):
+        grid = grids[index]
+        h, w = grid.shape
+        context = [
+            grid[y + dy, x + dx] if 0 <= y + dy < h and 0 <= x + dx < w else 0
+            for dy, dx in context_offsets(n)
+        ]
+        mu_index, scale_index = arm(np.array([context], np.int64))
+        encoder.encode(
+            np.array([grid[y, x]], np.int32), model, mu_table[mu_index], scale_table[scale_index]
+        )
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_stream_matches_a_naive_reference_coder(n: int) -> None:
+    grids = random_grids([(9, 11), (5, 6), (3, 3)], seed=7)
+    arm = random_arm(n, seed=11)
+    assert encode_latents(grids, arm, n).data == _reference_encode(grids, arm, n)
+
+
+_CHILD = """
+import sys
+import numpy as np
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[1])
+from test_bitstream_latents import random_arm
+from coolchic.bitstream.latents import decode_latents
+payload = np.load(sys.argv[2])
+shapes = [tuple(s) for s in payload["shapes"]]
+grids = decode_latents(payload["data"].tobytes(), shapes, random_arm(3, seed=5), 3)
+np.savez(sys.argv[3], *grids)
+"""
+
+
+def test_decoding_in_a_fresh_process_with_other_thread_counts(tmp_path: Path) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    shapes = [(40, 56), (20, 28), (10, 14)]
+    grids = random_grids(shapes, seed=9)
+    encoded = encode_latents(grids, random_arm(3, seed=5), 3)
+    np.savez(
+        tmp_path / "in.npz", data=np.frombuffer(encoded.data, np.uint8), shapes=np.array(shapes)
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(Path(__file__).parent),
+            str(tmp_path / "in.npz"),
+            str(tmp_path / "out.npz"),
+        ],
+        check=True,
+        env=env,
+        timeout=120,
+    )
+    out = np.load(tmp_path / "out.npz")
+    for index, grid in enumerate(encoded.grids):
+        assert np.array_equal(out[f"arr_{index}"], grid)
+
+
+def test_corrupt_or_hostile_sections() -> None:
+    arm = random_arm(3)
+    shapes = [(16, 16), (8, 8)]
+    encoded = encode_latents(random_grids(shapes, seed=1), arm, 3)
+    with pytest.raises(BitstreamError, match="multiple of 4"):
+        decode_latents(encoded.data[:-1], shapes, arm, 3)
+    with pytest.raises(LimitExceeded):
+        decode_latents(bytes(4 * 1000), shapes, arm, 3)
+    with pytest.raises(ValueError, match="contexts"):
+        decode_latents(encoded.data, shapes, random_arm(2), 3)
+    rng = np.random.default_rng(0)
+    for length in (0, 4, 8, len(encoded.data)):
+        for _ in range(20):
+            data = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
+            start = time.perf_counter()
+            try:
+                grids = decode_latents(data, shapes, arm, 3)
+            except BitstreamError:
+                continue
+            assert [g.shape for g in grids] == shapes
+            assert all(g.min() >= LATENT_MIN and g.max() <= LATENT_MAX for g in grids)
+            assert time.perf_counter() - start < 1.0
+
+
+def test_refuses_float_latents() -> None:
+    with pytest.raises(TypeError, match="integer"):
+        encode_latents([np.zeros((3, 3))], random_arm(1), 1)
+    with pytest.raises(ValueError, match="2-D"):
+        encode_latents([np.zeros(3, np.int64)], random_arm(1), 1)

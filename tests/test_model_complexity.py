@@ -1,0 +1,53 @@
+"""MAC per pixel and parameter counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from coolchic.model.complexity import mac_per_pixel, parameter_counts
+from coolchic.model.config import ModelConfig, parse_synthesis
+from coolchic.model.coolchic import CoolChicModel
+
+
+def test_default_config_lands_near_2200_mac_per_pixel() -> None:
+    macs = mac_per_pixel(ModelConfig(), 512, 768)
+    assert 2100 <= macs.total <= 2300
+    # ARM: (24·24 + 24·24 + 24·2) MAC per latent × ≈ 4/3 latents per pixel.
+    assert macs.arm == pytest.approx(1200 * 4 / 3, rel=1e-3)
+    # Synthesis: 7·40 + 40·3 + 3·3·9 + 3·3·9.
+    assert macs.synthesis == 562
+    # Upsampling: ≈ 6·(4·½ + 4) on the last level, and so on, plus 2·7 per pixel of each grid.
+    assert 55 <= macs.upsampling <= 75
+    assert macs.total == pytest.approx(macs.arm + macs.upsampling + macs.synthesis)
+
+
+def test_mac_per_pixel_scales_sensibly() -> None:
+    config = ModelConfig()
+    small = mac_per_pixel(config, 128, 192)
+    large = mac_per_pixel(config, 1080, 1920)
+    assert large.total == pytest.approx(small.total, rel=0.01)
+    fewer_contexts = mac_per_pixel(
+        dataclasses.replace(config, n_ctx_rowcol=2, arm_hidden=(12, 12)), 512, 768
+    )
+    assert fewer_contexts.arm == pytest.approx((12 * 12 * 2 + 12 * 2) * 4 / 3, rel=1e-3)
+    wider = dataclasses.replace(
+        config, synthesis=parse_synthesis("64-1-linear-relu,3-1-linear-relu,3-3-residual-none")
+    )
+    assert mac_per_pixel(wider, 512, 768).synthesis == 7 * 64 + 64 * 3 + 81
+    no_preconcat = mac_per_pixel(dataclasses.replace(config, preconcat_kernel=0), 512, 768)
+    assert no_preconcat.upsampling < small.upsampling
+    # Tiny images pay for the padding of the coarse grids (every grid is 1x1).
+    assert mac_per_pixel(config, 1, 1).arm == 7 * 1200
+
+
+def test_parameter_counts_match_the_model() -> None:
+    config = ModelConfig()
+    counts = parameter_counts(config, 34, 66)
+    model = CoolChicModel(config, 34, 66)
+    for name, params in model.param_groups().items():
+        assert getattr(counts, name) == sum(p.numel() for p in params), name
+    assert counts.arm == 24 * 25 * 2 + 24 * 2 + 2
+    assert counts.upsampling == 6 * (4 + 4)
+    assert counts.networks == counts.arm + counts.upsampling + counts.synthesis
