@@ -106,18 +106,21 @@ def encode(
 
     from coolchic.jobs import EncodeSettings, encode_file
 
-    settings = EncodeSettings(
-        recipe=recipe,
-        lmbda=lmbda,
-        start_lr=start_lr,
-        layers_synthesis=layers_synthesis,
-        layers_arm=layers_arm,
-        n_ctx_rowcol=n_ctx_rowcol,
-        latent_n_grids=latent_n_grids,
-        seed=seed,
-        device=app.device,
-        threads=app.threads,
-    )
+    try:
+        settings = EncodeSettings(
+            recipe=recipe,
+            lmbda=lmbda,
+            start_lr=start_lr,
+            layers_synthesis=layers_synthesis,
+            layers_arm=layers_arm,
+            n_ctx_rowcol=n_ctx_rowcol,
+            latent_n_grids=latent_n_grids,
+            seed=seed,
+            device=app.device,
+            threads=app.threads,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     from coolchic.cli.progress import ProgressDisplay
 
     with ProgressDisplay(source.name, quiet=app.verbosity < 0) as display:

@@ -23,12 +23,14 @@ def info(file: Path, as_json: bool) -> None:
     from coolchic.errors import InputError
     from coolchic.io import is_png_path, is_yuv_path
 
-    if is_yuv_path(file):
+    if file.suffix.lower() == ".cool":
+        description = _describe_stream(file)
+    elif is_yuv_path(file):
         description = _describe_yuv(file)
     elif is_png_path(file):
         description = _describe_png(file)
     else:
-        raise InputError(f"{file}: unsupported file type, expected .yuv or .png")
+        raise InputError(f"{file}: unsupported file type, expected .cool, .yuv or .png")
     for warning in description.get("warnings", []):
         logger.warning("%s", warning)
     if as_json:
@@ -95,7 +97,102 @@ def _describe_png(path: Path) -> dict[str, Any]:
     }
 
 
+def _describe_stream(path: Path) -> dict[str, Any]:
+    from coolchic.bitstream.constants import NN_GROUPS
+    from coolchic.bitstream.header import read_header, unpack_stream
+    from coolchic.codec import model_config_from_header
+    from coolchic.errors import BitstreamError, InputError
+    from coolchic.model.complexity import mac_per_pixel
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    header, header_bytes = read_header(data)
+    unpack_stream(data)
+    try:
+        config = model_config_from_header(header)
+    except ValueError as error:
+        raise BitstreamError(f"{path}: header describes an invalid architecture: {error}") from None
+    macs = mac_per_pixel(config, header.height, header.width)
+    n_pixels = header.width * header.height
+    return {
+        "path": str(path),
+        "type": "coolchic",
+        "format_version": header.format_version,
+        "name": header.name,
+        "fps_text": header.fps_text,
+        "width": header.width,
+        "height": header.height,
+        "format": header.frame_format,
+        "bit_depth": header.bit_depth,
+        "file_bytes": len(data),
+        "header_bytes": header_bytes,
+        "nn_bytes": header.nn_bytes,
+        "latent_bytes": header.latent_bytes,
+        "bits": 8 * len(data),
+        "bpp": 8 * len(data) / n_pixels,
+        "mac_per_pixel": round(macs.total, 1),
+        "mac_per_pixel_detail": {
+            "arm": round(macs.arm, 1),
+            "upsampling": round(macs.upsampling, 1),
+            "synthesis": round(macs.synthesis, 1),
+        },
+        "architecture": {
+            "n_grids": header.n_grids,
+            "n_ctx_rowcol": header.n_ctx_rowcol,
+            "layers_arm": ",".join(str(w) for w in header.arm_hidden),
+            "layers_synthesis": config.synthesis_text,
+            "upsampling_kernel": header.upsampling_kernel,
+            "preconcat_kernel": header.preconcat_kernel,
+            "zero_grids": [i for i, zero in enumerate(header.zero_grid_flags) if zero],
+        },
+        "quantisation": {
+            f"{module}_{kind}": {"step": f"2^-{coding.exp}", "expgolomb_order": coding.order}
+            for (module, kind), coding in zip(NN_GROUPS, header.nn_coding, strict=True)
+        },
+        "warnings": [],
+    }
+
+
+def _render_stream(description: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("file", description["path"]),
+        ("format version", str(description["format_version"])),
+        ("source name", description["name"] or "(none)"),
+        ("size", f"{description['width']}x{description['height']}"),
+        ("format", f"{description['format']} {description['bit_depth']}-bit"),
+        (
+            "sections",
+            f"header {description['header_bytes']} B, networks {description['nn_bytes']} B, "
+            f"latents {description['latent_bytes']} B",
+        ),
+        ("rate", f"{description['bits']} bits, {description['bpp']:.4f} bpp"),
+        (
+            "decoder MAC/pixel",
+            f"{description['mac_per_pixel']:.0f} ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in description["mac_per_pixel_detail"].items())
+            + ")",
+        ),
+    ]
+    for key, value in description["architecture"].items():
+        rows.append((key.replace("_", " "), str(value)))
+    for key, value in description["quantisation"].items():
+        rows.append((key, f"step {value['step']}, exp-Golomb order {value['expgolomb_order']}"))
+    for label, value in rows:
+        table.add_row(label, value)
+    stdout_console().print(table)
+
+
 def _render(description: dict[str, Any]) -> None:
+    if description.get("type") == "coolchic":
+        _render_stream(description)
+        return
     from rich.table import Table
 
     fields = Table(show_header=False, box=None, pad_edge=False)
