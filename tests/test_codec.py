@@ -254,3 +254,36 @@ def test_non_finite_loss_restores_and_retries(inputs: dict[str, Path]) -> None:
     with pytest.raises(TrainingDiverged):
         broken.run()
     assert issubclass(TrainingDiverged, EncodingError)
+
+
+def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Same seed and thread count in two fresh processes (different hash seeds): same bytes."""
+    import os
+
+    streams = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"seed{hash_seed}.cool"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "coolchic",
+                "--threads",
+                "1",
+                "encode",
+                str(inputs["yuv8"]),
+                "-o",
+                str(out),
+                "--recipe",
+                "instant",
+                "--seed",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert result.returncode == 0, result.stderr
+        streams.append(out.read_bytes())
+    assert streams[0] == streams[1]

@@ -167,13 +167,15 @@ class Trainer:
     # ------------------------------------------------------------------ phases
     def _train_phase(self, candidate: _Candidate, phase: Phase, *, stage: str) -> None:
         model = candidate.model
-        trained = set(phase.modules)
+        # A tuple in MODULE_NAMES order, never a set: the parameter order reaches the optimiser
+        # and the gradient clipping, and set order changes with each process's hash seed.
+        trained = tuple(name for name in MODULE_NAMES if name in phase.modules)
         groups = model.param_groups()
         for name in MODULE_NAMES:
             for parameter in groups[name]:
                 parameter.requires_grad_(name in trained)
         networks = [p for name in trained if name != "latents" for p in groups[name]]
-        parameters = [p for name in MODULE_NAMES if name in trained for p in groups[name]]
+        parameters = [p for name in trained for p in groups[name]]
         optimizer = torch.optim.Adam(parameters, lr=phase.lr_start * self.lr_scale)
         since_best = 0
         iteration = 0
