@@ -12,6 +12,7 @@ the output does not depend on the thread count or the BLAS kernels picked.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
 from coolchic.io.naming import YuvName
 from coolchic.model.complexity import mac_per_pixel
-from coolchic.model.config import LayerSpec, ModelConfig
+from coolchic.model.config import LayerSpec, ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.train.loss import Target
 from coolchic.train.nn_quantization import QuantizedGroup, group_parameters, quantize_networks
@@ -86,10 +87,38 @@ class Encoded:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def default_model_config(frame: Frame) -> ModelConfig:
-    """The architecture used when none is given (the v2-sized default decoder)."""
-    del frame
-    return ModelConfig()
+#: Up to this many pixels an image gets the small decoder (see :func:`default_model_config`).
+SMALL_IMAGE_PIXELS = 250_000
+
+#: The small decoder: 12 causal contexts, one hidden ARM layer of 8, a 1x1 synthesis 7→8→3.
+SMALL_DECODER = ModelConfig(
+    n_ctx_rowcol=2,
+    arm_hidden=(8,),
+    synthesis=parse_synthesis("8-1-linear-relu,3-1-linear-none"),
+)
+
+
+def latent_gain_for(lmbda: float) -> float:
+    """Cool-chic 5.0's latent gain: larger at high rates, where finer latents pay off."""
+    if lmbda < 2e-4:
+        return 24.0
+    if lmbda < 5e-4:
+        return 20.0
+    return 16.0
+
+
+def default_model_config(frame: Frame, lmbda: float = DEFAULT_LMBDA) -> ModelConfig:
+    """The architecture used when none is given.
+
+    The network parameters are sent once per image, so their cost is spread over its pixels:
+    on a 192x128 image the v2-sized decoder (≈1,900 parameters, ≈2,200 MAC/pixel) costs about
+    0.43 bpp in parameters alone, more than its latents. Images up to
+    :data:`SMALL_IMAGE_PIXELS` therefore get :data:`SMALL_DECODER` (≈260 parameters, ≈290
+    MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md); larger images get
+    the v2-sized default.
+    """
+    base = SMALL_DECODER if frame.width * frame.height <= SMALL_IMAGE_PIXELS else ModelConfig()
+    return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +136,7 @@ def encode(
     """
     config = config or EncoderConfig()
     started = time.perf_counter()
-    model_config = config.model or default_model_config(frame)
+    model_config = config.model or default_model_config(frame, config.lmbda)
     recipe = get_recipe(config.recipe)
     target = Target.from_frame(frame, config.device)
 

@@ -175,10 +175,10 @@ class ContextGather(nn.Module):
         super().__init__()
         self.shapes = tuple(shapes)
         self.n_ctx_rowcol = n_ctx_rowcol
-        self.register_buffer("index", context_index(shapes, n_ctx_rowcol), persistent=False)
-        self.register_buffer(
-            "inverse", context_inverse_index(shapes, n_ctx_rowcol), persistent=False
-        )
+        # Built on first use, on the input's device: a decoder, which codes latents with the
+        # integer ARM and never calls this module, does not pay for the tables.
+        self.register_buffer("index", None, persistent=False)
+        self.register_buffer("inverse", None, persistent=False)
 
     def forward(self, flat: Tensor) -> Tensor:
         """Gather contexts.
@@ -189,6 +189,9 @@ class ContextGather(nn.Module):
         Returns:
             Tensor ``[N_total, C]`` (0 outside each grid), differentiable w.r.t. ``flat``.
         """
+        if self.index is None or self.inverse is None:
+            self.index = context_index(self.shapes, self.n_ctx_rowcol).to(flat.device)
+            self.inverse = context_inverse_index(self.shapes, self.n_ctx_rowcol).to(flat.device)
         n_total = self.index.shape[0]
         if flat.shape != (n_total,):
             raise ValueError(

@@ -5,10 +5,8 @@ synthesis biases — gets one step ``2^-e``. Modules are visited in coding order
 module the weights are chosen first (biases still at full precision), then the biases. For
 each candidate exponent the group is quantised from its full-precision copy, the model is
 evaluated as the decoder sees it, and the cost ``loss + λ · bits(group) / (H·W)`` is compared;
-bits are the exact signed exp-Golomb length at the best order. Exponents are tried from fine to
-coarse (coarse steps can zero a whole group, whose cost plateaus would stop a coarse-to-fine
-scan early) and the scan stops once :data:`PATIENCE` candidates in a row cost more than the best
-so far, which keeps the number of evaluations small at large image sizes.
+bits are the exact signed exp-Golomb length at the best order. The evaluations are cheap next
+to training (about 150 forward passes without gradient).
 """
 
 from __future__ import annotations
@@ -36,7 +34,8 @@ EXPONENT_CANDIDATES: dict[tuple[str, str], range] = {
     ("synthesis", "weight"): range(0, 13),
     ("synthesis", "bias"): range(0, 25),
 }
-PATIENCE = 2
+#: Passes over the groups: the second re-chooses each step with the others quantised.
+N_PASSES = 2
 
 
 def parameter_kind(name: str) -> str:
@@ -88,62 +87,82 @@ def _set_group(
             parameter.copy_(value.to(parameter.dtype))
 
 
+def _search_group(
+    model: CoolChicModel,
+    target: Target,
+    lmbda: float,
+    module: str,
+    kind: str,
+    originals: list[torch.Tensor],
+) -> tuple[QuantizedGroup, int]:
+    """The exponent of one group with the lowest RD cost, the others held as they are."""
+    parameters = group_parameters(model, module, kind)
+    best: tuple[float, QuantizedGroup] | None = None
+    n_evaluations = 0
+    for exponent in EXPONENT_CANDIDATES[(module, kind)]:
+        integers = [quantize_tensor(value, exponent) for value in originals]
+        flat = np.concatenate([q.ravel() for q in integers])
+        if flat.size and int(np.abs(flat).max()) > NN_Q_MAX:
+            continue  # too fine for the format
+        order, n_bits = best_order(flat)
+        _set_group(parameters, integers, exponent)
+        evaluation = evaluate(model, target, lmbda)
+        n_evaluations += 1
+        cost = evaluation.loss + lmbda * n_bits / target.n_pixels
+        if best is None or cost < best[0]:
+            best = (
+                cost,
+                QuantizedGroup(
+                    module=module,
+                    kind=kind,
+                    names=tuple(name for name, _ in parameters),
+                    integers=tuple(integers),
+                    exponent=exponent,
+                    order=order,
+                    n_bits=n_bits,
+                ),
+            )
+    if best is None:
+        raise ValueError(f"no usable quantisation step for {module} {kind}s")
+    group = best[1]
+    _set_group(parameters, list(group.integers), group.exponent)
+    return group, n_evaluations
+
+
 def quantize_networks(
     model: CoolChicModel, target: Target, lmbda: float
 ) -> tuple[QuantizedGroup, ...]:
     """Quantise the ARM, upsampling and synthesis in place; return what the bitstream carries.
 
-    After the call the model holds the de-quantised values, so evaluating it gives the
-    decoder's result.
+    Every candidate step of every group is evaluated (a noisy cost curve makes early stopping
+    unreliable: biases were once left at 12 bits each), in :data:`N_PASSES` passes so that
+    each group's step is chosen knowing the others' final steps. After the call the model holds
+    the de-quantised values, so evaluating it gives the decoder's result.
     """
-    chosen: list[QuantizedGroup] = []
+    originals = {
+        key: [parameter.detach().clone() for _, parameter in group_parameters(model, *key)]
+        for key in NN_GROUPS
+    }
+    chosen: dict[tuple[str, str], QuantizedGroup] = {}
     n_evaluations = 0
-    for module, kind in NN_GROUPS:
-        parameters = group_parameters(model, module, kind)
-        if not parameters:
-            chosen.append(QuantizedGroup(module, kind, (), (), 0, 0, 0))
-            continue
-        originals = [parameter.detach().clone() for _, parameter in parameters]
-        best: tuple[float, QuantizedGroup] | None = None
-        rises = 0
-        for exponent in reversed(EXPONENT_CANDIDATES[(module, kind)]):
-            integers = [quantize_tensor(value, exponent) for value in originals]
-            flat = np.concatenate([q.ravel() for q in integers])
-            if flat.size and int(np.abs(flat).max()) > NN_Q_MAX:
-                continue  # too fine for the format: coarser steps come next
-            order, n_bits = best_order(flat)
-            _set_group(parameters, integers, exponent)
-            evaluation = evaluate(model, target, lmbda)
-            n_evaluations += 1
-            cost = evaluation.loss + lmbda * n_bits / target.n_pixels
-            candidate = QuantizedGroup(
-                module=module,
-                kind=kind,
-                names=tuple(name for name, _ in parameters),
-                integers=tuple(integers),
-                exponent=exponent,
-                order=order,
-                n_bits=n_bits,
+    for _ in range(N_PASSES):
+        for module, kind in NN_GROUPS:
+            if not originals[(module, kind)]:
+                chosen[(module, kind)] = QuantizedGroup(module, kind, (), (), 0, 0, 0)
+                continue
+            group, count = _search_group(
+                model, target, lmbda, module, kind, originals[(module, kind)]
             )
-            if best is None or cost < best[0]:
-                best = (cost, candidate)
-                rises = 0
-            else:
-                rises += 1
-                if rises >= PATIENCE:
-                    break
-        if best is None:
-            raise ValueError(f"no usable quantisation step for {module} {kind}s")
-        group = best[1]
-        _set_group(parameters, list(group.integers), group.exponent)
-        chosen.append(group)
+            chosen[(module, kind)] = group
+            n_evaluations += count
+    for group in chosen.values():
         logger.debug(
             "%s %s: step 2^-%d, order %d, %d bits",
-            module,
-            kind,
+            group.module,
+            group.kind,
             group.exponent,
             group.order,
             group.n_bits,
         )
     logger.debug("network quantisation: %d evaluations", n_evaluations)
-    return tuple(chosen)
+    return tuple(chosen[key] for key in NN_GROUPS)
