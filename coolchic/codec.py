@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from coolchic import __version__
+from coolchic.bitstream.constants import NN_GROUPS
 from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
 from coolchic.bitstream.header import (
     GroupCoding,
@@ -190,6 +191,7 @@ def encode(
     decode_s = time.perf_counter() - decode_start
     encode_s = time.perf_counter() - started
     bits = 8 * len(bitstream)
+    nn_bytes, latent_bytes = _section_bytes(bitstream)
     n_pixels = frame.width * frame.height
     macs = mac_per_pixel(model_config, frame.height, frame.width)
     report: dict[str, Any] = {
@@ -203,8 +205,8 @@ def encode(
         "iterations": recipe.iterations,
         "bits": bits,
         "bpp": bits / n_pixels,
-        "nn_bits": 8 * _section_bytes(bitstream)[0],
-        "latent_bits": 8 * _section_bytes(bitstream)[1],
+        "nn_bits": 8 * nn_bytes,
+        "latent_bits": 8 * latent_bytes,
         **frame_metrics(frame, decoded).as_dict(),
         "encode_seconds": round(encode_s, 3),
         "train_seconds": round(trained_s, 3),
@@ -351,20 +353,14 @@ def decode_stream(data: bytes) -> Decoded:
     with torch.inference_mode():
         model = CoolChicModel(config, header.height, header.width).double()
         shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
-        for module in ("arm", "upsampling", "synthesis"):
-            for kind in ("weight", "bias"):
-                parameters = group_parameters(model, module, kind)
-                if parameters:
-                    shapes.setdefault(module, {})[kind] = [tuple(p.shape) for _, p in parameters]
-        orders = {}
-        exps = {}
-        for (module, kind), coding in zip(
-            [(m, k) for m in ("arm", "upsampling", "synthesis") for k in ("weight", "bias")],
-            header.nn_coding,
-            strict=True,
-        ):
-            orders[(module, kind)] = coding.order
-            exps[(module, kind)] = coding.exp
+        for module, kind in NN_GROUPS:
+            parameters = group_parameters(model, module, kind)
+            if parameters:
+                shapes.setdefault(module, {})[kind] = [tuple(p.shape) for _, p in parameters]
+        orders = {
+            key: coding.order for key, coding in zip(NN_GROUPS, header.nn_coding, strict=True)
+        }
+        exps = {key: coding.exp for key, coding in zip(NN_GROUPS, header.nn_coding, strict=True)}
         q = decode_quantized(nn_bytes, shapes, orders)
         try:
             hidden, output = _arm_layers(
