@@ -1,28 +1,69 @@
-"""One encode job: input path → validate → read the first frame → encode → atomic outputs.
+"""Jobs: one input path → validate → read the first frame → encode → atomic outputs + report.
 
-This is the unit the CLI's ``encode``, ``batch`` and the watch-folder daemon run. Outputs are
-written atomically (temporary file in the same folder, fsync, rename), the report last, so the
-presence of the report means the job is complete.
+This is the unit that ``coolchic encode``, ``coolchic batch`` and the watch-folder daemon run.
+
+- :class:`EncodeSettings` holds the user-level options; its :meth:`~EncodeSettings.fingerprint`
+  identifies every option that changes the output, so an up-to-date output can be recognised.
+- :func:`encode_file` encodes in this process and writes ``.cool`` then the JSON report, each
+  atomically (temporary file in the same folder, fsync, rename); the report comes last, so its
+  presence means the job is complete.
+- :func:`find_inputs` and :func:`output_paths` decide which files are inputs and where their
+  outputs go, with the safety rules of the batch processor and the daemon (regular files only,
+  no symlink out of the folder, no output outside the output folder).
+- :func:`run_job` runs one :class:`JobRequest` and never raises for a bad job: it returns a
+  :class:`JobResult` whose error is classified as permanent (the input is at fault) or transient
+  (the machine is: I/O, memory, a lost worker).
+- :class:`WorkerPool` runs jobs in spawned child processes that can be killed at any moment
+  (the atomic outputs leave no partial file); :func:`run_batch` drives a pool over a list of
+  inputs for ``coolchic batch``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import stat
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Literal, NewType, Protocol
 
-from coolchic.errors import InputError
-from coolchic.io import Frame, read_frame, write_frame
+from coolchic import __version__
+from coolchic.errors import BitstreamError, CoolchicError, EncodingError, InputError
+from coolchic.io import Frame, inspect_yuv, is_png_path, is_yuv_path, read_frame, write_frame
 from coolchic.io.files import atomic_write_bytes
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
-from coolchic.train.progress import ProgressCallback, ignore_progress
+from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import get_recipe
 
 logger = logging.getLogger(__name__)
+
+ErrorKind = Literal["permanent", "transient"]
+JobStatus = Literal["done", "skipped", "failed"]
+JobId = NewType("JobId", int)
+
+#: The settings that change the bytes of an encode (threads and device only change its speed).
+FINGERPRINT_FIELDS = (
+    "recipe",
+    "lmbda",
+    "start_lr",
+    "layers_synthesis",
+    "layers_arm",
+    "n_ctx_rowcol",
+    "latent_n_grids",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +85,8 @@ class EncodeSettings:
         get_recipe(self.recipe)
         if not self.lmbda > 0:
             raise ValueError(f"lmbda must be > 0, found {self.lmbda}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, found {self.threads}")
         self.model_config(None)  # validates the architecture options early
 
     def model_config(self, base: ModelConfig | None) -> ModelConfig | None:
@@ -63,6 +106,26 @@ class EncodeSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of every option that changes the output, and of the package version."""
+        payload = {name: getattr(self, name) for name in FINGERPRINT_FIELDS}
+        payload["version"] = __version__
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(jobs: int) -> int:
+    """torch threads per job when ``jobs`` run at once: the usable CPUs shared out, at least 1."""
+    return max(1, usable_cpus() // max(1, jobs))
 
 
 def sha256_of(path: str | Path) -> str:
@@ -94,6 +157,10 @@ def encode_file(
 ) -> dict[str, Any]:
     """Encode the first frame of ``input_path`` into ``output_path``; return the report.
 
+    Besides the codec's report, the report holds the input's sha256 and size, the settings and
+    their fingerprint, and the size of the stream written: what :func:`up_to_date_report`
+    compares to decide that an output need not be made again.
+
     Raises:
         InputError: the input is unusable, or an output path does not fit the frame.
         EncodingError: training failed with every seed.
@@ -103,6 +170,7 @@ def encode_file(
 
     input_path, output_path = Path(input_path), Path(output_path)
     frame: Frame = read_frame(input_path)
+    input_sha256 = sha256_of(input_path)
     if decoded_path is not None:
         check_output_suffix(Path(decoded_path), frame.format)
     threads = set_torch_threads(settings.threads)
@@ -130,14 +198,743 @@ def encode_file(
     encoded = encode(frame, config, progress)
     report: dict[str, Any] = {
         "input": str(input_path),
-        "input_sha256": sha256_of(input_path),
+        "input_sha256": input_sha256,
+        "input_bytes": input_path.stat().st_size,
         "output": str(output_path),
+        "output_bytes": len(encoded.bitstream),
         **encoded.report,
+        "settings": {name: getattr(settings, name) for name in FINGERPRINT_FIELDS},
+        "settings_fingerprint": settings.fingerprint(),
     }
     atomic_write_bytes(output_path, encoded.bitstream)
     if decoded_path is not None:
         write_frame(decoded_path, encoded.decoded)
         report["decoded"] = str(decoded_path)
     if report_path is not None:
-        atomic_write_bytes(report_path, (json.dumps(report, indent=2) + "\n").encode())
+        write_json_atomic(report_path, report)
     return report
+
+
+def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a JSON document atomically (see :func:`coolchic.io.files.atomic_write_bytes`)."""
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and outputs
+
+#: Suffixes of files still being written by common tools (rsync, browsers, our own writers).
+PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", ".filepart")
+#: NAS, sync-tool and desktop litter that is never an input.
+IGNORED_NAMES = frozenset(
+    {"@eaDir", "#recycle", "$RECYCLE.BIN", "Thumbs.db", "desktop.ini", "__MACOSX"}
+)
+
+
+def is_ignored_name(name: str) -> bool:
+    """Hidden files, editor backups, partial downloads and NAS litter are never inputs."""
+    return (
+        name.startswith((".", "~"))
+        or name.endswith("~")
+        or name in IGNORED_NAMES
+        or name.lower().endswith(PARTIAL_SUFFIXES)
+    )
+
+
+def is_input_name(name: str, *, include_png: bool) -> bool:
+    """Whether a file name is an input: ``*.yuv`` (any case), and ``*.png`` when asked."""
+    if is_ignored_name(name):
+        return False
+    suffix = PurePath(name).suffix.lower()
+    return suffix == ".yuv" or (include_png and suffix == ".png")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input found under ``root``; ``refused`` says why it must not be read, if so."""
+
+    path: Path
+    root: Path
+    relative: PurePath
+    refused: str | None = None
+
+
+def refusal_reason(path: Path, root: Path) -> str | None:
+    """Why ``path`` (found under ``root``) must not be read, or ``None`` if it may be.
+
+    Only regular files qualify; a symbolic link is followed only when its target lies under
+    ``root`` too, so a link cannot make the tool read (and then move or delete) a file elsewhere.
+    """
+    try:
+        target = path.resolve(strict=True)
+        mode = target.stat().st_mode
+    except (OSError, RuntimeError) as error:
+        return f"cannot resolve the path ({getattr(error, 'strerror', None) or error})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    if path.is_symlink() and not target.is_relative_to(root.resolve()):
+        return f"symbolic link to {target}, outside {root}"
+    return None
+
+
+def find_inputs(
+    root: str | Path,
+    *,
+    recursive: bool = False,
+    include_png: bool = False,
+    exclude: Iterable[str | Path] = (),
+) -> list[InputFile]:
+    """The input files in folder ``root``, sorted by relative path.
+
+    Hidden and partial files are skipped, and so are, when recursing, hidden folders, folders
+    reached through a symbolic link and the ``exclude`` folders (the output folder, ``done/``).
+    A link to a file outside ``root`` is listed with a ``refused`` reason rather than dropped,
+    so that the caller can report it.
+    """
+    root = Path(root)
+    resolved_root = root.resolve()
+    excluded = {Path(p).resolve() for p in exclude}
+    found: list[InputFile] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as error:
+            logger.warning("cannot list %s: %s", folder, error.strerror or error)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                descend = recursive and not is_ignored_name(entry.name)
+                if descend and path.resolve() not in excluded:
+                    pending.append(path)
+                continue
+            if not is_input_name(entry.name, include_png=include_png):
+                continue
+            if not entry.is_symlink() and not entry.is_file(follow_symlinks=False):
+                continue  # FIFOs, sockets and devices: opening a FIFO would block
+            relative = path.relative_to(root)
+            found.append(InputFile(path, resolved_root, relative, refusal_reason(path, root)))
+    return sorted(found, key=lambda item: item.relative.as_posix())
+
+
+def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Path]:
+    """``<output_root>/<relative folder>/<stem>.cool`` and ``.json`` for an input.
+
+    Raises:
+        InputError: the name would put an output outside ``output_root`` (``..``, an absolute
+            path, or a folder in the output tree that links elsewhere).
+    """
+    relative = PurePath(relative)
+    stem = relative.stem
+    if relative.is_absolute() or ".." in relative.parts or not stem or stem.startswith("."):
+        raise InputError(f"{relative}: cannot name an output after this input")
+    output_root = Path(output_root)
+    folder = output_root.joinpath(*relative.parts[:-1])
+    cool = folder / f"{stem}.cool"
+    report = folder / f"{stem}.json"
+    resolved_root = output_root.resolve()
+    for path in (cool, report):
+        if not path.resolve().is_relative_to(resolved_root):
+            raise InputError(f"{relative}: its output {path} would lie outside {output_root}")
+    return cool, report
+
+
+def precheck_input(path: Path) -> None:
+    """The checks that need neither torch nor the samples: type, YUV name and size.
+
+    Raises:
+        InputError: what :func:`coolchic.io.read_frame` would raise for the same reason.
+    """
+    if is_yuv_path(path):
+        inspect_yuv(path)
+    elif not is_png_path(path):
+        read_frame(path)  # raises the unsupported-type error
+
+
+def up_to_date_report(
+    input_path: Path, cool_path: Path, report_path: Path, settings: EncodeSettings
+) -> dict[str, Any] | None:
+    """The existing report if the outputs are up to date, else ``None``.
+
+    Up to date means: the report parses, was made with the same settings fingerprint (options,
+    package version) from an input with the same size and sha256, and the ``.cool`` next to it
+    has the size the report gives.
+    """
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        input_bytes = input_path.stat().st_size
+        cool_bytes = cool_path.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    if (
+        report.get("settings_fingerprint") != settings.fingerprint()
+        or report.get("output_bytes") != cool_bytes
+        or report.get("input_bytes") != input_bytes
+    ):
+        return None
+    try:
+        same_content = report.get("input_sha256") == sha256_of(input_path)
+    except OSError:
+        return None
+    return report if same_content else None
+
+
+# --------------------------------------------------------------------------------------------
+# Running one job
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a worker needs to run a job; plain data, so it crosses process boundaries."""
+
+    input_path: Path
+    cool_path: Path
+    report_path: Path
+    settings: EncodeSettings
+    skip_if_up_to_date: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.input_path.name
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of a job: ``done`` (encoded), ``skipped`` (up to date) or ``failed``."""
+
+    input_path: Path
+    status: JobStatus
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    detail: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def bpp(self) -> float | None:
+        return None if self.report is None else self.report.get("bpp")
+
+    @property
+    def psnr_db(self) -> float | None:
+        """PSNR of the reconstruction: ``psnr_yuv`` (YUV) or ``psnr_rgb`` (PNG)."""
+        if self.report is None:
+            return None
+        return self.report.get("psnr_rgb", self.report.get("psnr_yuv"))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON line of ``batch --json``: status, then the report or the error."""
+        payload: dict[str, Any] = {"status": self.status, "input": str(self.input_path)}
+        if self.report is not None:
+            payload.update(self.report)
+            payload["input"] = str(self.input_path)
+        if self.status == "failed":
+            payload.update(error=self.error, error_kind=self.error_kind)
+        payload["seconds"] = round(self.seconds, 3)
+        return payload
+
+    def summary(self) -> str:
+        """What happened, without the file name: "encoded, 0.1234 bpp, 38.20 dB, 2.1 s"."""
+        if self.status == "failed":
+            return f"failed ({self.error_kind}): {self.error}"
+        parts = ["encoded" if self.status == "done" else "up to date, not encoded again"]
+        if self.bpp is not None:
+            parts.append(f"{self.bpp:.4f} bpp")
+        if self.psnr_db is not None:
+            parts.append(f"{self.psnr_db:.2f} dB")
+        if self.status == "done":
+            parts.append(f"{self.seconds:.1f} s")
+        return ", ".join(parts)
+
+    def describe(self) -> str:
+        """One plain-text line for logs."""
+        return f"{self.input_path.name}: {self.summary()}"
+
+
+def classify_error(error: BaseException) -> ErrorKind:
+    """Permanent when the input is at fault (retrying gives the same), transient otherwise.
+
+    Permanent: :class:`InputError` (bad name, truncated, unsupported), :class:`BitstreamError`,
+    :class:`EncodingError` (a seeded encode diverges the same way again) and unexpected
+    exceptions (bugs). Transient: ``OSError`` (writing outputs, network file systems),
+    ``MemoryError`` and torch's out-of-memory errors, and other coolchic errors such as an
+    unavailable device.
+    """
+    if isinstance(error, InputError | BitstreamError | EncodingError):
+        return "permanent"
+    if isinstance(error, OSError | MemoryError | CoolchicError):
+        return "transient"
+    if "OutOfMemory" in type(error).__name__ or "out of memory" in str(error).lower():
+        return "transient"
+    return "permanent"
+
+
+def describe_error(error: BaseException) -> str:
+    """One line that names what failed, for reports, logs and ``<name>.error.json``."""
+    if isinstance(error, CoolchicError):
+        return str(error)
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}"
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    return f"{type(error).__name__}: {error}"
+
+
+def run_job(request: JobRequest, *, progress: ProgressCallback = ignore_progress) -> JobResult:
+    """Run one job; a failure comes back as a classified result, never as an exception.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` still propagate.
+    """
+    started = time.perf_counter()
+    try:
+        if request.skip_if_up_to_date:
+            report = up_to_date_report(
+                request.input_path, request.cool_path, request.report_path, request.settings
+            )
+            if report is not None:
+                return JobResult(request.input_path, "skipped", report=report)
+        request.cool_path.parent.mkdir(parents=True, exist_ok=True)
+        report = encode_file(
+            request.input_path,
+            request.cool_path,
+            request.settings,
+            progress=progress,
+            report_path=request.report_path,
+        )
+    except Exception as error:
+        kind = classify_error(error)
+        logger.debug("%s: %s error", request.input_path, kind, exc_info=True)
+        return JobResult(
+            request.input_path,
+            "failed",
+            error=describe_error(error),
+            error_kind=kind,
+            detail=None if isinstance(error, CoolchicError) else traceback.format_exc(),
+            seconds=time.perf_counter() - started,
+        )
+    return JobResult(
+        request.input_path, "done", report=report, seconds=time.perf_counter() - started
+    )
+
+
+def remove_stale_temporaries(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files that an interrupted atomic write left in ``folder``.
+
+    Only names of the form ``.<stem>.cool.<random>.tmp`` / ``.<stem>.json.<random>.tmp``
+    (what :func:`~coolchic.io.files.atomic_write_bytes` creates for our outputs) are touched.
+    """
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    pattern_files = folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")
+    for path in pattern_files:
+        parts = path.name.split(".")
+        # "", stem..., "cool"|"json", random, "tmp"
+        if len(parts) >= 5 and parts[-3] in ("cool", "json") and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A progress event of a running job, as :meth:`WorkerPool.wait` reports it."""
+
+    job_id: JobId
+    event: ProgressEvent
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """The result of a job; a worker that died mid-job gives a transient failure."""
+
+    job_id: JobId
+    result: JobResult
+
+
+PoolMessage = JobProgress | JobFinished
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    job_id: JobId | None = None
+    request: JobRequest | None = None
+
+
+class WorkerPool:
+    """Runs jobs in spawned child processes, one job per child at a time.
+
+    A child ignores SIGINT and SIGTERM (the parent decides when an encode stops: it may let it
+    finish, or kill it with SIGKILL), and exits at once when its parent dies, so a daemon killed
+    with ``kill -9`` leaves no encode running behind it. A child outlives its job and takes the
+    next one, so torch is imported once per child. Children are started on demand.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"a pool needs at least one worker, found {size}")
+        self.size = size
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> dict[JobId, JobRequest]:
+        """The jobs being run, by id."""
+        return {
+            w.job_id: w.request
+            for w in self._workers
+            if w.job_id is not None and w.request is not None
+        }
+
+    @property
+    def free(self) -> int:
+        """How many more jobs can be submitted now."""
+        return self.size - len(self.running)
+
+    def pid_of(self, job_id: JobId) -> int | None:
+        worker = self._find(job_id)
+        return None if worker is None else worker.process.pid
+
+    def submit(self, job_id: JobId, request: JobRequest) -> None:
+        """Hand a job to an idle child (started if needed)."""
+        if job_id in self.running:
+            raise ValueError(f"job {job_id} is already running")
+        if self.free < 1:
+            raise RuntimeError("every worker is busy")
+        for _attempt in range(2):
+            worker = self._idle_worker()
+            try:
+                worker.conn.send((job_id, request))
+            except OSError:  # the idle child died (OOM killer, kill): start a fresh one
+                self._discard(worker)
+                continue
+            worker.job_id, worker.request = job_id, request
+            return
+        raise RuntimeError("could not start a worker process")
+
+    def wait(self, timeout: float) -> list[PoolMessage]:
+        """Wait up to ``timeout`` seconds for messages of the running jobs and return them.
+
+        Log records that the children emit are handed to this process's loggers here.
+        Returns at once, with nothing, when no job is running.
+        """
+        busy = [w for w in self._workers if w.job_id is not None]
+        if not busy:
+            return []
+        handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        multiprocessing.connection.wait(handles, timeout)
+        messages: list[PoolMessage] = []
+        for worker in busy:
+            messages.extend(self._drain(worker))
+        return messages
+
+    def cancel(self, job_id: JobId) -> JobRequest | None:
+        """Kill the child running ``job_id`` (SIGKILL) and remove its temporary files."""
+        worker = self._find(job_id)
+        if worker is None:
+            return None
+        request = worker.request
+        self._discard(worker)
+        if request is not None:
+            _remove_job_temporaries(request)
+        return request
+
+    def close(self) -> None:
+        """Stop every child: idle ones are asked to exit, busy ones are killed."""
+        for worker in list(self._workers):
+            if worker.job_id is None:
+                with contextlib.suppress(OSError):
+                    worker.conn.send(None)
+        deadline = time.monotonic() + 2.0
+        for worker in list(self._workers):
+            if worker.job_id is None:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+            self._discard(worker)
+
+    # ----------------------------------------------------------------------------------------
+
+    def _find(self, job_id: JobId) -> _Worker | None:
+        return next((w for w in self._workers if w.job_id == job_id), None)
+
+    def _idle_worker(self) -> _Worker:
+        for worker in self._workers:
+            if worker.job_id is None and worker.process.is_alive():
+                return worker
+        for worker in [w for w in self._workers if w.job_id is None]:
+            self._discard(worker)
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child_conn,),
+            name="coolchic-worker",
+            daemon=False,
+        )
+        process.start()
+        child_conn.close()
+        worker = _Worker(process=process, conn=parent_conn)
+        self._workers.append(worker)
+        logger.debug("started worker process %s", process.pid)
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5.0)
+        worker.conn.close()
+        if worker in self._workers:
+            self._workers.remove(worker)
+
+    def _drain(self, worker: _Worker) -> Iterator[PoolMessage]:
+        """Messages waiting from one busy worker; a dead worker ends its job as failed."""
+        job_id, request = worker.job_id, worker.request
+        assert job_id is not None and request is not None
+        try:
+            while worker.conn.poll():
+                kind, message_job, payload = worker.conn.recv()
+                if kind == "log":
+                    _emit_child_record(payload, message_job)
+                elif kind == "progress":
+                    yield JobProgress(message_job, payload)
+                elif kind == "result":
+                    worker.job_id, worker.request = None, None
+                    yield JobFinished(message_job, payload)
+                    return
+        except (EOFError, OSError):
+            pass
+        if worker.process.is_alive():
+            return
+        worker.process.join(1.0)
+        code = worker.process.exitcode
+        self._discard(worker)
+        _remove_job_temporaries(request)
+        reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        yield JobFinished(
+            job_id,
+            JobResult(
+                request.input_path,
+                "failed",
+                error=f"the worker process died ({reason})",
+                error_kind="transient",
+            ),
+        )
+
+
+def _remove_job_temporaries(request: JobRequest) -> None:
+    for target in (request.cool_path, request.report_path):
+        for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _emit_child_record(payload: dict[str, Any], job_id: JobId | None) -> None:
+    record = logging.makeLogRecord(payload)
+    record.job = job_id
+    child_logger = logging.getLogger(record.name)
+    if child_logger.isEnabledFor(record.levelno):
+        child_logger.handle(record)
+
+
+class _PipeLogHandler(logging.Handler):
+    """In a child: sends each record, already formatted, to the parent."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        super().__init__(logging.DEBUG)
+        self.conn = conn
+        self.job_id: JobId | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            payload = {
+                "name": record.name,
+                "levelno": record.levelno,
+                "levelname": record.levelname,
+                "msg": record.getMessage(),
+                "created": record.created,
+                "msecs": record.msecs,
+                "exc_text": (
+                    logging.Formatter().formatException(record.exc_info)
+                    if record.exc_info
+                    else None
+                ),
+            }
+            self.conn.send(("log", self.job_id, payload))
+        except Exception:
+            self.handleError(record)
+
+
+def _exit_with_parent() -> None:
+    """Exit this child as soon as the parent process is gone (even after ``kill -9``)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="coolchic-parent-watch", daemon=True).start()
+
+
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    """Body of a worker child: run the jobs the parent sends until it sends ``None``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_parent()
+    handler = _PipeLogHandler(conn)
+    root = logging.getLogger("coolchic")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        job_id, request = message
+        handler.job_id = job_id
+
+        def progress(event: ProgressEvent, job_id: JobId = job_id) -> None:
+            conn.send(("progress", job_id, event))
+
+        result = run_job(request, progress=progress)
+        conn.send(("result", job_id, result))
+        handler.job_id = None
+
+
+# --------------------------------------------------------------------------------------------
+# Batches
+
+
+class JobListener(Protocol):
+    """Who follows jobs as they run (the CLI's progress display, the daemon's logs)."""
+
+    def job_started(self, job_id: JobId, label: str) -> None: ...
+
+    def job_progress(self, job_id: JobId, event: ProgressEvent) -> None: ...
+
+    def job_finished(self, job_id: JobId, result: JobResult) -> None: ...
+
+
+class SilentListener:
+    """A listener that ignores everything."""
+
+    def job_started(self, job_id: JobId, label: str) -> None:
+        del job_id, label
+
+    def job_progress(self, job_id: JobId, event: ProgressEvent) -> None:
+        del job_id, event
+
+    def job_finished(self, job_id: JobId, result: JobResult) -> None:
+        del job_id, result
+
+
+@dataclass
+class _Planned:
+    job_id: JobId
+    item: InputFile
+    request: JobRequest | None = None
+    result: JobResult | None = None
+
+
+@dataclass
+class BatchPlan:
+    """The inputs of a batch with their outputs; inputs that cannot run are failed already."""
+
+    items: list[_Planned] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[JobResult]:
+        return [p.result for p in self.items if p.result is not None]
+
+
+def plan_batch(
+    inputs: Sequence[InputFile], output_root: Path, settings: EncodeSettings, *, force: bool
+) -> BatchPlan:
+    """Pair each input with its output paths; refused inputs and name clashes fail here."""
+    plan = BatchPlan()
+    owners: dict[Path, Path] = {}
+    for index, item in enumerate(inputs):
+        planned = _Planned(JobId(index), item)
+        plan.items.append(planned)
+        if item.refused is not None:
+            planned.result = _refused(item.path, f"refused: {item.refused}")
+            continue
+        try:
+            cool, report = output_paths(item.relative, output_root)
+        except InputError as error:
+            planned.result = _refused(item.path, str(error))
+            continue
+        owner = owners.setdefault(cool.resolve(), item.path)
+        if owner != item.path:
+            planned.result = _refused(
+                item.path, f"its output {cool} is already the output of {owner}"
+            )
+            continue
+        planned.request = JobRequest(item.path, cool, report, settings, skip_if_up_to_date=False)
+        try:
+            precheck_input(item.path)
+        except InputError as error:
+            planned.result = _refused(item.path, str(error))
+            continue
+        if not force:
+            existing = up_to_date_report(item.path, cool, report, settings)
+            if existing is not None:
+                planned.result = JobResult(item.path, "skipped", report=existing)
+    return plan
+
+
+def _refused(path: Path, reason: str) -> JobResult:
+    return JobResult(path, "failed", error=reason, error_kind="permanent")
+
+
+def run_batch(
+    plan: BatchPlan, *, jobs: int = 1, listener: JobListener | None = None
+) -> list[JobResult]:
+    """Run the planned jobs, ``jobs`` at a time, in input order; failures never stop it.
+
+    Returns one result per input, in input order.
+    """
+    listener = listener or SilentListener()
+    for planned in plan.items:
+        if planned.result is not None:
+            listener.job_finished(planned.job_id, planned.result)
+            logger.info("%s", planned.result.describe())
+    pending = deque(p for p in plan.items if p.result is None and p.request is not None)
+    by_id = {p.job_id: p for p in plan.items}
+    if pending:
+        with WorkerPool(min(jobs, len(pending))) as pool:
+            while pending or pool.running:
+                while pending and pool.free:
+                    planned = pending.popleft()
+                    assert planned.request is not None
+                    pool.submit(planned.job_id, planned.request)
+                    listener.job_started(planned.job_id, planned.request.label)
+                    logger.debug("%s: started", planned.request.label)
+                for message in pool.wait(0.5):
+                    if isinstance(message, JobProgress):
+                        listener.job_progress(message.job_id, message.event)
+                        continue
+                    by_id[message.job_id].result = message.result
+                    listener.job_finished(message.job_id, message.result)
+                    level = logging.WARNING if message.result.status == "failed" else logging.INFO
+                    logger.log(level, "%s", message.result.describe())
+    return [p.result for p in plan.items if p.result is not None]

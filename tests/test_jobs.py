@@ -1,0 +1,264 @@
+"""coolchic.jobs: settings fingerprint, error classes, input discovery, outputs, workers."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from pathlib import Path, PurePath
+
+import pytest
+
+from coolchic.errors import BitstreamError, DeviceError, EncodingError, InputError
+from coolchic.jobs import (
+    EncodeSettings,
+    InputFile,
+    JobFinished,
+    JobId,
+    JobProgress,
+    JobRequest,
+    WorkerPool,
+    classify_error,
+    find_inputs,
+    is_input_name,
+    output_paths,
+    plan_batch,
+    remove_stale_temporaries,
+    run_job,
+    up_to_date_report,
+)
+from tests.conftest import MakeYuv
+
+INSTANT = EncodeSettings(recipe="instant", threads=1, device="cpu")
+
+
+def test_fingerprint_follows_output_changing_settings_only() -> None:
+    base = EncodeSettings(recipe="instant")
+    assert base.fingerprint() == EncodeSettings(recipe="instant", threads=3).fingerprint()
+    assert base.fingerprint() == EncodeSettings(recipe="instant", device="cpu").fingerprint()
+    for changed in (
+        EncodeSettings(recipe="faster"),
+        EncodeSettings(recipe="instant", lmbda=2e-3),
+        EncodeSettings(recipe="instant", seed=1),
+        EncodeSettings(recipe="instant", layers_arm="8,8"),
+        EncodeSettings(recipe="instant", latent_n_grids=3),
+    ):
+        assert changed.fingerprint() != base.fingerprint(), changed
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (InputError("bad name"), "permanent"),
+        (BitstreamError("mismatch"), "permanent"),
+        (EncodingError("diverged"), "permanent"),
+        (OSError(errno.EIO, "Input/output error"), "transient"),
+        (PermissionError(errno.EACCES, "denied"), "transient"),
+        (MemoryError(), "transient"),
+        (RuntimeError("CUDA out of memory. Tried to allocate"), "transient"),
+        (DeviceError("no CUDA"), "transient"),
+        (ZeroDivisionError("bug"), "permanent"),
+    ],
+)
+def test_error_classification(error: BaseException, kind: str) -> None:
+    assert classify_error(error) == kind
+
+
+@pytest.mark.parametrize(
+    ("name", "png", "expected"),
+    [
+        ("a_16x8_01p_yuv420_8b.yuv", False, True),
+        ("A_16X8_01P_YUV420_8B.YUV", False, True),
+        ("badly named.yuv", False, True),  # taken, then failed with its reason
+        ("image.png", False, False),
+        ("image.png", True, True),
+        (".hidden_16x8_01p_yuv420_8b.yuv", False, False),
+        ("a_16x8_01p_yuv420_8b.yuv.part", False, False),
+        ("a_16x8_01p_yuv420_8b.yuv.tmp", False, False),
+        ("~lock.yuv", False, False),
+        ("notes.txt", True, False),
+    ],
+)
+def test_input_names(name: str, png: bool, expected: bool) -> None:
+    assert is_input_name(name, include_png=png) is expected
+
+
+def test_find_inputs_applies_the_safety_rules(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    (root / "out").mkdir()
+    for relative in (
+        "a.yuv",
+        "b.png",
+        ".c.yuv",
+        "d.yuv.part",
+        "sub/e.yuv",
+        "sub/deeper/f.yuv",
+        ".hidden/g.yuv",
+        "out/h.yuv",
+    ):
+        (root / relative).write_bytes(b"x")
+    outside = tmp_path / "secret.yuv"
+    outside.write_bytes(b"x")
+    (root / "link_out.yuv").symlink_to(outside)
+    (root / "link_in.yuv").symlink_to(root / "a.yuv")
+    (root / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(root / "fifo.yuv")
+
+    flat = {str(i.relative): i.refused for i in find_inputs(root)}
+    assert set(flat) == {"a.yuv", "link_in.yuv", "link_out.yuv"}
+    assert flat["a.yuv"] is None and flat["link_in.yuv"] is None
+    assert "outside" in (flat["link_out.yuv"] or "")
+
+    deep = find_inputs(root, recursive=True, include_png=True, exclude=[root / "out"])
+    assert [str(i.relative) for i in deep] == [
+        "a.yuv",
+        "b.png",
+        "link_in.yuv",
+        "link_out.yuv",
+        "sub/deeper/f.yuv",
+        "sub/e.yuv",
+    ]
+
+
+def test_output_paths_mirror_folders_and_never_escape(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cool, report = output_paths(PurePath("sub/clip_16x8_01p_yuv420_8b.yuv"), out)
+    assert cool == out / "sub" / "clip_16x8_01p_yuv420_8b.cool"
+    assert report == out / "sub" / "clip_16x8_01p_yuv420_8b.json"
+    for bad in ("../x.yuv", "/etc/x.yuv", "sub/../../x.yuv"):
+        with pytest.raises(InputError):
+            output_paths(PurePath(bad), out)
+    (out).mkdir()
+    (out / "evil").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(InputError, match="outside"):
+        output_paths(PurePath("evil/x.yuv"), out)
+
+
+def test_run_job_writes_outputs_and_recognises_them(make_yuv: MakeYuv, tmp_path: Path) -> None:
+    source = make_yuv("clip_16x8_01p_yuv420_8b.yuv")
+    cool, report_path = output_paths(PurePath(source.name), tmp_path / "out")
+    request = JobRequest(source, cool, report_path, INSTANT)
+    events = []
+    result = run_job(request, progress=events.append)
+    assert result.status == "done", result.error
+    assert events[-1].kind == "done"
+    report = json.loads(report_path.read_text())
+    assert report["output_bytes"] == cool.stat().st_size
+    assert report["settings_fingerprint"] == INSTANT.fingerprint()
+    assert report["input_bytes"] == source.stat().st_size
+    assert report["threads"] == 1
+
+    assert run_job(request).status == "skipped"
+    assert up_to_date_report(source, cool, report_path, INSTANT) is not None
+    assert up_to_date_report(source, cool, report_path, EncodeSettings(recipe="faster")) is None
+    data = bytearray(source.read_bytes())
+    data[0] ^= 0xFF  # same size, other content: only the sha256 tells
+    source.write_bytes(bytes(data))
+    assert up_to_date_report(source, cool, report_path, INSTANT) is None
+    source.write_bytes(bytes(data[:-1]) + bytes([data[-1] ^ 1]))
+    cool.write_bytes(cool.read_bytes()[:-1])
+    assert up_to_date_report(source, cool, report_path, INSTANT) is None
+
+
+def test_run_job_classifies_bad_inputs_and_writes_nothing(
+    make_yuv: MakeYuv, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    short = make_yuv("short_16x8_01p_yuv420_8b.yuv")
+    short.write_bytes(b"\0" * 10)
+    for source, fragment in ((make_yuv("noname.yuv"), "convention"), (short, "truncated")):
+        cool, report = output_paths(PurePath(source.name), out)
+        result = run_job(JobRequest(source, cool, report, INSTANT))
+        assert result.status == "failed"
+        assert result.error_kind == "permanent"
+        assert fragment in (result.error or "")
+        assert not cool.exists() and not report.exists()
+    blocked = make_yuv("blocked_16x8_01p_yuv420_8b.yuv")
+    cool, report = output_paths(PurePath(blocked.name), out)
+    cool.mkdir(parents=True)  # a folder where the stream goes: an OSError when writing
+    result = run_job(JobRequest(blocked, cool, report, INSTANT))
+    assert (result.status, result.error_kind) == ("failed", "transient")
+    assert not report.exists()
+
+
+def test_plan_batch_refuses_clashes_and_bad_files_up_front(
+    make_yuv: MakeYuv, tmp_path: Path
+) -> None:
+    a = make_yuv("a_16x8_01p_yuv420_8b.yuv")
+    other = tmp_path / "other"
+    other.mkdir()
+    b = other / a.name
+    b.write_bytes(a.read_bytes())
+    short = make_yuv("s_16x8_01p_yuv420_8b.yuv")
+    short.write_bytes(b"\0" * 7)
+    items = [
+        InputFile(a, tmp_path, PurePath(a.name)),
+        InputFile(b, other, PurePath(b.name)),
+        InputFile(short, tmp_path, PurePath(short.name)),
+        InputFile(tmp_path / "x.yuv", tmp_path, PurePath("x.yuv"), refused="symbolic link"),
+    ]
+    plan = plan_batch(items, tmp_path / "out", INSTANT, force=False)
+    assert [p.result is None for p in plan.items] == [True, False, False, False]
+    errors = [p.result.error for p in plan.items[1:] if p.result is not None]
+    assert "already the output of" in errors[0]
+    assert "truncated" in errors[1]
+    assert errors[2].startswith("refused")
+
+
+def test_worker_pool_reports_progress_results_and_lost_workers(
+    make_yuv: MakeYuv, tmp_path: Path
+) -> None:
+    first = make_yuv("one_16x8_01p_yuv420_8b.yuv")
+    second = make_yuv("two_64x64_01p_yuv420_8b.yuv", width=64, height=64)
+    out = tmp_path / "out"
+
+    def request(path: Path) -> JobRequest:
+        cool, report = output_paths(PurePath(path.name), out)
+        return JobRequest(path, cool, report, INSTANT)
+
+    with WorkerPool(1) as pool:
+        pool.submit(JobId(1), request(first))
+        assert pool.free == 0
+        with pytest.raises(RuntimeError):
+            pool.submit(JobId(2), request(second))
+        messages = _wait_for(pool, lambda m: isinstance(m, JobFinished))
+        assert any(isinstance(m, JobProgress) for m in messages)
+        assert messages[-1].result.status == "done"
+        pid = pool.pid_of(JobId(1))
+        assert pid is None  # finished: the worker is idle again
+
+        pool.submit(JobId(2), request(second))
+        worker_pid = pool.pid_of(JobId(2))
+        assert worker_pid is not None
+        _wait_for(pool, lambda m: isinstance(m, JobProgress))
+        os.kill(worker_pid, 9)
+        lost = _wait_for(pool, lambda m: isinstance(m, JobFinished))[-1]
+        assert lost.result.status == "failed"
+        assert lost.result.error_kind == "transient"
+        assert "signal 9" in (lost.result.error or "")
+        assert pool.free == 1
+        assert not list(out.glob(".*.tmp"))
+
+
+def _wait_for(pool: WorkerPool, condition, timeout_s: float = 60.0) -> list:
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for message in pool.wait(0.2):
+            seen.append(message)
+            if condition(message):
+                return seen
+    raise AssertionError(f"no matching message in {timeout_s} s: {seen}")
+
+
+def test_remove_stale_temporaries_touches_only_ours(tmp_path: Path) -> None:
+    ours = [tmp_path / ".clip.cool.ab12cd.tmp", tmp_path / "sub" / ".clip.json.x9.tmp"]
+    theirs = [tmp_path / ".notes.txt.ab.tmp", tmp_path / "clip.cool", tmp_path / "a.tmp"]
+    for path in ours + theirs:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(ours)
+    assert all(p.exists() for p in theirs)
