@@ -1,3 +1,10 @@
 """Each module defines one command and registers it on the group when imported."""
 
-from coolchic.cli.commands import decode, encode, info, metrics, recipes  # noqa: F401
+from coolchic.cli.commands import (  # noqa: F401
+    batch,
+    decode,
+    encode,
+    info,
+    metrics,
+    recipes,
+)
