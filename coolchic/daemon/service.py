@@ -1,0 +1,591 @@
+"""The watch-folder service: discovery → readiness → journal → workers → outputs, in a loop.
+
+:meth:`WatchService.run` blocks until its stop :class:`threading.Event` is set, then stops
+taking files, lets the running encodes finish for up to ``grace_s`` seconds, kills and re-queues
+what still runs, and returns. It installs no signal handler (the CLI does, in the main thread)
+and may run in any thread, which is how the in-process tests drive it.
+
+Durability: every decision is written to the journal before it is acted on, outputs are
+written atomically by the workers (report last), and an input is moved or deleted only after
+its job is journaled as done or failed. Whatever the moment a ``kill -9`` lands, a restart finds
+running rows (re-queued), complete outputs (recognised as up to date, not encoded again) or
+inputs still in the inbox whose job is finished (moved then).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from coolchic import __version__
+from coolchic.daemon.journal import JOURNAL_NAME, TERMINAL_STATES, JobRow, Journal
+from coolchic.daemon.observer import RESCAN, InboxEventHandler, ObserverSupervisor
+from coolchic.daemon.readiness import StabilityTracker
+from coolchic.errors import CoolchicError, InputError
+from coolchic.io.files import fsync_directory
+from coolchic.jobs import (
+    EncodeSettings,
+    ErrorKind,
+    JobFinished,
+    JobId,
+    JobListener,
+    JobProgress,
+    JobRequest,
+    JobResult,
+    SilentListener,
+    WorkerPool,
+    find_inputs,
+    is_ignored_name,
+    is_input_name,
+    output_paths,
+    refusal_reason,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+OnSuccess = Literal["keep", "move", "delete"]
+ON_SUCCESS_CHOICES: tuple[OnSuccess, ...] = ("keep", "move", "delete")
+
+DONE_DIR_NAME = "done"
+FAILED_DIR_NAME = "failed"
+STATE_DIR_NAME = ".coolchic"
+LOCK_NAME = "daemon.lock"
+
+
+class DaemonError(CoolchicError):
+    """The daemon cannot start: the inbox is missing, or another daemon holds the state."""
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Everything the service needs; seconds are floats, paths may be relative.
+
+    ``done/`` and ``failed/`` are folders of the inbox (a rename within one file system is
+    atomic; a folder beside the inbox may be on another mount, in a container for instance).
+    """
+
+    inbox: Path
+    output: Path
+    state_dir: Path
+    settings: EncodeSettings
+    stable_s: float = 5.0
+    poll_s: float | None = None
+    rescan_s: float = 60.0
+    on_success: OnSuccess = "move"
+    max_attempts: int = 3
+    retry_s: float = 30.0
+    retry_cap_s: float = 1800.0
+    grace_s: float = 60.0
+    recursive: bool = False
+    include_png: bool = False
+    jobs: int = 1
+    tick_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("stable_s", "rescan_s", "retry_s", "retry_cap_s", "grace_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, found {getattr(self, name)}")
+        if self.poll_s is not None and not self.poll_s > 0:
+            raise ValueError(f"poll_s must be > 0, found {self.poll_s}")
+        if not self.tick_s > 0:
+            raise ValueError(f"tick_s must be > 0, found {self.tick_s}")
+        if self.max_attempts < 1 or self.jobs < 1:
+            raise ValueError("max_attempts and jobs must be at least 1")
+        if self.on_success not in ON_SUCCESS_CHOICES:
+            raise ValueError(f"on_success must be one of {ON_SUCCESS_CHOICES}")
+
+    @property
+    def done_dir(self) -> Path:
+        return self.inbox / DONE_DIR_NAME
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.inbox / FAILED_DIR_NAME
+
+    def retry_delay_s(self, attempts: int) -> float:
+        """Exponential backoff: ``retry_s`` after the first attempt, doubling, capped."""
+        return min(self.retry_cap_s, self.retry_s * 2 ** max(0, attempts - 1))
+
+
+class StateLock:
+    """An exclusive ``flock`` on ``<state_dir>/daemon.lock``: one daemon per journal.
+
+    The kernel releases it when the process dies, even by ``kill -9``. Where ``fcntl`` does not
+    exist (Windows) no lock is taken.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_NAME
+        self._handle: Any = None
+
+    def __enter__(self) -> StateLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        handle = open(self.path, "a+", encoding="utf-8")  # held while the daemon runs
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise DaemonError(
+                f"another coolchic watch (pid {owner}) is using the state folder {self.path.parent}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+            self._handle = None
+
+
+class WatchService:
+    """The daemon's loop; see the module docstring.
+
+    Args:
+        config: what to watch and how to encode.
+        listener: follows the running jobs (the CLI's progress display).
+        clock: monotonic seconds, for readiness and scheduling.
+    """
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        *,
+        listener: JobListener | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.listener = listener or SilentListener()
+        self.clock = clock
+        self.inbox = config.inbox.resolve()
+        self.output = config.output.resolve()
+        self.done_dir = config.done_dir.resolve()
+        self.failed_dir = config.failed_dir.resolve()
+        self.state_dir = config.state_dir.resolve()
+        self._excluded = (self.output, self.done_dir, self.failed_dir, self.state_dir)
+        self._events: queue.Queue[Path] = queue.Queue()
+        self.tracker = StabilityTracker(config.stable_s, clock=clock)
+        self.supervisor = ObserverSupervisor(
+            self.inbox,
+            InboxEventHandler(self._events),
+            recursive=config.recursive,
+            poll_s=config.poll_s,
+            clock=clock,
+        )
+        self._journal: Journal | None = None
+        self._pool: WorkerPool | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch until ``stop`` is set, then drain (see the module docstring)."""
+        if not self.inbox.is_dir():
+            raise DaemonError(f"{self.config.inbox}: not a folder")
+        for label, folder in (("output", self.output), ("state", self.state_dir)):
+            if self.inbox.is_relative_to(folder):
+                raise DaemonError(
+                    f"the {label} folder {folder} cannot be the inbox or a folder above it"
+                )
+        for folder in (self.output, self.state_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        with (
+            StateLock(self.state_dir),
+            Journal(self.state_dir / JOURNAL_NAME) as journal,
+            WorkerPool(self.config.jobs) as pool,
+        ):
+            self._journal, self._pool = journal, pool
+            try:
+                self._start_up()
+                self.supervisor.start()
+                self._scan()
+                self._loop(stop)
+                self.supervisor.stop()
+                self._drain()
+            finally:
+                self.supervisor.stop()
+                self._abandon_running()
+                self._journal = self._pool = None
+        logger.info("stopped", extra={"event": "stopped"})
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("the service is not running")
+        return self._journal
+
+    @property
+    def pool(self) -> WorkerPool:
+        if self._pool is None:
+            raise RuntimeError("the service is not running")
+        return self._pool
+
+    def _start_up(self) -> None:
+        requeued, failed = self.journal.recover(self.config.max_attempts)
+        for row in requeued:
+            self._log(logging.WARNING, "recovered", row, "re-queued after a restart")
+        for row in failed:
+            fresh = self.journal.get(row.id)
+            if fresh is not None:
+                self._log(logging.ERROR, "failed", fresh, fresh.error or "")
+                self._dispose_failed(fresh)
+        for folder in (self.output, self.failed_dir):
+            for leftover in remove_stale_temporaries(folder):
+                logger.info("removed the unfinished temporary file %s", leftover)
+        settings = self.config.settings
+        logger.info(
+            "watching %s: outputs in %s, journal in %s, recipe %s, lmbda %g, %d job(s) of "
+            "%s thread(s), on success %s",
+            self.inbox,
+            self.output,
+            self.state_dir,
+            settings.recipe,
+            settings.lmbda,
+            self.config.jobs,
+            settings.threads or "all",
+            self.config.on_success,
+            extra={"event": "started_watching"},
+        )
+
+    def _loop(self, stop: threading.Event) -> None:
+        next_scan = self.clock() + self.config.rescan_s
+        while not stop.is_set():
+            rescan = self._take_events()
+            if self.supervisor.check():
+                rescan = True
+            if rescan or self.clock() >= next_scan:
+                self._scan()
+                next_scan = self.clock() + self.config.rescan_s
+            ready, _gone = self.tracker.poll()
+            for path in ready:
+                self._admit(path)
+            if not stop.is_set():
+                self._dispatch()
+            if self.pool.running:
+                self._handle(self.pool.wait(self.config.tick_s))
+            else:
+                stop.wait(self.config.tick_s)
+
+    def _drain(self) -> None:
+        """Let the running encodes finish for up to ``grace_s``; the rest is re-queued later."""
+        running = self.pool.running
+        if not running:
+            return
+        logger.info(
+            "stopping: waiting up to %g s for %d running encode(s)",
+            self.config.grace_s,
+            len(running),
+            extra={"event": "stopping"},
+        )
+        deadline = self.clock() + self.config.grace_s
+        while self.pool.running:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                break
+            self._handle(self.pool.wait(min(self.config.tick_s, remaining)))
+
+    def _abandon_running(self) -> None:
+        """Kill what still runs and put it back in the queue (no output is left half-written)."""
+        if self._pool is None or self._journal is None:
+            return
+        self._journal.rollback()
+        for job_id in list(self._pool.running):
+            self._pool.cancel(job_id)
+            self._journal.requeue(job_id)
+            row = self._journal.get(job_id)
+            if row is not None:
+                self._log(logging.WARNING, "requeued", row, "stopped before it finished")
+
+    # ------------------------------------------------------------------------- discovery
+
+    def _take_events(self) -> bool:
+        """Follow the paths that events named; True if a folder changed (rescan)."""
+        rescan = False
+        while True:
+            try:
+                path = self._events.get_nowait()
+            except queue.Empty:
+                return rescan
+            if path == RESCAN:
+                rescan = True
+            elif self._is_candidate(path):
+                self.tracker.touch(path)
+
+    def _is_candidate(self, path: Path) -> bool:
+        try:
+            relative = path.relative_to(self.inbox)
+        except ValueError:
+            return False
+        if not relative.parts or (len(relative.parts) > 1 and not self.config.recursive):
+            return False
+        if any(is_ignored_name(part) for part in relative.parts[:-1]):
+            return False
+        if any(path.is_relative_to(folder) for folder in self._excluded):
+            return False
+        return is_input_name(relative.name, include_png=self.config.include_png)
+
+    def _scan(self) -> None:
+        """Follow every input in the inbox that the journal does not know yet."""
+        found = find_inputs(
+            self.inbox,
+            recursive=self.config.recursive,
+            include_png=self.config.include_png,
+            exclude=self._excluded,
+        )
+        for item in found:
+            if item.path in self.tracker:
+                continue
+            try:
+                info = os.stat(item.path)
+            except OSError:
+                continue
+            row = self.journal.find(item.path, info.st_size, info.st_mtime_ns)
+            if row is None:
+                self.tracker.observe(item.path)
+            elif row.state in TERMINAL_STATES:
+                self._seen_again(row)
+
+    def _admit(self, path: Path) -> None:
+        """A ready file: queue it, unless the journal knows this version already."""
+        try:
+            info = os.stat(path)
+        except OSError:
+            return
+        known = self.journal.find(path, info.st_size, info.st_mtime_ns)
+        if known is not None:
+            if known.state in TERMINAL_STATES:
+                self._seen_again(known)
+            return
+        row = self.journal.enqueue(path, info.st_size, info.st_mtime_ns, info.st_ino)
+        self._log(logging.INFO, "queued", row, f"{info.st_size} bytes")
+        refusal = refusal_reason(path, self.inbox)
+        if refusal is not None:
+            self._finish_failed(row, f"refused: {refusal}", "permanent")
+
+    def _seen_again(self, row: JobRow) -> None:
+        """A finished file version is in the inbox: finish its disposal, or queue it again.
+
+        If the journal says its input was moved away or deleted, someone brought it back
+        (``mv failed/x.yuv .`` keeps size and mtime): that is a request to run it again.
+        Otherwise a crash came between the journal and the move: do the move now.
+        """
+        if row.disposed_to is not None and row.disposed_to != "kept":
+            self.journal.revive(row.id)
+            self._log(logging.INFO, "queued", row, "brought back into the inbox; queued again")
+            return
+        self._dispose(row)
+
+    # ------------------------------------------------------------------------- jobs
+
+    def _dispatch(self) -> None:
+        while self.pool.free > 0:
+            row = self.journal.claim()
+            if row is None:
+                return
+            self._start(row)
+
+    def _start(self, row: JobRow) -> None:
+        path = Path(row.path)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            self.journal.forget(row.id)
+            self._log(logging.WARNING, "vanished", row, "deleted before it was encoded")
+            return
+        except OSError as error:
+            self._after_failure(row, f"cannot read: {error.strerror or error}", "transient")
+            return
+        if (info.st_size, info.st_mtime_ns) != (row.size, row.mtime_ns):
+            self.journal.forget(row.id)
+            self.tracker.touch(path)
+            self._log(logging.INFO, "changed", row, "changed since it was queued; waiting")
+            return
+        refusal = refusal_reason(path, self.inbox)
+        try:
+            if refusal is not None:
+                raise InputError(f"refused: {refusal}")
+            cool, report = output_paths(path.relative_to(self.inbox), self.output)
+        except InputError as error:
+            self._finish_failed(row, str(error), "permanent")
+            return
+        request = JobRequest(path, cool, report, self.config.settings, skip_if_up_to_date=True)
+        try:
+            self.pool.submit(JobId(row.id), request)
+        except (OSError, RuntimeError) as error:
+            self._after_failure(row, f"cannot start a worker process: {error}", "transient")
+            return
+        self.journal.set_worker(row.id, self.pool.pid_of(JobId(row.id)))
+        self.listener.job_started(JobId(row.id), path.name)
+        self._log(
+            logging.INFO,
+            "started",
+            row,
+            f"attempt {row.attempts} of {self.config.max_attempts}",
+            attempt=row.attempts,
+        )
+
+    def _handle(self, messages: list[JobProgress | JobFinished]) -> None:
+        for message in messages:
+            if isinstance(message, JobProgress):
+                self.listener.job_progress(message.job_id, message.event)
+                continue
+            self.listener.job_finished(message.job_id, message.result)
+            row = self.journal.get(message.job_id)
+            if row is not None:
+                self._finished(row, message.result)
+
+    def _finished(self, row: JobRow, result: JobResult) -> None:
+        if result.status == "failed":
+            self._after_failure(
+                row, result.error or "unknown error", result.error_kind, detail=result.detail
+            )
+            return
+        report = result.report or {}
+        self.journal.finish_done(
+            row.id,
+            output=report.get("output"),
+            bpp=result.bpp,
+            psnr_db=result.psnr_db,
+            encode_seconds=report.get("encode_seconds"),
+        )
+        done = self.journal.get(row.id)
+        assert done is not None
+        self._log(
+            logging.INFO,
+            "done",
+            done,
+            f"{result.summary()} -> {report.get('output')}",
+            bpp=result.bpp,
+            psnr_db=result.psnr_db,
+            seconds=round(result.seconds, 3),
+            output=report.get("output"),
+            skipped=result.status == "skipped",
+        )
+        self._dispose(done)
+
+    def _after_failure(
+        self, row: JobRow, error: str, kind: ErrorKind | None, *, detail: str | None = None
+    ) -> None:
+        if kind == "transient" and row.attempts < self.config.max_attempts:
+            delay = self.config.retry_delay_s(row.attempts)
+            self.journal.schedule_retry(row.id, error=error, error_kind=kind, delay_s=delay)
+            self._log(
+                logging.WARNING,
+                "retry",
+                row,
+                f"{error}; retry in {delay:g} s",
+                error=error,
+                error_kind=kind,
+                retry_in_s=delay,
+            )
+            return
+        self._finish_failed(row, error, kind, detail=detail)
+
+    def _finish_failed(
+        self, row: JobRow, error: str, kind: ErrorKind | None, *, detail: str | None = None
+    ) -> None:
+        self.journal.finish_failed(row.id, error=error, error_kind=kind)
+        failed = self.journal.get(row.id)
+        assert failed is not None
+        self._log(logging.ERROR, "failed", failed, error, error=error, error_kind=kind)
+        self._dispose_failed(failed, detail=detail)
+
+    # ------------------------------------------------------------------------- inputs
+
+    def _dispose(self, row: JobRow) -> None:
+        """Apply the input policy of a finished job (again: this is idempotent)."""
+        if row.state == "failed":
+            self._dispose_failed(row)
+        elif row.state == "done":
+            self._dispose_done(row)
+
+    def _still_there(self, row: JobRow) -> bool:
+        try:
+            info = os.stat(row.path)
+        except OSError:
+            return False
+        return (info.st_size, info.st_mtime_ns) == (row.size, row.mtime_ns)
+
+    def _destination(self, folder: Path, path: Path) -> Path:
+        target = folder / path.relative_to(self.inbox)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.resolve().is_relative_to(folder):
+            raise InputError(f"{target} would lie outside {folder}")
+        return target
+
+    def _dispose_done(self, row: JobRow) -> None:
+        policy = self.config.on_success
+        if policy == "keep":
+            if row.disposed_to is None:
+                self.journal.set_disposed(row.id, "kept")
+            return
+        if not self._still_there(row):
+            return
+        path = Path(row.path)
+        try:
+            if policy == "delete":
+                path.unlink()
+                where = "deleted"
+            else:
+                target = self._destination(self.done_dir, path)
+                os.replace(path, target)
+                fsync_directory(target.parent)
+                where = str(target)
+        except (OSError, InputError) as error:
+            self._log(logging.ERROR, "dispose_failed", row, f"cannot {policy} the input: {error}")
+            return
+        self.journal.set_disposed(row.id, where)
+
+    def _dispose_failed(self, row: JobRow, *, detail: str | None = None) -> None:
+        """Move the input to ``failed/`` beside ``<name>.error.json`` (written first)."""
+        if not self._still_there(row):
+            return
+        path = Path(row.path)
+        try:
+            target = self._destination(self.failed_dir, path)
+            write_json_atomic(
+                target.with_name(target.name + ".error.json"),
+                {
+                    "input": str(path),
+                    "moved_to": str(target),
+                    "error": row.error,
+                    "error_kind": row.error_kind,
+                    "attempts": row.attempts,
+                    "job": row.id,
+                    "size": row.size,
+                    "failed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "settings": self.config.settings.as_dict(),
+                    "version": __version__,
+                    "detail": detail,
+                },
+            )
+            os.replace(path, target)
+            fsync_directory(target.parent)
+        except (OSError, InputError) as error:
+            self._log(logging.ERROR, "dispose_failed", row, f"cannot move the input: {error}")
+            return
+        self.journal.set_disposed(row.id, str(target))
+
+    # ------------------------------------------------------------------------- logs
+
+    def _log(self, level: int, event: str, row: JobRow, message: str, **fields: Any) -> None:
+        """One line per event; ``event``, ``file``, ``job`` and ``fields`` go to JSON logs."""
+        name = os.path.relpath(row.path, self.inbox)
+        extra = {"event": event, "file": name, "job": row.id, "state": row.state, **fields}
+        logger.log(level, "%s %s: %s", event, name, message, extra=extra)
