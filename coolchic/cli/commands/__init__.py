@@ -7,4 +7,6 @@ from coolchic.cli.commands import (  # noqa: F401
     info,
     metrics,
     recipes,
+    status,
+    watch,
 )

@@ -1,0 +1,346 @@
+"""``coolchic watch`` end to end: real daemon processes, a real inbox, tiny instant encodes.
+
+Every wait polls a condition (the journal, the log, the file system) against a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from coolchic.daemon.journal import JobRow, Journal
+from tests.conftest import planes_bytes, yuv420_planes
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE_S = 90.0
+
+
+def yuv_bytes(width: int = 16, height: int = 8, *, seed: int = 0) -> bytes:
+    return planes_bytes(yuv420_planes(width, height, 8, seed=seed))
+
+
+class Daemon:
+    """One ``python -m coolchic watch`` process with its inbox, outputs, journal and log."""
+
+    def __init__(self, base: Path, *extra: str) -> None:
+        self.base = base
+        self.inbox = base / "inbox"
+        self.output = base / "out"
+        self.state = base / "state"
+        self.log = base / "daemon.log"
+        self.staging = base / "staging"
+        for folder in (self.inbox, self.staging):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> Daemon:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        command = [
+            sys.executable,
+            "-m",
+            "coolchic",
+            "--threads",
+            "1",
+            "--log-format",
+            "json",
+            "watch",
+            str(self.inbox),
+            "--output",
+            str(self.output),
+            "--state-dir",
+            str(self.state),
+            "--recipe",
+            "instant",
+            "--stable-seconds",
+            "0.5",
+            "--rescan-seconds",
+            "2",
+            *self.extra,
+            *extra,
+        ]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=self.base
+            )
+        return self
+
+    # -- observation -------------------------------------------------------------------------
+
+    def events(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def rows(self) -> list[JobRow]:
+        try:
+            with Journal(self.state / "journal.sqlite3", read_only=True) as journal:
+                return journal.rows()
+        except Exception:  # not created yet, or busy for a moment
+            return []
+
+    def row(self, name: str) -> JobRow | None:
+        rows = [r for r in self.rows() if Path(r.path).name == name]
+        assert len(rows) <= 1, rows
+        return rows[0] if rows else None
+
+    def wait(
+        self,
+        condition: Callable[[], object],
+        what: str,
+        timeout_s: float = DEADLINE_S,
+        *,
+        alive: bool = True,
+    ):
+        """Poll ``condition`` until true; fail early if the daemon died (when ``alive``)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            if alive and self.process is not None and self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        value = condition()
+        if value:
+            return value
+        tail = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        raise AssertionError(f"timed out waiting for {what}\n--- daemon log ---\n{tail}")
+
+    def wait_state(self, name: str, state: str) -> JobRow:
+        return self.wait(
+            lambda: (row := self.row(name)) is not None and row.state == state and row,
+            f"{name} to be {state}",
+        )
+
+    def wait_encoding(self, name: str) -> None:
+        """Until the worker logged that it started encoding ``name`` (it is mid-job then)."""
+        self.wait(
+            lambda: any(
+                e.get("logger") == "coolchic.jobs" and name in e.get("message", "")
+                for e in self.events()
+            ),
+            f"the encode of {name} to start",
+        )
+
+    # -- control -----------------------------------------------------------------------------
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def drop_and_wait_encoding(self, name: str, seed: int) -> None:
+        """Drop a 64x64 file and return once its encode is under way."""
+        self.drop(name, yuv_bytes(64, 64, seed=seed))
+        self.wait_encoding(name)
+
+    def drop(self, name: str, data: bytes) -> Path:
+        """The recommended way: write beside the inbox, then rename into it."""
+        staged = self.staging / name
+        staged.write_bytes(data)
+        target = self.inbox / name
+        os.rename(staged, target)
+        return target
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    instances: list[Daemon] = []
+
+    def make(*extra: str) -> Daemon:
+        instance = Daemon(tmp_path, *extra)
+        instances.append(instance)
+        return instance
+
+    yield make
+    for instance in instances:
+        instance.kill()
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_watch_takes_each_file_once_and_only_when_complete(daemon, tmp_path: Path) -> None:
+    d = daemon("--stable-seconds", "1.0")
+    present = d.inbox / "present_16x8_01p_yuv420_8b.yuv"
+    present.write_bytes(yuv_bytes(seed=1))
+    (d.inbox / ".hidden_16x8_01p_yuv420_8b.yuv").write_bytes(yuv_bytes())
+    (d.inbox / "partial_16x8_01p_yuv420_8b.yuv.part").write_bytes(yuv_bytes())
+    d.start()
+    d.wait_state(present.name, "done")
+
+    moved = d.drop("moved_16x8_01p_yuv420_8b.yuv", yuv_bytes(seed=2))
+
+    slow = d.inbox / "slow_64x64_01p_yuv420_8b.yuv"
+    content = yuv_bytes(64, 64, seed=3)
+    with open(slow, "wb") as handle:  # an in-place copy, in chunks, with pauses
+        for start in range(0, len(content), len(content) // 4):
+            handle.write(content[start : start + len(content) // 4])
+            handle.flush()
+            time.sleep(0.25)
+
+    broken = d.drop("broken_16x8_01p_yuv420_10b.yuv", b"\xff" * (16 * 8 * 3))
+    deleted = d.inbox / "deleted_16x8_01p_yuv420_8b.yuv"
+    deleted.write_bytes(yuv_bytes(seed=4))
+    time.sleep(0.2)
+    deleted.unlink()
+
+    done_moved = d.wait_state(moved.name, "done")
+    done_slow = d.wait_state(slow.name, "done")
+    failed = d.wait_state(broken.name, "failed")
+    d.wait(lambda: (d.inbox / "failed" / broken.name).exists(), "broken input moved")
+    late = d.drop("late_16x8_01p_yuv420_8b.yuv", yuv_bytes(seed=5))
+    d.wait_state(late.name, "done")
+    d.wait(lambda: (d.inbox / "done" / late.name).exists(), "late input moved")
+    assert d.stop() == 0
+
+    rows = d.rows()
+    assert sorted(Path(r.path).name for r in rows) == sorted(
+        [present.name, moved.name, slow.name, broken.name, late.name]
+    )
+    assert all(r.attempts == 1 for r in rows)
+    assert done_slow.size == len(content)
+    report = json.loads((d.output / "slow_64x64_01p_yuv420_8b.json").read_text())
+    assert report["input_sha256"] == hashlib.sha256(content).hexdigest()
+    assert done_moved.disposed_to == str((d.inbox / "done" / moved.name).resolve())
+    for name in (present.name, moved.name, slow.name, late.name):
+        stem = name.removesuffix(".yuv")
+        report = json.loads((d.output / f"{stem}.json").read_text())
+        assert report["output_bytes"] == (d.output / f"{stem}.cool").stat().st_size
+        assert (d.inbox / "done" / name).exists() and not (d.inbox / name).exists()
+    error = json.loads((d.inbox / "failed" / f"{broken.name}.error.json").read_text())
+    assert error["error_kind"] == "permanent" and "above 1023" in error["error"]
+    assert failed.error == error["error"]
+    assert (d.inbox / ".hidden_16x8_01p_yuv420_8b.yuv").exists()
+    assert (d.inbox / "partial_16x8_01p_yuv420_8b.yuv.part").exists()
+    assert not _temporaries(d.output)
+    kinds = [e.get("event") for e in d.events()]
+    for kind in ("queued", "started", "done", "failed", "stopped"):
+        assert kind in kinds, kind
+    done_event = next(e for e in d.events() if e.get("event") == "done")
+    assert done_event["bpp"] > 0 and done_event["psnr_db"] > 0
+
+
+def test_watch_survives_a_burst_and_a_deleted_queued_file(daemon) -> None:
+    d = daemon("--on-success", "delete").start()
+    names = [f"burst{index:02d}_16x8_01p_yuv420_8b.yuv" for index in range(20)]
+    for index, name in enumerate(names):
+        (d.staging / name).write_bytes(yuv_bytes(seed=index))
+    victim = d.staging / "victim_16x8_01p_yuv420_8b.yuv"
+    victim.write_bytes(yuv_bytes(seed=99))
+    for name in [*names, victim.name]:  # dropped at once
+        os.rename(d.staging / name, d.inbox / name)
+    d.wait_state(victim.name, "queued")
+    (d.inbox / victim.name).unlink()  # deleted while it waits its turn
+
+    d.wait(lambda: sum(r.state == "done" for r in d.rows()) == 20, "20 encodes", 240)
+    d.wait(lambda: d.row(victim.name) is None, "the deleted file to be forgotten")
+    assert d.process is not None and d.process.poll() is None
+    assert d.stop() == 0
+    assert sorted(p.name for p in d.output.glob("*.cool")) == sorted(
+        n.replace(".yuv", ".cool") for n in names
+    )
+    assert not any(d.inbox.glob("*.yuv"))  # --on-success delete
+    assert any(e.get("event") == "vanished" for e in d.events())
+
+
+def test_kill_9_during_an_encode_then_restart_completes_it_once(daemon) -> None:
+    d = daemon()
+    d.start()
+    name = "crash_64x64_01p_yuv420_8b.yuv"
+    d.drop(name, yuv_bytes(64, 64, seed=7))
+    running = d.wait_state(name, "running")
+    d.wait(lambda: (row := d.row(name)) is not None and row.worker_pid, "a worker pid")
+    worker_pid = d.row(name).worker_pid  # type: ignore[union-attr]
+    d.wait_encoding(name)
+    assert d.process is not None
+    d.process.kill()  # SIGKILL: no handler, no clean-up
+    d.process.wait(10)
+    d.wait(lambda: _process_gone(worker_pid), "the orphaned worker to exit", 15, alive=False)
+    stale = d.row(name)
+    assert stale is not None and stale.state == "running" and stale.id == running.id
+
+    d.start()
+    done = d.wait_state(name, "done")
+    assert d.stop() == 0
+    assert done.id == running.id and done.attempts == 2
+    assert len(d.rows()) == 1
+    stem = name.removesuffix(".yuv")
+    assert sorted(p.name for p in d.output.iterdir()) == [f"{stem}.cool", f"{stem}.json"]
+    report = json.loads((d.output / f"{stem}.json").read_text())
+    assert report["output_bytes"] == (d.output / f"{stem}.cool").stat().st_size
+    assert (d.inbox / "done" / name).exists()
+    assert any(e.get("event") == "recovered" for e in d.events())
+
+
+def test_sigterm_lets_the_running_encode_finish(daemon) -> None:
+    d = daemon("--grace-seconds", "60").start()
+    name = "graceful_64x64_01p_yuv420_8b.yuv"
+    d.drop_and_wait_encoding(name, seed=8)
+    started = time.monotonic()
+    d.signal(signal.SIGTERM)
+    assert d.process is not None
+    assert d.process.wait(60) == 0
+    assert time.monotonic() - started < 60
+    row = d.row(name)
+    assert row is not None and row.state == "done" and row.attempts == 1
+    assert (d.output / "graceful_64x64_01p_yuv420_8b.cool").exists()
+    assert [r for r in d.rows() if r.state == "running"] == []
+
+
+def test_sigterm_past_the_grace_period_requeues_without_output(daemon) -> None:
+    d = daemon("--grace-seconds", "0").start()
+    name = "cut_64x64_01p_yuv420_8b.yuv"
+    d.drop_and_wait_encoding(name, seed=9)
+    d.signal(signal.SIGTERM)
+    assert d.process is not None and d.process.wait(30) == 0
+    row = d.row(name)
+    assert row is not None and (row.state, row.attempts) == ("queued", 0)
+    assert not any(d.output.iterdir())
+    assert (d.inbox / name).exists()
+    assert any(e.get("event") == "requeued" for e in d.events())
+
+
+def test_second_ctrl_c_quits_at_once_with_130(daemon) -> None:
+    d = daemon("--grace-seconds", "600").start()
+    name = "impatient_64x64_01p_yuv420_8b.yuv"
+    d.drop_and_wait_encoding(name, seed=10)
+    d.signal(signal.SIGINT)
+    d.wait(lambda: any(e.get("event") == "signal" for e in d.events()), "the first signal")
+    d.signal(signal.SIGINT)
+    assert d.process is not None and d.process.wait(30) == 130
+    row = d.row(name)
+    assert row is not None and row.state in ("queued", "done")
+    assert not _temporaries(d.output)
