@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from coolchic.cli import main
 from coolchic.daemon.journal import JobRow, Journal
 from tests.conftest import planes_bytes, yuv420_planes
 
@@ -192,7 +193,7 @@ def _temporaries(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_watch_takes_each_file_once_and_only_when_complete(daemon, tmp_path: Path) -> None:
+def test_watch_takes_each_file_once_and_only_when_complete(daemon, capsys) -> None:
     d = daemon("--stable-seconds", "1.0")
     present = d.inbox / "present_16x8_01p_yuv420_8b.yuv"
     present.write_bytes(yuv_bytes(seed=1))
@@ -251,6 +252,23 @@ def test_watch_takes_each_file_once_and_only_when_complete(daemon, tmp_path: Pat
         assert kind in kinds, kind
     done_event = next(e for e in d.events() if e.get("event") == "done")
     assert done_event["bpp"] > 0 and done_event["psnr_db"] > 0
+    _check_status(d, capsys)
+
+
+def _check_status(d: Daemon, capsys) -> None:
+    """``coolchic status`` shows the same journal, as JSON and as a table."""
+    assert main(["status", "--state-dir", str(d.state), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["counts"] == {"queued": 0, "running": 0, "done": 4, "failed": 1, "retry": 0}
+    failed = [job for job in status["jobs"] if job["state"] == "failed"]
+    assert "above 1023" in failed[0]["error"]
+    assert main(["status", "--state-dir", str(d.state), "--state", "failed"]) == 0
+    table = capsys.readouterr().out
+    assert "broken_16x8" in table and "present_16x8" not in table
+    assert "4 done, 1 failed" in table
+    assert main(["status"]) == 2
+    assert main(["status", str(d.base)]) == 1  # no journal in <base>/.coolchic
+    assert "no journal" in capsys.readouterr().err
 
 
 def test_watch_survives_a_burst_and_a_deleted_queued_file(daemon) -> None:
