@@ -33,3 +33,7 @@ class EncodingError(CoolchicError):
 
 class DeviceError(CoolchicError):
     """The requested compute device is not available in this torch build or on this machine."""
+
+
+class ExecutorError(CoolchicError):
+    """Jobs cannot be run where asked: a missing optional extra, an unreachable scheduler."""

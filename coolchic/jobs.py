@@ -13,9 +13,11 @@ This is the unit that ``coolchic encode``, ``coolchic batch`` and the watch-fold
 - :func:`run_job` runs one :class:`JobRequest` and never raises for a bad job: it returns a
   :class:`JobResult` whose error is classified as permanent (the input is at fault) or transient
   (the machine is: I/O, memory, a lost worker).
-- :class:`WorkerPool` runs jobs in spawned child processes that can be killed at any moment
-  (the atomic outputs leave no partial file); :func:`run_batch` drives a pool over a list of
-  inputs for ``coolchic batch``.
+- :class:`EncodeTask` and :func:`run_encode_task` are the stateless form of a job for remote
+  workers (frame samples in, stream and report out); :func:`finish_remote_job` writes their
+  outputs on the coordinator.
+- :func:`run_batch` drives an executor (:mod:`coolchic.executors`) over a list of inputs for
+  ``coolchic batch``.
 """
 
 from __future__ import annotations
@@ -25,27 +27,35 @@ import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import stat
-import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Literal, NewType, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NewType, Protocol
 
 from coolchic import __version__
 from coolchic.errors import BitstreamError, CoolchicError, EncodingError, InputError
-from coolchic.io import Frame, inspect_yuv, is_png_path, is_yuv_path, read_frame, write_frame
+from coolchic.io import (
+    Frame,
+    FrameSamples,
+    inspect_yuv,
+    is_png_path,
+    is_yuv_path,
+    read_frame,
+    write_frame,
+)
 from coolchic.io.files import atomic_write_bytes
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import get_recipe
+
+if TYPE_CHECKING:
+    from coolchic.codec import Encoded
+    from coolchic.executors.base import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -165,27 +175,68 @@ def encode_file(
         InputError: the input is unusable, or an output path does not fit the frame.
         EncodingError: training failed with every seed.
     """
+    input_path, output_path = Path(input_path), Path(output_path)
+    frame, identity = read_input(input_path)
+    if decoded_path is not None:
+        check_output_suffix(Path(decoded_path), frame.format)
+    encoded = encode_frame(frame, settings, progress=progress, label=str(input_path))
+    report = job_report(identity, output_path, encoded.bitstream, encoded.report, settings)
+    atomic_write_bytes(output_path, encoded.bitstream)
+    if decoded_path is not None:
+        write_frame(decoded_path, encoded.decoded)
+        report["decoded"] = str(decoded_path)
+    if report_path is not None:
+        write_json_atomic(report_path, report)
+    return report
+
+
+@dataclass(frozen=True)
+class InputIdentity:
+    """What identifies an input in its report: the path, its content's sha256, its size."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def read_input(path: Path) -> tuple[Frame, InputIdentity]:
+    """Read the first frame of ``path`` and fingerprint the file.
+
+    Raises:
+        InputError: the input is unusable.
+    """
+    frame = read_frame(path)
+    return frame, InputIdentity(path, sha256_of(path), path.stat().st_size)
+
+
+def encode_frame(
+    frame: Frame,
+    settings: EncodeSettings,
+    *,
+    progress: ProgressCallback = ignore_progress,
+    label: str = "frame",
+) -> Encoded:
+    """Encode a frame with ``settings`` on this machine: torch threads and device set here.
+
+    Raises:
+        EncodingError: training failed with every seed.
+    """
     from coolchic.codec import EncoderConfig, default_model_config, encode
     from coolchic.device import resolve_device, set_torch_threads
 
-    input_path, output_path = Path(input_path), Path(output_path)
-    frame: Frame = read_frame(input_path)
-    input_sha256 = sha256_of(input_path)
-    if decoded_path is not None:
-        check_output_suffix(Path(decoded_path), frame.format)
     threads = set_torch_threads(settings.threads)
     device = resolve_device(settings.device)
     config = EncoderConfig(
         lmbda=settings.lmbda,
         recipe=settings.recipe,
-        model=settings.model_config(default_model_config(frame)),
+        model=settings.model_config(default_model_config(frame, settings.lmbda)),
         start_lr=settings.start_lr,
         seed=settings.seed,
         device=device,
     )
     logger.info(
         "encoding %s (%dx%d %s %d-bit) with recipe %s, lmbda %g on %s, %d threads",
-        input_path,
+        label,
         frame.width,
         frame.height,
         frame.format,
@@ -195,24 +246,27 @@ def encode_file(
         device,
         threads,
     )
-    encoded = encode(frame, config, progress)
-    report: dict[str, Any] = {
-        "input": str(input_path),
-        "input_sha256": input_sha256,
-        "input_bytes": input_path.stat().st_size,
+    return encode(frame, config, progress)
+
+
+def job_report(
+    source: InputIdentity,
+    output_path: Path,
+    bitstream: bytes,
+    codec_report: dict[str, Any],
+    settings: EncodeSettings,
+) -> dict[str, Any]:
+    """The report of a job: input identity, output size, the codec's report, the settings."""
+    return {
+        "input": str(source.path),
+        "input_sha256": source.sha256,
+        "input_bytes": source.size,
         "output": str(output_path),
-        "output_bytes": len(encoded.bitstream),
-        **encoded.report,
+        "output_bytes": len(bitstream),
+        **codec_report,
         "settings": {name: getattr(settings, name) for name in FINGERPRINT_FIELDS},
         "settings_fingerprint": settings.fingerprint(),
     }
-    atomic_write_bytes(output_path, encoded.bitstream)
-    if decoded_path is not None:
-        write_frame(decoded_path, encoded.decoded)
-        report["decoded"] = str(decoded_path)
-    if report_path is not None:
-        write_json_atomic(report_path, report)
-    return report
 
 
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
@@ -521,6 +575,86 @@ def run_job(request: JobRequest, *, progress: ProgressCallback = ignore_progress
     )
 
 
+@dataclass(frozen=True)
+class EncodeTask:
+    """A self-contained encode for a remote worker: the first frame's samples and the settings.
+
+    It needs no shared file system: the coordinator reads the input and writes the outputs, the
+    worker only computes, so running a task twice (after a lost worker) is always safe.
+    """
+
+    label: str
+    samples: FrameSamples
+    settings: EncodeSettings
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What a worker sends back: the stream and the codec's report, or a classified error."""
+
+    bitstream: bytes | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    detail: str | None = None
+    seconds: float = 0.0
+
+
+def run_encode_task(
+    task: EncodeTask, *, progress: ProgressCallback = ignore_progress
+) -> TaskOutcome:
+    """Run an :class:`EncodeTask`; a failure comes back classified, never as an exception."""
+    started = time.perf_counter()
+    try:
+        encoded = encode_frame(
+            task.samples.to_frame(), task.settings, progress=progress, label=task.label
+        )
+    except Exception as error:
+        logger.debug("%s: encode failed", task.label, exc_info=True)
+        return TaskOutcome(
+            error=describe_error(error),
+            error_kind=classify_error(error),
+            detail=None if isinstance(error, CoolchicError) else traceback.format_exc(),
+            seconds=time.perf_counter() - started,
+        )
+    return TaskOutcome(
+        bitstream=encoded.bitstream,
+        report=encoded.report,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def finish_remote_job(
+    request: JobRequest, source: InputIdentity, outcome: TaskOutcome
+) -> JobResult:
+    """On the coordinator: write a remote job's outputs atomically (report last)."""
+    if outcome.bitstream is None or outcome.report is None:
+        return JobResult(
+            request.input_path,
+            "failed",
+            error=outcome.error or "the worker returned no result",
+            error_kind=outcome.error_kind or "transient",
+            detail=outcome.detail,
+            seconds=outcome.seconds,
+        )
+    try:
+        report = job_report(
+            source, request.cool_path, outcome.bitstream, outcome.report, request.settings
+        )
+        request.cool_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(request.cool_path, outcome.bitstream)
+        write_json_atomic(request.report_path, report)
+    except OSError as error:
+        return JobResult(
+            request.input_path,
+            "failed",
+            error=describe_error(error),
+            error_kind="transient",
+            seconds=outcome.seconds,
+        )
+    return JobResult(request.input_path, "done", report=report, seconds=outcome.seconds)
+
+
 def remove_stale_temporaries(folder: Path, *, recursive: bool = True) -> list[Path]:
     """Delete the temporary files that an interrupted atomic write left in ``folder``.
 
@@ -542,12 +676,12 @@ def remove_stale_temporaries(folder: Path, *, recursive: bool = True) -> list[Pa
 
 
 # --------------------------------------------------------------------------------------------
-# Worker processes
+# What executors report
 
 
 @dataclass(frozen=True)
 class JobProgress:
-    """A progress event of a running job, as :meth:`WorkerPool.wait` reports it."""
+    """A progress event of a running job, as an executor's ``wait`` reports it."""
 
     job_id: JobId
     event: ProgressEvent
@@ -561,263 +695,7 @@ class JobFinished:
     result: JobResult
 
 
-PoolMessage = JobProgress | JobFinished
-
-
-@dataclass
-class _Worker:
-    process: multiprocessing.process.BaseProcess
-    conn: multiprocessing.connection.Connection
-    job_id: JobId | None = None
-    request: JobRequest | None = None
-
-
-class WorkerPool:
-    """Runs jobs in spawned child processes, one job per child at a time.
-
-    A child ignores SIGINT and SIGTERM (the parent decides when an encode stops: it may let it
-    finish, or kill it with SIGKILL), and exits at once when its parent dies, so a daemon killed
-    with ``kill -9`` leaves no encode running behind it. A child outlives its job and takes the
-    next one, so torch is imported once per child. Children are started on demand.
-    """
-
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError(f"a pool needs at least one worker, found {size}")
-        self.size = size
-        self._context = multiprocessing.get_context("spawn")
-        self._workers: list[_Worker] = []
-
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    @property
-    def running(self) -> dict[JobId, JobRequest]:
-        """The jobs being run, by id."""
-        return {
-            w.job_id: w.request
-            for w in self._workers
-            if w.job_id is not None and w.request is not None
-        }
-
-    @property
-    def free(self) -> int:
-        """How many more jobs can be submitted now."""
-        return self.size - len(self.running)
-
-    def pid_of(self, job_id: JobId) -> int | None:
-        worker = self._find(job_id)
-        return None if worker is None else worker.process.pid
-
-    def submit(self, job_id: JobId, request: JobRequest) -> None:
-        """Hand a job to an idle child (started if needed)."""
-        if job_id in self.running:
-            raise ValueError(f"job {job_id} is already running")
-        if self.free < 1:
-            raise RuntimeError("every worker is busy")
-        for _attempt in range(2):
-            worker = self._idle_worker()
-            try:
-                worker.conn.send((job_id, request))
-            except OSError:  # the idle child died (OOM killer, kill): start a fresh one
-                self._discard(worker)
-                continue
-            worker.job_id, worker.request = job_id, request
-            return
-        raise RuntimeError("could not start a worker process")
-
-    def wait(self, timeout: float) -> list[PoolMessage]:
-        """Wait up to ``timeout`` seconds for messages of the running jobs and return them.
-
-        Log records that the children emit are handed to this process's loggers here.
-        Returns at once, with nothing, when no job is running.
-        """
-        busy = [w for w in self._workers if w.job_id is not None]
-        if not busy:
-            return []
-        handles: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-        multiprocessing.connection.wait(handles, timeout)
-        messages: list[PoolMessage] = []
-        for worker in busy:
-            messages.extend(self._drain(worker))
-        return messages
-
-    def cancel(self, job_id: JobId) -> JobRequest | None:
-        """Kill the child running ``job_id`` (SIGKILL) and remove its temporary files."""
-        worker = self._find(job_id)
-        if worker is None:
-            return None
-        request = worker.request
-        self._discard(worker)
-        if request is not None:
-            _remove_job_temporaries(request)
-        return request
-
-    def close(self) -> None:
-        """Stop every child: idle ones are asked to exit, busy ones are killed."""
-        for worker in list(self._workers):
-            if worker.job_id is None:
-                with contextlib.suppress(OSError):
-                    worker.conn.send(None)
-        deadline = time.monotonic() + 2.0
-        for worker in list(self._workers):
-            if worker.job_id is None:
-                worker.process.join(max(0.0, deadline - time.monotonic()))
-            self._discard(worker)
-
-    # ----------------------------------------------------------------------------------------
-
-    def _find(self, job_id: JobId) -> _Worker | None:
-        return next((w for w in self._workers if w.job_id == job_id), None)
-
-    def _idle_worker(self) -> _Worker:
-        for worker in self._workers:
-            if worker.job_id is None and worker.process.is_alive():
-                return worker
-        for worker in [w for w in self._workers if w.job_id is None]:
-            self._discard(worker)
-        parent_conn, child_conn = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=_worker_main,
-            args=(child_conn,),
-            name="coolchic-worker",
-            daemon=False,
-        )
-        process.start()
-        child_conn.close()
-        worker = _Worker(process=process, conn=parent_conn)
-        self._workers.append(worker)
-        logger.debug("started worker process %s", process.pid)
-        return worker
-
-    def _discard(self, worker: _Worker) -> None:
-        if worker.process.is_alive():
-            worker.process.kill()
-        worker.process.join(5.0)
-        worker.conn.close()
-        if worker in self._workers:
-            self._workers.remove(worker)
-
-    def _drain(self, worker: _Worker) -> Iterator[PoolMessage]:
-        """Messages waiting from one busy worker; a dead worker ends its job as failed."""
-        job_id, request = worker.job_id, worker.request
-        assert job_id is not None and request is not None
-        try:
-            while worker.conn.poll():
-                kind, message_job, payload = worker.conn.recv()
-                if kind == "log":
-                    _emit_child_record(payload, message_job)
-                elif kind == "progress":
-                    yield JobProgress(message_job, payload)
-                elif kind == "result":
-                    worker.job_id, worker.request = None, None
-                    yield JobFinished(message_job, payload)
-                    return
-        except (EOFError, OSError):
-            pass
-        if worker.process.is_alive():
-            return
-        worker.process.join(1.0)
-        code = worker.process.exitcode
-        self._discard(worker)
-        _remove_job_temporaries(request)
-        reason = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-        yield JobFinished(
-            job_id,
-            JobResult(
-                request.input_path,
-                "failed",
-                error=f"the worker process died ({reason})",
-                error_kind="transient",
-            ),
-        )
-
-
-def _remove_job_temporaries(request: JobRequest) -> None:
-    for target in (request.cool_path, request.report_path):
-        for leftover in target.parent.glob(f".{target.name}.*.tmp"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-
-
-def _emit_child_record(payload: dict[str, Any], job_id: JobId | None) -> None:
-    record = logging.makeLogRecord(payload)
-    record.job = job_id
-    child_logger = logging.getLogger(record.name)
-    if child_logger.isEnabledFor(record.levelno):
-        child_logger.handle(record)
-
-
-class _PipeLogHandler(logging.Handler):
-    """In a child: sends each record, already formatted, to the parent."""
-
-    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
-        super().__init__(logging.DEBUG)
-        self.conn = conn
-        self.job_id: JobId | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            payload = {
-                "name": record.name,
-                "levelno": record.levelno,
-                "levelname": record.levelname,
-                "msg": record.getMessage(),
-                "created": record.created,
-                "msecs": record.msecs,
-                "exc_text": (
-                    logging.Formatter().formatException(record.exc_info)
-                    if record.exc_info
-                    else None
-                ),
-            }
-            self.conn.send(("log", self.job_id, payload))
-        except Exception:
-            self.handleError(record)
-
-
-def _exit_with_parent() -> None:
-    """Exit this child as soon as the parent process is gone (even after ``kill -9``)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="coolchic-parent-watch", daemon=True).start()
-
-
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
-    """Body of a worker child: run the jobs the parent sends until it sends ``None``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _exit_with_parent()
-    handler = _PipeLogHandler(conn)
-    root = logging.getLogger("coolchic")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG)
-    root.propagate = False
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        job_id, request = message
-        handler.job_id = job_id
-
-        def progress(event: ProgressEvent, job_id: JobId = job_id) -> None:
-            conn.send(("progress", job_id, event))
-
-        result = run_job(request, progress=progress)
-        conn.send(("result", job_id, result))
-        handler.job_id = None
+JobMessage = JobProgress | JobFinished
 
 
 # --------------------------------------------------------------------------------------------
@@ -907,9 +785,10 @@ def _refused(path: Path, reason: str) -> JobResult:
 
 
 def run_batch(
-    plan: BatchPlan, *, jobs: int = 1, listener: JobListener | None = None
+    plan: BatchPlan, executor: Executor, *, listener: JobListener | None = None
 ) -> list[JobResult]:
-    """Run the planned jobs, ``jobs`` at a time, in input order; failures never stop it.
+    """Run the planned jobs on ``executor``, as many at once as it has room for, in input
+    order; failures never stop it.
 
     Returns one result per input, in input order.
     """
@@ -920,21 +799,19 @@ def run_batch(
             logger.info("%s", planned.result.describe())
     pending = deque(p for p in plan.items if p.result is None and p.request is not None)
     by_id = {p.job_id: p for p in plan.items}
-    if pending:
-        with WorkerPool(min(jobs, len(pending))) as pool:
-            while pending or pool.running:
-                while pending and pool.free:
-                    planned = pending.popleft()
-                    assert planned.request is not None
-                    pool.submit(planned.job_id, planned.request)
-                    listener.job_started(planned.job_id, planned.request.label)
-                    logger.debug("%s: started", planned.request.label)
-                for message in pool.wait(0.5):
-                    if isinstance(message, JobProgress):
-                        listener.job_progress(message.job_id, message.event)
-                        continue
-                    by_id[message.job_id].result = message.result
-                    listener.job_finished(message.job_id, message.result)
-                    level = logging.WARNING if message.result.status == "failed" else logging.INFO
-                    logger.log(level, "%s", message.result.describe())
+    while pending or executor.running:
+        while pending and executor.free > 0:
+            planned = pending.popleft()
+            assert planned.request is not None
+            executor.submit(planned.job_id, planned.request)
+            listener.job_started(planned.job_id, planned.request.label)
+            logger.debug("%s: started", planned.request.label)
+        for message in executor.wait(0.5):
+            if isinstance(message, JobProgress):
+                listener.job_progress(message.job_id, message.event)
+                continue
+            by_id[message.job_id].result = message.result
+            listener.job_finished(message.job_id, message.result)
+            level = logging.WARNING if message.result.status == "failed" else logging.INFO
+            logger.log(level, "%s", message.result.describe())
     return [p.result for p in plan.items if p.result is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tracemalloc
@@ -164,3 +165,22 @@ def test_444_file_reads_full_resolution_chroma(tmp_path: Path) -> None:
     assert frame.format == "yuv444"
     assert [p.shape for p in frame.planes] == [(4, 6)] * 3
     assert parse_yuv_name(path).chroma_format == "yuv444"
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10])
+def test_frame_samples_rebuild_the_exact_frame(make_yuv: MakeYuv, bit_depth: int) -> None:
+    path = make_yuv(f"cam_16x8_25p_yuv420_{bit_depth}b.yuv", bit_depth=bit_depth)
+    frame = read_yuv_frame(path)
+    samples = frame.to_samples()
+    assert samples.data == path.read_bytes()  # the first frame's bytes, as stored
+    rebuilt = samples.to_frame()
+    assert rebuilt.source == frame.source and rebuilt.bit_depth == bit_depth
+    for before, after in zip(frame.planes, rebuilt.planes, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_frame_samples_of_the_wrong_length_are_refused(make_yuv: MakeYuv) -> None:
+    samples = read_yuv_frame(make_yuv()).to_samples()
+    cut = dataclasses.replace(samples, data=samples.data[:-1])
+    with pytest.raises(ValueError, match="expected 192 bytes, found 191"):
+        cut.to_frame()

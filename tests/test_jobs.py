@@ -11,6 +11,7 @@ from pathlib import Path, PurePath
 import pytest
 
 from coolchic.errors import BitstreamError, DeviceError, EncodingError, InputError
+from coolchic.executors.local import LocalExecutor
 from coolchic.jobs import (
     EncodeSettings,
     InputFile,
@@ -18,7 +19,6 @@ from coolchic.jobs import (
     JobId,
     JobProgress,
     JobRequest,
-    WorkerPool,
     classify_error,
     find_inputs,
     is_input_name,
@@ -219,7 +219,7 @@ def test_worker_pool_reports_progress_results_and_lost_workers(
         cool, report = output_paths(PurePath(path.name), out)
         return JobRequest(path, cool, report, INSTANT)
 
-    with WorkerPool(1) as pool:
+    with LocalExecutor(1) as pool:
         pool.submit(JobId(1), request(first))
         assert pool.free == 0
         with pytest.raises(RuntimeError):
@@ -243,7 +243,7 @@ def test_worker_pool_reports_progress_results_and_lost_workers(
         assert not list(out.glob(".*.tmp"))
 
 
-def _wait_for(pool: WorkerPool, condition, timeout_s: float = 60.0) -> list:
+def _wait_for(pool: LocalExecutor, condition, timeout_s: float = 60.0) -> list:
     seen = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

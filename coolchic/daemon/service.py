@@ -29,6 +29,7 @@ from coolchic.daemon.journal import JOURNAL_NAME, TERMINAL_STATES, JobRow, Journ
 from coolchic.daemon.observer import RESCAN, InboxEventHandler, ObserverSupervisor
 from coolchic.daemon.readiness import StabilityTracker
 from coolchic.errors import CoolchicError, InputError
+from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, Executor, create_executor
 from coolchic.io.files import fsync_directory
 from coolchic.jobs import (
     EncodeSettings,
@@ -40,7 +41,6 @@ from coolchic.jobs import (
     JobRequest,
     JobResult,
     SilentListener,
-    WorkerPool,
     find_inputs,
     is_ignored_name,
     is_input_name,
@@ -87,7 +87,10 @@ class WatchConfig:
     grace_s: float = 60.0
     recursive: bool = False
     include_png: bool = False
-    jobs: int = 1
+    jobs: int | None = None
+    scheduler: str | None = None
+    gpus_per_job: float = 0.0
+    resource_timeout_s: float = DEFAULT_RESOURCE_TIMEOUT_S
     tick_s: float = 0.2
 
     def __post_init__(self) -> None:
@@ -98,7 +101,7 @@ class WatchConfig:
             raise ValueError(f"poll_s must be > 0, found {self.poll_s}")
         if not self.tick_s > 0:
             raise ValueError(f"tick_s must be > 0, found {self.tick_s}")
-        if self.max_attempts < 1 or self.jobs < 1:
+        if self.max_attempts < 1 or (self.jobs is not None and self.jobs < 1):
             raise ValueError("max_attempts and jobs must be at least 1")
         if self.on_success not in ON_SUCCESS_CHOICES:
             raise ValueError(f"on_success must be one of {ON_SUCCESS_CHOICES}")
@@ -190,7 +193,7 @@ class WatchService:
             clock=clock,
         )
         self._journal: Journal | None = None
-        self._pool: WorkerPool | None = None
+        self._pool: Executor | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
@@ -208,7 +211,12 @@ class WatchService:
         with (
             StateLock(self.state_dir),
             Journal(self.state_dir / JOURNAL_NAME) as journal,
-            WorkerPool(self.config.jobs) as pool,
+            create_executor(
+                self.config.scheduler,
+                jobs=self.config.jobs,
+                gpus_per_job=self.config.gpus_per_job,
+                resource_timeout_s=self.config.resource_timeout_s,
+            ) as pool,
         ):
             self._journal, self._pool = journal, pool
             try:
@@ -231,7 +239,7 @@ class WatchService:
         return self._journal
 
     @property
-    def pool(self) -> WorkerPool:
+    def pool(self) -> Executor:
         if self._pool is None:
             raise RuntimeError("the service is not running")
         return self._pool
@@ -249,16 +257,22 @@ class WatchService:
             for leftover in remove_stale_temporaries(folder):
                 logger.info("removed the unfinished temporary file %s", leftover)
         settings = self.config.settings
+        where = (
+            f"on the Dask scheduler {self.config.scheduler}"
+            if self.config.scheduler
+            else "on this machine"
+        )
         logger.info(
-            "watching %s: outputs in %s, journal in %s, recipe %s, lmbda %g, %d job(s) of "
-            "%s thread(s), on success %s",
+            "watching %s: outputs in %s, journal in %s, recipe %s, lmbda %g, %s job(s) of "
+            "%s thread(s) %s, on success %s",
             self.inbox,
             self.output,
             self.state_dir,
             settings.recipe,
             settings.lmbda,
-            self.config.jobs,
+            self.config.jobs or ("as many as workers" if self.config.scheduler else 1),
             settings.threads or "all",
+            where,
             self.config.on_success,
             extra={"event": "started_watching"},
         )

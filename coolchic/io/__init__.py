@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coolchic.errors import InputError
-from coolchic.io.frame import Frame, FrameFormat
+from coolchic.io.frame import Frame, FrameFormat, FrameSamples
 from coolchic.io.metrics import FrameMetrics, frame_metrics
 from coolchic.io.naming import YuvName, format_yuv_name, is_yuv_path, parse_yuv_name
 from coolchic.io.png import is_png_path, read_png, write_png
@@ -18,6 +18,7 @@ __all__ = [
     "Frame",
     "FrameFormat",
     "FrameMetrics",
+    "FrameSamples",
     "YuvFileInfo",
     "YuvName",
     "format_yuv_name",

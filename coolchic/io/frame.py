@@ -23,6 +23,11 @@ def max_sample_value(bit_depth: int) -> int:
     return (1 << bit_depth) - 1
 
 
+def sample_dtype(bit_depth: int) -> np.dtype:
+    """uint8 for 8-bit, little-endian uint16 for more (the byte order of every YUV tool)."""
+    return np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
+
+
 def plane_shapes(fmt: FrameFormat, width: int, height: int) -> tuple[tuple[int, int], ...]:
     """(rows, cols) of each plane: chroma is halved in both directions for 4:2:0."""
     if fmt == "yuv420":
@@ -87,3 +92,60 @@ class Frame:
         peak = float(max_sample_value(bit_depth))
         normalised = tuple((plane.astype(np.float32) / np.float32(peak)) for plane in planes)
         return cls(planes=normalised, format=fmt, bit_depth=bit_depth, source=source)  # type: ignore[arg-type]
+
+    def to_samples(self) -> FrameSamples:
+        """The frame as its raw integer samples: compact, and exact to rebuild elsewhere."""
+        dtype = sample_dtype(self.bit_depth)
+        data = b"".join(plane.astype(dtype).tobytes() for plane in self.integer_planes())
+        return FrameSamples(
+            data=data,
+            format=self.format,
+            bit_depth=self.bit_depth,
+            width=self.width,
+            height=self.height,
+            source=self.source,
+        )
+
+
+@dataclass(frozen=True)
+class FrameSamples:
+    """A frame as planar integer samples (bytes, or little-endian 16-bit words above 8 bits).
+
+    This is what crosses machines when a job runs on a remote worker: the first frame's
+    samples, four times smaller than float32 planes for 8-bit input, and
+    :meth:`to_frame` gives back exactly the frame that :meth:`Frame.to_samples` came from.
+    """
+
+    data: bytes
+    format: FrameFormat
+    bit_depth: int
+    width: int
+    height: int
+    source: YuvName | None = None
+
+    def to_frame(self) -> Frame:
+        """The frame these samples describe.
+
+        Raises:
+            ValueError: the byte count does not match the size, format and bit depth.
+        """
+        shapes = plane_shapes(self.format, self.width, self.height)
+        dtype = sample_dtype(self.bit_depth)
+        expected = sum(rows * cols for rows, cols in shapes) * dtype.itemsize
+        if len(self.data) != expected:
+            raise ValueError(
+                f"{self.width}x{self.height} {self.format} {self.bit_depth}-bit samples: "
+                f"expected {expected} bytes, found {len(self.data)}"
+            )
+        samples = np.frombuffer(self.data, dtype=dtype)
+        planes = []
+        offset = 0
+        for rows, cols in shapes:
+            planes.append(samples[offset : offset + rows * cols].reshape(rows, cols))
+            offset += rows * cols
+        return Frame.from_integer_planes(
+            (planes[0], planes[1], planes[2]),
+            fmt=self.format,
+            bit_depth=self.bit_depth,
+            source=self.source,
+        )

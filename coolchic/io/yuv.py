@@ -14,7 +14,7 @@ import numpy as np
 
 from coolchic.errors import InputError
 from coolchic.io.files import atomic_write_bytes, read_prefix, regular_file_size
-from coolchic.io.frame import Frame, max_sample_value, plane_shapes
+from coolchic.io.frame import Frame, max_sample_value, plane_shapes, sample_dtype
 from coolchic.io.naming import ChromaFormat, YuvName, parse_yuv_name
 
 logger = logging.getLogger(__name__)
@@ -22,11 +22,6 @@ logger = logging.getLogger(__name__)
 
 def bytes_per_sample(bit_depth: int) -> int:
     return 1 if bit_depth <= 8 else 2
-
-
-def sample_dtype(bit_depth: int) -> np.dtype:
-    """uint8 for 8-bit, little-endian uint16 for more (the byte order of every YUV tool)."""
-    return np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
 
 
 def frame_size_bytes(width: int, height: int, chroma_format: ChromaFormat, bit_depth: int) -> int:
@@ -137,8 +132,7 @@ def yuv_frame_bytes(frame: Frame) -> bytes:
     """Serialise a YUV frame as planar samples (8-bit bytes or little-endian uint16)."""
     if frame.format not in ("yuv420", "yuv444"):
         raise ValueError(f"cannot write a {frame.format} frame as YUV")
-    dtype = sample_dtype(frame.bit_depth)
-    return b"".join(plane.astype(dtype).tobytes() for plane in frame.integer_planes())
+    return frame.to_samples().data
 
 
 def write_yuv(path: str | Path, frame: Frame) -> None:

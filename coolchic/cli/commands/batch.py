@@ -17,8 +17,10 @@ from coolchic.cli.app import AppContext, cli
 from coolchic.cli.commands.encode import RECIPE_CHOICES
 from coolchic.cli.console import stdout_console
 from coolchic.cli.exit_codes import BATCH_FAILURES
+from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, DISTRIBUTED_INSTALL_HINT
 
 if TYPE_CHECKING:
+    from coolchic.executors import Executor
     from coolchic.jobs import EncodeSettings, InputFile, JobId, JobResult
     from coolchic.train.progress import ProgressEvent
 
@@ -31,7 +33,8 @@ DEFAULT_OUTPUT_NAME = "coolchic-out"
 
 
 def shared_options(function: F) -> F:
-    """``--recipe``, ``--lmbda``, ``--seed``, ``--recursive``, ``--include-png``, ``--jobs``."""
+    """``--recipe``, ``--lmbda``, ``--seed``, ``--recursive``, ``--include-png``, ``--jobs``,
+    and where the encodes run: ``--scheduler``, ``--gpus-per-job``, ``--resource-timeout``."""
     options = [
         click.option(
             "--recipe", type=click.Choice(RECIPE_CHOICES), default="fast", show_default=True
@@ -50,9 +53,33 @@ def shared_options(function: F) -> F:
             "-j",
             "--jobs",
             type=click.IntRange(min=1),
-            default=1,
+            help="Encodes run at once, each in its own process (threads: cores / jobs). "
+            "Default: 1; with --scheduler, as many as the cluster has worker threads "
+            "(--scheduler local: the number of local workers, default 1).",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Run the encodes on a Dask distributed cluster: tcp://HOST:8786, or 'local' "
+            "for a cluster of --jobs worker processes on this machine. Needs "
+            f"{DISTRIBUTED_INSTALL_HINT}.",
+        ),
+        click.option(
+            "--gpus-per-job",
+            type=click.FloatRange(min=0),
+            default=0,
+            help="With --scheduler: the GPU resource each encode needs (workers declare it "
+            "with 'dask worker ... --resources GPU=1').",
+        ),
+        click.option(
+            "--resource-timeout",
+            "resource_timeout_s",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_RESOURCE_TIMEOUT_S,
             show_default=True,
-            help="Encodes run at once, each in its own process (threads: cores / jobs).",
+            metavar="SECONDS",
+            help="With --scheduler: an encode that no worker can take (none with the "
+            "resources asked for) fails after this long instead of waiting forever.",
         ),
     ]
     for option in reversed(options):
@@ -61,17 +88,39 @@ def shared_options(function: F) -> F:
 
 
 def build_settings(
-    app: AppContext, *, recipe: str, lmbda: float, seed: int, jobs: int
+    app: AppContext,
+    *,
+    recipe: str,
+    lmbda: float,
+    seed: int,
+    jobs: int | None,
+    scheduler: str | None = None,
 ) -> EncodeSettings:
-    """The encode settings, with torch threads per job set explicitly (cores / jobs)."""
+    """The encode settings, with torch threads per job set explicitly: ``--threads``, else
+    this machine's cores / jobs (also for ``--scheduler local``, whose workers are here); on a
+    remote Dask cluster each worker shares out its own cores among its task threads."""
     from coolchic.jobs import EncodeSettings, default_threads
 
+    remote = scheduler is not None and scheduler != "local"
+    local_threads = None if remote else default_threads(jobs or 1)
     return EncodeSettings(
         recipe=recipe,
         lmbda=lmbda,
         seed=seed,
         device=app.device,
-        threads=app.threads or default_threads(jobs),
+        threads=app.threads or local_threads,
+    )
+
+
+def open_executor(
+    *, scheduler: str | None, jobs: int | None, gpus_per_job: float, resource_timeout_s: float
+) -> Executor:
+    """The executor of ``--scheduler``; a missing extra or an unreachable scheduler is a
+    one-line error (exit 1)."""
+    from coolchic.executors import create_executor
+
+    return create_executor(
+        scheduler, jobs=jobs, gpus_per_job=gpus_per_job, resource_timeout_s=resource_timeout_s
     )
 
 
@@ -97,7 +146,10 @@ def batch(
     seed: int,
     recursive: bool,
     include_png: bool,
-    jobs: int,
+    jobs: int | None,
+    scheduler: str | None,
+    gpus_per_job: float,
+    resource_timeout_s: float,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -117,25 +169,36 @@ def batch(
         if len(paths) != 1 or not folders:
             raise click.UsageError("give --output when PATHS is not exactly one folder")
         output = folders[0] / DEFAULT_OUTPUT_NAME
-    settings = build_settings(app, recipe=recipe, lmbda=lmbda, seed=seed, jobs=jobs)
+    settings = build_settings(
+        app, recipe=recipe, lmbda=lmbda, seed=seed, jobs=jobs, scheduler=scheduler
+    )
     inputs = collect_inputs(paths, output, recursive=recursive, include_png=include_png)
     if not inputs:
         kinds = ".yuv or .png" if include_png else ".yuv"
         logger.warning("no %s input found in %s", kinds, ", ".join(map(str, paths)))
         return
     logger.info(
-        "%d inputs, recipe %s, lmbda %g, %d at a time with %d threads each, outputs in %s",
+        "%d inputs, recipe %s, lmbda %g, %s at a time with %s threads each %s, outputs in %s",
         len(inputs),
         recipe,
         lmbda,
-        jobs,
-        settings.threads,
+        jobs or ("as many as the cluster takes" if scheduler else 1),
+        settings.threads or "the worker's share of",
+        f"on the Dask scheduler {scheduler}" if scheduler else "on this machine",
         output,
     )
     plan = plan_batch(inputs, output, settings, force=force)
-    with MultiFileProgress(total=len(inputs), quiet=app.verbosity < 0) as display:
+    with (
+        open_executor(
+            scheduler=scheduler,
+            jobs=jobs,
+            gpus_per_job=gpus_per_job,
+            resource_timeout_s=resource_timeout_s,
+        ) as executor,
+        MultiFileProgress(total=len(inputs), quiet=app.verbosity < 0) as display,
+    ):
         listener = _JsonLines(display) if as_json else display
-        results = run_batch(plan, jobs=jobs, listener=listener)
+        results = run_batch(plan, executor, listener=listener)
     if not as_json:
         render_summary(results, settings)
     if any(result.status == "failed" for result in results):

@@ -101,7 +101,10 @@ def watch(
     seed: int,
     recursive: bool,
     include_png: bool,
-    jobs: int,
+    jobs: int | None,
+    scheduler: str | None,
+    gpus_per_job: float,
+    resource_timeout_s: float,
     state_dir: Path | None,
     stable_seconds: float,
     poll_s: float | None,
@@ -124,7 +127,9 @@ def watch(
     from coolchic.cli.progress import MultiFileProgress
     from coolchic.daemon.service import STATE_DIR_NAME, WatchConfig, WatchService
 
-    settings = build_settings(app, recipe=recipe, lmbda=lmbda, seed=seed, jobs=jobs)
+    settings = build_settings(
+        app, recipe=recipe, lmbda=lmbda, seed=seed, jobs=jobs, scheduler=scheduler
+    )
     config = WatchConfig(
         inbox=inbox,
         output=output or inbox / DEFAULT_OUTPUT_NAME,
@@ -140,6 +145,9 @@ def watch(
         recursive=recursive,
         include_png=include_png,
         jobs=jobs,
+        scheduler=scheduler,
+        gpus_per_job=gpus_per_job,
+        resource_timeout_s=resource_timeout_s,
     )
     stop = threading.Event()
     with (
