@@ -58,6 +58,7 @@ from coolchic import __version__  # noqa: E402
 from coolchic.codec import EncoderConfig, decode, default_model_config, encode  # noqa: E402
 from coolchic.io import Frame, read_frame  # noqa: E402
 from coolchic.model.complexity import mac_per_pixel  # noqa: E402
+from coolchic.model.config import ModelConfig  # noqa: E402
 from coolchic.model.coolchic import CoolChicModel  # noqa: E402
 from coolchic.train.loss import Target  # noqa: E402
 from coolchic.train.recipes import Phase, Recipe, Warmup  # noqa: E402
@@ -119,9 +120,14 @@ def bench_recipe(iterations: int) -> Recipe:
 
 
 def time_training(
-    frame: Frame, iterations: int, repeats: int, lmbda: float, device: str
+    frame: Frame,
+    iterations: int,
+    repeats: int,
+    lmbda: float,
+    device: str,
+    architecture: str = "auto",
 ) -> dict[str, Any]:
-    config = default_model_config(frame)
+    config = default_model_config(frame, lmbda) if architecture == "auto" else ModelConfig()
     target = Target.from_frame(frame, device)
     short = max(1, iterations // 4)
     if iterations <= short:
@@ -289,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["instant", "faster", "fast", "medium", "slow", "placebo"],
         help="recipe of the encode that makes the decode stream (default: instant)",
     )
+    parser.add_argument(
+        "--architectures",
+        default="auto",
+        help="comma-separated: auto (what the encoder picks for the size), v2 (the v2-sized "
+        "ModelConfig() default, ~2,200 MAC/pixel)",
+    )
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument("--out", type=Path, help="JSON (default: benchmarks/results/speed-*.json)")
@@ -316,14 +328,22 @@ def main(argv: list[str] | None = None) -> int:
         for width, height in sizes:
             scaled = round(args.iterations * REFERENCE_PIXELS / (width * height))
             iterations = max(args.min_iterations, min(args.iterations, scaled))
-            entry = time_training(
-                synthetic_frame(width, height), iterations, args.repeats, args.lmbda, args.device
-            )
-            result["training"].append(entry)
-            print(
-                f"  {width}x{height}: {entry['ms_per_iteration_median']:.1f} ms/iteration",
-                file=sys.stderr,
-            )
+            for architecture in args.architectures.split(","):
+                entry = time_training(
+                    synthetic_frame(width, height),
+                    iterations,
+                    args.repeats,
+                    args.lmbda,
+                    args.device,
+                    architecture,
+                )
+                entry["architecture"] = architecture
+                result["training"].append(entry)
+                print(
+                    f"  {width}x{height} ({architecture}): "
+                    f"{entry['ms_per_iteration_median']:.1f} ms/iteration",
+                    file=sys.stderr,
+                )
 
     if not args.skip_decode:
         if args.decode_input:

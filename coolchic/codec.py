@@ -43,7 +43,12 @@ from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import LayerSpec, ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.train.loss import Target
-from coolchic.train.nn_quantization import QuantizedGroup, group_parameters, quantize_networks
+from coolchic.train.nn_quantization import (
+    RDOQ_MAX_PIXELS,
+    QuantizedGroup,
+    group_parameters,
+    quantize_networks,
+)
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import get_recipe
 from coolchic.train.trainer import Trainer, TrainingDiverged
@@ -98,6 +103,9 @@ SMALL_DECODER = ModelConfig(
     synthesis=parse_synthesis("8-1-linear-relu,3-1-linear-none"),
 )
 
+#: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
+WIDE_CONTEXT_LMBDA = 6e-4
+
 
 def latent_gain_for(lmbda: float) -> float:
     """Cool-chic 5.0's latent gain: larger at high rates, where finer latents pay off."""
@@ -116,9 +124,17 @@ def default_model_config(frame: Frame, lmbda: float = DEFAULT_LMBDA) -> ModelCon
     0.43 bpp in parameters alone, more than its latents. Images up to
     :data:`SMALL_IMAGE_PIXELS` therefore get :data:`SMALL_DECODER` (≈260 parameters, ≈290
     MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md); larger images get
-    the v2-sized default.
+    the v2-sized default. At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`) the latents are
+    most of a small image's file and a 24-value ARM context pays for its 96 extra
+    parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128, none at
+    λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
-    base = SMALL_DECODER if frame.width * frame.height <= SMALL_IMAGE_PIXELS else ModelConfig()
+    if frame.width * frame.height > SMALL_IMAGE_PIXELS:
+        base = ModelConfig()
+    elif lmbda < WIDE_CONTEXT_LMBDA:
+        base = dataclasses.replace(SMALL_DECODER, n_ctx_rowcol=3)
+    else:
+        base = SMALL_DECODER
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 
@@ -182,7 +198,8 @@ def encode(
     )
     model = model.cpu()
     cpu_target = Target.from_frame(frame, "cpu")
-    groups = quantize_networks(model, cpu_target, config.lmbda)
+    rdoq = frame.width * frame.height <= RDOQ_MAX_PIXELS
+    groups = quantize_networks(model, cpu_target, config.lmbda, rdoq=rdoq)
     bitstream, n_clamped = _write_stream(model, groups, frame)
     quantised_s = time.perf_counter() - started - trained_s
 

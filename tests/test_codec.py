@@ -287,3 +287,15 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
         assert result.returncode == 0, result.stderr
         streams.append(out.read_bytes())
     assert streams[0] == streams[1]
+
+
+def test_default_architecture_depends_on_lambda_for_small_images(inputs: dict[str, Path]) -> None:
+    """High rates get the 24-value ARM context and a larger latent gain; low rates stay small."""
+    from coolchic.codec import WIDE_CONTEXT_LMBDA, default_model_config
+
+    frame = read_frame(inputs["yuv8"])
+    high = default_model_config(frame, WIDE_CONTEXT_LMBDA / 2)
+    low = default_model_config(frame, WIDE_CONTEXT_LMBDA * 2)
+    assert (high.n_ctx_rowcol, low.n_ctx_rowcol) == (3, 2)
+    assert high.arm_hidden == low.arm_hidden and high.synthesis == low.synthesis
+    assert high.latent_gain >= low.latent_gain

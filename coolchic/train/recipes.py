@@ -144,19 +144,21 @@ RECIPES: dict[str, Recipe] = {
             eval_every=20,
         ),
         _recipe("faster", "quick look", warmup=((3, 50), (2, 50)), main=1200, final=100),
+        # fast and medium spend little on the warm-up: at 192x128 more main-phase iterations
+        # paid far more than more or longer warm-up candidates (BENCHMARKS.md, 2026-11-30).
         _recipe(
             "fast",
             "the default: good compression for a small budget",
-            warmup=((5, 100), (2, 100)),
-            main=2800,
+            warmup=((4, 50), (2, 100)),
+            main=3900,
             final=300,
         ),
         _recipe(
             "medium",
-            "smaller files for about 2.5 times the time of fast",
-            warmup=((5, 200), (2, 200)),
-            main=7000,
-            final=500,
+            "smaller files for about three times the time of fast",
+            warmup=((5, 100), (2, 200)),
+            main=11500,
+            final=600,
         ),
         _recipe(
             "slow",

@@ -1,0 +1,57 @@
+"""Network quantisation: RDOQ never raises the rate-distortion cost of the step search."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from coolchic.io import Frame
+from coolchic.model.config import ModelConfig, parse_synthesis
+from coolchic.model.coolchic import CoolChicModel
+from coolchic.train.loss import Target
+from coolchic.train.nn_quantization import QuantizedGroup, quantize_networks
+from coolchic.train.recipes import get_recipe
+from coolchic.train.trainer import Trainer, evaluate
+
+LMBDA = 1e-3
+
+
+def _trained_model(target: Target, config: ModelConfig) -> CoolChicModel:
+    trainer = Trainer(
+        target=target,
+        lmbda=LMBDA,
+        recipe=get_recipe("instant"),
+        model_factory=lambda _seed: CoolChicModel(config, target.height, target.width),
+    )
+    model, _ = trainer.run()
+    return model
+
+
+def _cost(model: CoolChicModel, target: Target, groups: tuple[QuantizedGroup, ...]) -> float:
+    bits = sum(group.n_bits for group in groups)
+    return evaluate(model, target, LMBDA).loss + LMBDA * bits / target.n_pixels
+
+
+def test_rdoq_does_not_raise_the_cost() -> None:
+    rng = np.random.default_rng(0)
+    planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
+    target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
+    config = ModelConfig(
+        n_ctx_rowcol=1,
+        arm_hidden=(4,),
+        synthesis=parse_synthesis("4-1-linear-relu,X-1-linear-none"),
+    )
+    torch.manual_seed(0)
+    model = _trained_model(target, config)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+
+    plain = quantize_networks(model, target, LMBDA, rdoq=False)
+    plain_cost = _cost(model, target, plain)
+    model.load_state_dict(state)
+    optimised = quantize_networks(model, target, LMBDA, rdoq=True)
+    optimised_cost = _cost(model, target, optimised)
+
+    assert optimised_cost <= plain_cost
+    for group, before in zip(optimised, plain, strict=True):
+        assert group.exponent == before.exponent  # RDOQ moves integers, not steps
+        assert [q.shape for q in group.integers] == [q.shape for q in before.integers]
