@@ -38,7 +38,7 @@ from coolchic.bitstream.nn_params import decode_quantized, dequantize, encode_qu
 from coolchic.errors import BitstreamError, EncodingError
 from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
-from coolchic.io.naming import YuvName
+from coolchic.io.naming import YuvName, name_from_stem
 from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import LayerSpec, ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
@@ -204,7 +204,8 @@ def encode(
     quantised_s = time.perf_counter() - started - trained_s
 
     decode_start = time.perf_counter()
-    decoded = decode(bitstream)
+    # The real decoder's output; the stream has no source name, so the source's is kept.
+    decoded = dataclasses.replace(decode(bitstream), source=frame.source)
     decode_s = time.perf_counter() - decode_start
     encode_s = time.perf_counter() - started
     bits = 8 * len(bitstream)
@@ -317,7 +318,6 @@ def _write_stream(
             GroupCoding(exp=g.exponent, order=orders.get((g.module, g.kind), 0)) for g in groups
         ),
         zero_grids=coded.zero_grids,
-        name=source.name if source else "",
         fps_text=source.fps_text if source else "",
     )
     return pack_stream(header, nn_bytes, coded.data), coded.n_clamped
@@ -350,13 +350,20 @@ def model_config_from_header(header: StreamHeader) -> ModelConfig:
     )
 
 
-def decode(data: bytes) -> Frame:
+def decode(data: bytes, *, stem: str | None = None) -> Frame:
     """Decode a coolchic bitstream into a frame (see :func:`decode_stream`)."""
-    return decode_stream(data).frame
+    return decode_stream(data, stem=stem).frame
 
 
-def decode_stream(data: bytes) -> Decoded:
+def decode_stream(data: bytes, *, stem: str | None = None) -> Decoded:
     """Decode a coolchic bitstream.
+
+    Args:
+        data: the whole ``.cool`` file.
+        stem: the ``.cool`` file's stem, if there is one: the stream does not store the source
+            name, so a YUV frame's ``source`` is rebuilt from the stem (see
+            :func:`~coolchic.io.naming.name_from_stem`) and the stored frame rate; without a
+            stem, or without any frame rate, ``source`` is None.
 
     Raises:
         BitstreamError: truncated, corrupted or unsupported stream (never another exception
@@ -402,11 +409,32 @@ def decode_stream(data: bytes) -> Decoded:
                     parameter.copy_(torch.from_numpy(values))
         grids = [torch.from_numpy(g.astype(np.float64))[None, None] for g in latents]
         x_hat = model.decode_from_latents(grids)
-        frame = _to_frame(x_hat, header)
+        frame = _to_frame(x_hat, header, _source_for(header, stem))
     return Decoded(frame=frame, header=header)
 
 
-def _to_frame(x_hat: torch.Tensor, header: StreamHeader) -> Frame:
+def _source_for(header: StreamHeader, stem: str | None) -> YuvName | None:
+    """The YUV name fields of a decoded stream: name from the file stem, frame rate stored."""
+    if stem is None or header.frame_format == "rgb":
+        return None
+    name, stem_fps = name_from_stem(stem)
+    fps_text = header.fps_text or stem_fps
+    if not fps_text:
+        return None
+    try:
+        return YuvName(
+            name,
+            header.width,
+            header.height,
+            fps_text,
+            header.frame_format,  # type: ignore[arg-type]
+            header.bit_depth,
+        )
+    except ValueError:
+        return None
+
+
+def _to_frame(x_hat: torch.Tensor, header: StreamHeader, source: YuvName | None) -> Frame:
     """Synthesis output ``[1, 3, H, W]`` (float64) → clamped, rounded frame."""
     peak = float((1 << header.bit_depth) - 1)
     if header.frame_format == "yuv420":
@@ -417,19 +445,6 @@ def _to_frame(x_hat: torch.Tensor, header: StreamHeader) -> Frame:
     integers = tuple(
         torch.round(plane.clamp(0.0, 1.0) * peak).numpy().astype(dtype) for plane in planes
     )
-    source = None
-    if header.frame_format != "rgb" and header.name and header.fps_text:
-        try:
-            source = YuvName(
-                header.name,
-                header.width,
-                header.height,
-                header.fps_text,
-                header.frame_format,
-                header.bit_depth,  # type: ignore[arg-type]
-            )
-        except ValueError:
-            source = None
     return Frame.from_integer_planes(
         integers,  # type: ignore[arg-type]
         fmt=header.frame_format,

@@ -38,6 +38,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, NewType, Protocol
 
 from coolchic import __version__
+from coolchic.bitstream.constants import FORMAT_VERSION
 from coolchic.errors import BitstreamError, CoolchicError, EncodingError, InputError
 from coolchic.io import (
     Frame,
@@ -118,9 +119,14 @@ class EncodeSettings:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A short hash of every option that changes the output, and of the package version."""
+        """A short hash of every option that changes the output, and of the package version.
+
+        The bitstream format version is hashed too: a stream of another format is not up to
+        date, since this decoder cannot read it.
+        """
         payload = {name: getattr(self, name) for name in FINGERPRINT_FIELDS}
         payload["version"] = __version__
+        payload["format_version"] = FORMAT_VERSION
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

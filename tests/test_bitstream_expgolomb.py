@@ -119,3 +119,45 @@ def test_fifty_thousand_parameters_are_fast() -> None:
     k, _ = expgolomb.best_order(values)
     assert np.array_equal(_round_trip(values, k), values)
     assert time.perf_counter() - start < 1.0  # ~35 ms on the development machine
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar unsigned codes ue(v) of the header
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [(0, "1"), (1, "010"), (2, "011"), (3, "00100"), (6, "00111"), (7, "0001000")],
+)
+def test_ue_known_codes(value: int, code: str) -> None:
+    writer = BitWriter()
+    expgolomb.write_ue(writer, value)
+    assert writer.n_bits == len(code) == expgolomb.ue_bits(value)
+    assert BitReader(writer.to_bytes()).read_uint(len(code)) == int(code, 2)
+
+
+@given(st.lists(st.integers(0, expgolomb.MAX_UE_VALUE), max_size=20))
+def test_ue_round_trips(values: list[int]) -> None:
+    writer = BitWriter()
+    for value in values:
+        expgolomb.write_ue(writer, value)
+    reader = BitReader(writer.to_bytes())
+    assert [expgolomb.read_ue(reader) for _ in values] == values
+    assert reader.position == sum(expgolomb.ue_bits(v) for v in values)
+
+
+@pytest.mark.parametrize("value", [-1, expgolomb.MAX_UE_VALUE + 1, True, 2.0])
+def test_ue_refuses_what_no_reader_takes(value: object) -> None:
+    with pytest.raises(ValueError, match="ue value"):
+        expgolomb.write_ue(BitWriter(), value)  # type: ignore[arg-type]
+
+
+def test_ue_refuses_long_prefixes_and_truncation() -> None:
+    start = time.perf_counter()
+    with pytest.raises(BitstreamError, match="width: exp-Golomb code with more than 32 leading"):
+        expgolomb.read_ue(BitReader(bytes(1 << 20)), "width")
+    assert time.perf_counter() - start < 0.1  # stopped after 33 bits, not walked to the end
+    with pytest.raises(BitstreamError, match="height: expected"):
+        expgolomb.read_ue(BitReader(b"\x00"), "height")  # the prefix runs off the end
+    with pytest.raises(BitstreamError, match="nn_bytes: expected 7 more bits"):
+        expgolomb.read_ue(BitReader(b"\x01"), "nn_bytes")  # 7 zeros, a 1, no suffix

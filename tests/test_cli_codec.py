@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coolchic.bitstream.header import pack_stream, unpack_stream
+from coolchic.bitstream.header import pack_stream, read_header, unpack_stream
 from coolchic.cli import main
 from coolchic.codec import EncoderConfig, decode_stream, encode
 from coolchic.errors import BitstreamError
@@ -67,14 +67,22 @@ def test_encode_aliases_decode_to_folder_and_info(
     assert report["architecture"]["layers_synthesis"] == "16-1-linear-relu,3-1-linear-none"
     assert json.loads((tmp_path / "r.json").read_text())["bits"] == report["bits"]
 
+    # The stream stores no name: a folder output is named after the .cool file, with the
+    # stored frame rate, and a conventional .cool name (as batch writes) gives its name part.
     assert main(["decode", str(out), "-o", str(tmp_path / "dec") + "/"]) == 0
     assert "decoded in" in capsys.readouterr().out
-    named = tmp_path / "dec" / "my_clip_16x8_50p_yuv420_8b.yuv"
+    named = tmp_path / "dec" / "a_16x8_50p_yuv420_8b.yuv"
     assert named.stat().st_size == 16 * 8 * 3 // 2
+    conventional = tmp_path / "my_clip_16x8_50p_yuv420_8b.cool"
+    conventional.write_bytes(out.read_bytes())
+    assert main(["decode", str(conventional), "-o", str(tmp_path / "dec")]) == 0
+    assert "my_clip_16x8_50p_yuv420_8b.yuv" in capsys.readouterr().out
+    assert (tmp_path / "dec" / "my_clip_16x8_50p_yuv420_8b.yuv").read_bytes() == named.read_bytes()
 
     assert main(["info", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert (info["width"], info["height"], info["name"]) == (16, 8, "my_clip")
+    assert (info["width"], info["height"], info["fps_text"]) == (16, 8, "50")
+    assert "name" not in info and info["format_version"] == 2
     assert info["bits"] == 8 * out.stat().st_size
     assert info["mac_per_pixel"] == report["mac_per_pixel"]
     assert info["header_bytes"] + info["nn_bytes"] + info["latent_bytes"] == out.stat().st_size
@@ -138,6 +146,14 @@ def _repacked(stream: bytes, nn: bytes, latents: bytes) -> bytes:
     return pack_stream(header, nn, latents)
 
 
+def _restamped(body: bytearray, stream: bytes) -> bytes:
+    """Recompute the CRC-32 where ``stream``'s header keeps it (over header and sections)."""
+    _, length = read_header(stream)
+    crc = zlib.crc32(bytes(body[: length - 4] + body[length:]))
+    body[length - 4 : length] = crc.to_bytes(4, "big")
+    return bytes(body)
+
+
 @settings(
     max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -163,15 +179,10 @@ def test_fuzzed_streams_raise_only_bitstream_errors(stream: bytes, data: st.Data
         candidate = data.draw(st.binary(min_size=0, max_size=400))
     else:
         body = bytearray(stream)
-        index = data.draw(st.integers(4, 60))
+        index = data.draw(st.integers(3, 60))
         body[index] = data.draw(st.integers(0, 255))
-        # Recompute the header CRC so that the field values themselves are what is tested.
-        _, length = __import__("coolchic.bitstream.header", fromlist=["read_header"]).read_header(
-            stream
-        )
-        crc = zlib.crc32(bytes(body[: length - 4]))
-        body[length - 4 : length] = crc.to_bytes(4, "big")
-        candidate = bytes(body)
+        # Recompute the CRC so that the field values themselves are what is tested.
+        candidate = _restamped(body, stream)
     started = time.monotonic()
     try:
         frame = decode_stream(candidate).frame
@@ -183,15 +194,20 @@ def test_fuzzed_streams_raise_only_bitstream_errors(stream: bytes, data: st.Data
 
 
 def test_unknown_version_is_named(stream: bytes, tmp_path: Path, capsys) -> None:
-    from coolchic.bitstream.header import read_header
-
-    header, length = read_header(stream)
     body = bytearray(stream)
-    body[4] = 9  # the format version byte
-    body[length - 4 : length] = zlib.crc32(bytes(body[: length - 4])).to_bytes(4, "big")
+    body[2] = 9  # the format version byte
     path = tmp_path / "v9.cool"
-    path.write_bytes(bytes(body))
+    path.write_bytes(_restamped(body, stream))
     assert main(["info", str(path)]) == 1
     err = capsys.readouterr().err
     assert "version" in err and "9" in err
-    del header
+
+
+def test_version_1_streams_ask_for_a_re_encode(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "old.cool"
+    path.write_bytes(b"CCHC\x01\x00\x45" + bytes(66))
+    for command in (["info", str(path)], ["decode", str(path), "-o", str(tmp_path / "o.yuv")]):
+        assert main(command) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and err.count("\n") == 0, err
+        assert "format version 1" in err and "re-encode" in err

@@ -145,7 +145,14 @@ def test_api_round_trip_and_seeded_reproducibility(inputs: dict[str, Path]) -> N
     assert isinstance(back, Frame)
     for a, b in zip(back.integer_planes(), first.decoded.integer_planes(), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert back.source is not None and back.source.name == "tiny_img"
+    assert back.source is None  # the stream stores no source name
+    assert first.decoded.source == frame.source
+    named = decode(first.bitstream, stem="tiny_img_64x32_01p_yuv420_8b")
+    assert named.source == frame.source
+    renamed = decode(first.bitstream, stem="holiday")
+    assert renamed.source is not None and renamed.source.filename == frame.source.filename.replace(
+        "tiny_img", "holiday"
+    )
     other = encode(frame, EncoderConfig(recipe="instant", lmbda=2e-3, seed=4))
     assert other.bitstream != first.bitstream
 

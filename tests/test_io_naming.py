@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coolchic.errors import InputError
-from coolchic.io.naming import YuvName, format_yuv_name, parse_yuv_name
+from coolchic.io.naming import YuvName, format_yuv_name, name_from_stem, parse_yuv_name
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,17 @@ def test_format_then_parse_round_trips(
     parsed = parse_yuv_name(filename)
     assert parsed == YuvName(name, width, height, fps, "yuv420", bit_depth)
     assert parsed.filename == filename
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        ("kodim15_192x128_01p_yuv420_8b", ("kodim15", "01")),
+        ("my_clip_take_2_832x480_29.97p_yuv444_10b", ("my_clip_take_2", "29.97")),
+        ("clip", ("clip", "")),
+        ("a_16x8_50p_yuv420_12b", ("a_16x8_50p_yuv420_12b", "")),  # unsupported depth: a stem
+        ("x_15x8_50p_yuv420_8b", ("x_15x8_50p_yuv420_8b", "")),  # odd 4:2:0 width: a stem
+    ],
+)
+def test_name_from_stem(stem: str, expected: tuple[str, str]) -> None:
+    assert name_from_stem(stem) == expected

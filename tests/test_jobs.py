@@ -47,6 +47,13 @@ def test_fingerprint_follows_output_changing_settings_only() -> None:
         assert changed.fingerprint() != base.fingerprint(), changed
 
 
+def test_fingerprint_follows_the_bitstream_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch must re-encode outputs of an older format: this decoder cannot read them."""
+    before = INSTANT.fingerprint()
+    monkeypatch.setattr("coolchic.jobs.FORMAT_VERSION", 1)
+    assert INSTANT.fingerprint() != before
+
+
 @pytest.mark.parametrize(
     ("error", "kind"),
     [

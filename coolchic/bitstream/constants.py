@@ -15,10 +15,12 @@ from typing import Final
 # --------------------------------------------------------------------------------------------
 # Identification
 
-#: First four bytes of every coolchic bitstream.
-MAGIC: Final = b"CCHC"
+#: First two bytes of every coolchic bitstream (followed by the format version byte).
+MAGIC: Final = b"CC"
 #: Version of the layout described in docs/bitstream.md. A decoder refuses any other value.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+#: First four bytes of a format-version-1 file: recognised only to say "re-encode it".
+MAGIC_V1: Final = b"CCHC"
 
 # --------------------------------------------------------------------------------------------
 # Latent symbols (codec-spec §4: latents are clamped to [-64, 63] when written, AC_MAX_VAL = 64)
@@ -119,9 +121,10 @@ MAX_UPSAMPLING_KERNEL: Final = 16
 MAX_PRECONCAT_KERNEL: Final = 15
 #: Channels the synthesis must produce (3 planes for every frame format).
 OUT_CHANNELS: Final = 3
-#: Longest source name kept in the header (UTF-8 bytes).
-MAX_NAME_BYTES: Final = 255
-#: Longest frame-rate text kept in the header (ASCII bytes).
-MAX_FPS_BYTES: Final = 16
-#: Largest section length field (u32).
+#: Longest frame-rate text kept in the header (characters: digits and one ".").
+MAX_FPS_CHARS: Final = 16
+#: Largest section length (it was a u32 field in version 1; ``ue`` codes keep that bound).
 MAX_SECTION_BYTES: Final = (1 << 32) - 1
+#: Longest zero prefix of a header ``ue`` code: 32 carries any value up to 2^33 − 2, enough for
+#: a section length; a longer prefix is corrupt and refused before it is walked.
+MAX_UE_ZEROS: Final = 32

@@ -11,17 +11,30 @@ Encoding and decoding never loop over bits in Python: codes are expanded into a 
 value (a precomputed "next 1 bit" table) and extracts the values vectorised. The number of
 leading zeros is bounded, so corrupt input raises :class:`~coolchic.errors.BitstreamError`
 instead of running off the end.
+
+:func:`write_ue` and :func:`read_ue` are the scalar, unsigned order-0 codes (``ue(v)``) of the
+stream header, where a few dozen small fields do not call for numpy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from coolchic.bitstream.bits import BitReader
-from coolchic.bitstream.constants import EG_MAX_ABS, MAX_EG_ORDER
+from coolchic.bitstream.bits import BitReader, BitWriter
+from coolchic.bitstream.constants import EG_MAX_ABS, MAX_EG_ORDER, MAX_UE_ZEROS
 from coolchic.errors import BitstreamError
 
-__all__ = ["best_order", "decode", "encode", "n_bits", "to_unsigned"]
+__all__ = [
+    "MAX_UE_VALUE",
+    "best_order",
+    "decode",
+    "encode",
+    "n_bits",
+    "read_ue",
+    "to_unsigned",
+    "ue_bits",
+    "write_ue",
+]
 
 #: Longest value part of a code (``L``): |q| <= 2^30 gives u <= 2^31, v <= 2^31 + 2^12 < 2^32.
 _MAX_VALUE_BITS = (2 * EG_MAX_ABS).bit_length()
@@ -205,3 +218,48 @@ def decode(reader: BitReader, count: int, k: int) -> np.ndarray:
     u = v - (1 << k)
     reader.skip(int(code_ends[-1]), "exp-Golomb data")
     return np.where(u & 1, (u + 1) >> 1, -(u >> 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar unsigned codes ue(v) of the header
+
+#: Largest value a ``ue`` code with at most :data:`MAX_UE_ZEROS` leading zeros can carry.
+MAX_UE_VALUE = (1 << (MAX_UE_ZEROS + 1)) - 2
+
+
+def ue_bits(value: int) -> int:
+    """Length in bits of ``ue(value)``: ``2·⌊log2(value + 1)⌋ + 1``."""
+    return 2 * (value + 1).bit_length() - 1
+
+
+def write_ue(writer: BitWriter, value: int) -> None:
+    """Append ``ue(value)``: ``L − 1`` zeros, then the ``L`` bits of ``value + 1``.
+
+    Raises:
+        ValueError: a negative value, or one above :data:`MAX_UE_VALUE` (no reader would take
+            its prefix).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UE_VALUE:
+        raise ValueError(f"ue value: expected an integer in 0..{MAX_UE_VALUE}, found {value!r}")
+    writer.write_uint(value + 1, ue_bits(value))  # the leading zeros are the high bits
+
+
+def read_ue(reader: BitReader, what: str = "ue code") -> int:
+    """Read one ``ue(v)`` code and advance ``reader``.
+
+    The zero prefix is read one bit at a time but never beyond :data:`MAX_UE_ZEROS`, so a run
+    of zero bytes is refused at once instead of being walked to the end of the data.
+
+    Raises:
+        BitstreamError: the data ends inside the code, or its prefix is too long (``what``
+            names the field).
+    """
+    zeros = 0
+    while not reader.read_uint(1, what):
+        zeros += 1
+        if zeros > MAX_UE_ZEROS:
+            raise BitstreamError(
+                f"{what}: exp-Golomb code with more than {MAX_UE_ZEROS} leading zeros at bit "
+                f"{reader.position - zeros} (corrupt)"
+            )
+    return ((1 << zeros) | reader.read_uint(zeros, what)) - 1

@@ -1,19 +1,22 @@
 """The self-describing stream header and the container around the two payload sections.
 
-A coolchic file is ``header | nn section | latent section``. The header is byte-aligned, made of
-big-endian fixed-width fields (the full table is in ``docs/bitstream.md``): magic and format
-version, image size, frame format and bit depth, the whole decoder architecture, the step
-exponent and exp-Golomb order of each network parameter group, one "all zero" flag per latent
-grid, the byte length of both sections, a CRC32 of the payload, optional source-name metadata,
-and a CRC32 of the header itself.
+A coolchic file is ``header | nn section | latent section``. The header (format version 2, the
+full table is in ``docs/bitstream.md``) is the 2-byte magic and the version byte, then one bit
+string, most significant bit first: image size, frame format and bit depth, the whole decoder
+architecture, the step exponent and exp-Golomb order of each network parameter group, one "all
+zero" flag per latent grid, the length of both sections and the optional frame rate, mostly as
+unsigned exp-Golomb codes ``ue(v)`` (a typical header is about 30 bytes, against 69 in version 1,
+on files of 500 to 2,000 bytes). Zero bits pad it to a byte, and one CRC-32 of everything before
+it *and* of both sections ends it.
 
 Torch-free: plain frozen dataclasses and bytes. :func:`read_header` trusts nothing: it checks
-magic, version, header length and checksum, then every field against the decoder limits of
-:mod:`coolchic.bitstream.constants` and the section lengths against the bytes actually present,
-before the caller allocates anything.
+magic and version, reads the fields with every loop count and code length bounded, checks that
+the declared sections are present and that the CRC matches, and only then validates every field
+against the decoder limits of :mod:`coolchic.bitstream.constants`, before the caller allocates
+anything.
 
 Every enum has an explicit, permanent integer code (``FRAME_FORMAT_CODES`` …): never reorder
-them, only append.
+them, only append (a fifth frame format needs a wider field, hence a new format version).
 """
 
 from __future__ import annotations
@@ -22,23 +25,24 @@ import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
+from coolchic.bitstream.bits import BitReader, BitWriter
 from coolchic.bitstream.constants import (
     ARM_MAX_WEIGHT_EXP,
     FORMAT_VERSION,
     MAGIC,
+    MAGIC_V1,
     MAX_ARM_HIDDEN_LAYERS,
     MAX_ARM_WIDTH,
     MAX_BIT_DEPTH,
     MAX_BITS_PER_LATENT,
     MAX_EG_BITS_PER_PARAM,
     MAX_EG_ORDER,
-    MAX_FPS_BYTES,
+    MAX_FPS_CHARS,
     MAX_HEIGHT,
     MAX_N_CTX_ROWCOL,
     MAX_N_GRIDS,
-    MAX_NAME_BYTES,
     MAX_PRECONCAT_KERNEL,
     MAX_SECTION_BYTES,
     MAX_STEP_EXPONENT,
@@ -53,6 +57,7 @@ from coolchic.bitstream.constants import (
     OUT_CHANNELS,
     RANGE_CODER_SLACK_WORDS,
 )
+from coolchic.bitstream.expgolomb import read_ue, ue_bits, write_ue
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 
 __all__ = [
@@ -79,29 +84,73 @@ FrameFormat = Literal["rgb", "yuv420", "yuv444"]
 LayerKind = Literal["linear", "residual"]
 Nonlinearity = Literal["relu", "none"]
 
-#: Permanent codes of the frame formats.
+#: Permanent codes of the frame formats (a 2-bit field).
 FRAME_FORMAT_CODES: Final[Mapping[str, int]] = {"rgb": 0, "yuv420": 1, "yuv444": 2}
-#: Permanent codes of the synthesis layer kinds.
+#: Permanent codes of the synthesis layer kinds (a 1-bit field).
 LAYER_KIND_CODES: Final[Mapping[str, int]] = {"linear": 0, "residual": 1}
-#: Permanent codes of the synthesis non-linearities.
+#: Permanent codes of the synthesis non-linearities (a 1-bit field).
 NONLINEARITY_CODES: Final[Mapping[str, int]] = {"none": 0, "relu": 1}
 
 _FPS_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)?")
-_FORBIDDEN_NAME_CHARS = frozenset('/\\:*?"<>|')
 
-#: Bytes of the header without the variable parts (ARM widths, synthesis layers, name, fps).
-_FIXED_BYTES: Final = 51
-_LAYER_BYTES: Final = 4
-#: Smallest header (one synthesis layer, nothing optional) and largest one.
-MIN_HEADER_BYTES: Final = _FIXED_BYTES + _LAYER_BYTES
-MAX_HEADER_BYTES: Final = (
-    _FIXED_BYTES
-    + MAX_ARM_HIDDEN_LAYERS
-    + _LAYER_BYTES * MAX_SYNTHESIS_LAYERS
-    + MAX_NAME_BYTES
-    + MAX_FPS_BYTES
+# Widths of the fixed-width fields. The step exponent and the exp-Golomb order are fixed-width
+# because every group carries one and they are spread over 3..12: 9 bits a group, where two
+# ue codes would take about 11.
+_FRAME_FORMAT_BITS: Final = 2
+_LAYER_FLAG_BITS: Final = 1
+_EXP_BITS: Final = MAX_STEP_EXPONENT.bit_length()
+_ORDER_BITS: Final = MAX_EG_ORDER.bit_length()
+#: The frame rate is written 4 bits a character: code i is ``_FPS_ALPHABET[i]``, 11..15 unused.
+_FPS_CHAR_BITS: Final = 4
+_FPS_ALPHABET: Final = "0123456789."
+#: Magic and version byte, before the bit string.
+_PREFIX_BYTES: Final = len(MAGIC) + 1
+_CRC_BYTES: Final = 4
+
+
+def _header_bytes(field_bits: int) -> int:
+    """Header length for a bit string of ``field_bits``: prefix, padded bits, CRC."""
+    return _PREFIX_BYTES + -(-field_bits // 8) + _CRC_BYTES
+
+
+_CODING_BITS: Final = len(NN_GROUPS) * (_EXP_BITS + _ORDER_BITS)
+_MAX_LAYER_BITS: Final = (
+    ue_bits(MAX_SYNTHESIS_CHANNELS - 1)
+    + ue_bits((MAX_SYNTHESIS_KERNEL - 1) // 2)
+    + 2 * _LAYER_FLAG_BITS
 )
-_VERSION_END: Final = len(MAGIC) + 1
+#: Smallest header: 1x1 RGB, one 3-channel 1x1 layer, no section, no frame rate.
+MIN_HEADER_BYTES: Final = _header_bytes(
+    9  # one bit each: width, height, bit_depth, n_grids, n_ctx, 2 kernels, 2 layer counts
+    + _FRAME_FORMAT_BITS
+    + ue_bits(OUT_CHANNELS - 1)
+    + 1
+    + 2 * _LAYER_FLAG_BITS
+    + _CODING_BITS
+    + 1  # zero flag of the one grid
+    + 3  # one bit each: nn_bytes, latent words, frame-rate length
+)
+#: A bound on the largest header (every field at its limit; not every combination is valid).
+MAX_HEADER_BYTES: Final = _header_bytes(
+    ue_bits(MAX_WIDTH - 1)
+    + ue_bits(MAX_HEIGHT - 1)
+    + _FRAME_FORMAT_BITS
+    + ue_bits(MAX_BIT_DEPTH - MIN_BIT_DEPTH)
+    + ue_bits(MAX_N_GRIDS - 1)
+    + ue_bits(MAX_N_CTX_ROWCOL - 1)
+    + ue_bits(MAX_UPSAMPLING_KERNEL // 2 - 2)
+    + ue_bits((MAX_PRECONCAT_KERNEL + 1) // 2)
+    + ue_bits(MAX_ARM_HIDDEN_LAYERS)
+    + MAX_ARM_HIDDEN_LAYERS * ue_bits(MAX_ARM_WIDTH - 1)
+    + ue_bits(MAX_SYNTHESIS_LAYERS - 1)
+    + MAX_SYNTHESIS_LAYERS * _MAX_LAYER_BITS
+    + _CODING_BITS
+    + MAX_N_GRIDS
+    + ue_bits(MAX_SECTION_BYTES)
+    + ue_bits(MAX_SECTION_BYTES // 4)
+    + ue_bits(MAX_FPS_CHARS)
+    + MAX_FPS_CHARS * _FPS_CHAR_BITS
+)
 
 
 class _FieldError(ValueError):
@@ -145,7 +194,8 @@ def grid_shapes(height: int, width: int, n_grids: int) -> tuple[tuple[int, int],
 
 @dataclass(frozen=True)
 class SynthesisLayerField:
-    """One synthesis layer as written in the header (4 bytes).
+    """One synthesis layer as written in the header (``ue(out − 1)``, ``ue((kernel − 1) / 2)``,
+    then one bit each for kind and non-linearity).
 
     Attributes:
         out_channels: 1..128.
@@ -170,7 +220,7 @@ class SynthesisLayerField:
 
 @dataclass(frozen=True)
 class GroupCoding:
-    """How one (module, weight|bias) parameter group is coded.
+    """How one (module, weight|bias) parameter group is coded (5 + 4 bits in the header).
 
     Attributes:
         exp: step exponent, the quantisation step is ``2^-exp``; 0..31.
@@ -213,12 +263,13 @@ class StreamHeader:
             headers compare equal whatever the spelling). Read :attr:`zero_grid_flags`.
         nn_bytes: length of the network-parameter section.
         latent_bytes: length of the latent section (a multiple of 4).
-        payload_crc: CRC32 of the two sections (as :func:`zlib.crc32`).
-        name: source name (UTF-8, at most 255 bytes, no path separators or control
-            characters); ``""`` when unknown.
         fps_text: source frame rate as written in YUV file names (``"50"``, ``"29.97"``), at
-            most 16 bytes; ``""`` when unknown.
+            most 16 characters; ``""`` when unknown. The source name is not stored: a decoder
+            names its output after the ``.cool`` file.
         format_version: must be :data:`~coolchic.bitstream.constants.FORMAT_VERSION`.
+
+    The CRC-32 is not a field: it depends on the payload, so :func:`write_header` computes it
+    and :func:`read_header` checks it.
     """
 
     width: int
@@ -235,8 +286,6 @@ class StreamHeader:
     zero_grids: tuple[bool, ...] = ()
     nn_bytes: int = 0
     latent_bytes: int = 0
-    payload_crc: int = 0
-    name: str = ""
     fps_text: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -334,26 +383,11 @@ class StreamHeader:
         _check_int(self.latent_bytes, 0, self.max_latent_bytes, "latent_bytes")
         if self.latent_bytes % 4:
             raise _field_error("latent_bytes", "a multiple of 4", self.latent_bytes, is_limit=False)
-        _check_int(self.payload_crc, 0, 0xFFFFFFFF, "payload_crc", is_limit=False)
 
     def _check_metadata(self) -> None:
-        if not isinstance(self.name, str):
-            raise _field_error("name", "a string", self.name, is_limit=False)
-        name_bytes = self.name.encode("utf-8", errors="strict")
-        _check_int(len(name_bytes), 0, MAX_NAME_BYTES, "name length in UTF-8 bytes")
-        if self.name in {".", ".."} or any(
-            char in _FORBIDDEN_NAME_CHARS or ord(char) < 32 or ord(char) == 127
-            for char in self.name
-        ):
-            raise _field_error(
-                "name",
-                "a file-name stem without path separators, reserved or control characters",
-                self.name,
-                is_limit=False,
-            )
         if not isinstance(self.fps_text, str):
             raise _field_error("fps_text", "a string", self.fps_text, is_limit=False)
-        _check_int(len(self.fps_text.encode("utf-8")), 0, MAX_FPS_BYTES, "fps_text length")
+        _check_int(len(self.fps_text), 0, MAX_FPS_CHARS, "fps_text length")
         if self.fps_text and not _FPS_PATTERN.fullmatch(self.fps_text):
             raise _field_error(
                 "fps_text", "digits with an optional decimal part", self.fps_text, is_limit=False
@@ -443,213 +477,231 @@ class StreamHeader:
 # Writing
 
 
-def _u8(value: int) -> bytes:
-    return value.to_bytes(1, "big")
-
-
-def _u16(value: int) -> bytes:
-    return value.to_bytes(2, "big")
-
-
-def _u32(value: int) -> bytes:
-    return value.to_bytes(4, "big")
-
-
-def write_header(header: StreamHeader) -> bytes:
-    """Serialise a header (validated when it was built) to bytes, header CRC32 included."""
-    name = header.name.encode("utf-8")
-    fps = header.fps_text.encode("ascii")
-    body = bytearray()
-    body += _u16(header.width) + _u16(header.height)
-    body += _u8(FRAME_FORMAT_CODES[header.frame_format]) + _u8(header.bit_depth)
-    body += _u8(header.n_grids) + _u8(header.n_ctx_rowcol)
-    body += _u8(header.upsampling_kernel) + _u8(header.preconcat_kernel)
-    body += _u8(len(header.arm_hidden)) + bytes(header.arm_hidden)
-    body += _u8(len(header.synthesis))
+def _write_fields(writer: BitWriter, header: StreamHeader) -> None:
+    """The bit string, in the order of docs/bitstream.md §1."""
+    write_ue(writer, header.width - 1)
+    write_ue(writer, header.height - 1)
+    writer.write_uint(FRAME_FORMAT_CODES[header.frame_format], _FRAME_FORMAT_BITS)
+    write_ue(writer, header.bit_depth - MIN_BIT_DEPTH)
+    write_ue(writer, header.n_grids - 1)
+    write_ue(writer, header.n_ctx_rowcol - 1)
+    write_ue(writer, header.upsampling_kernel // 2 - 2)
+    write_ue(writer, (header.preconcat_kernel + 1) // 2)  # 0 stays 0 (no pre-concatenation)
+    write_ue(writer, len(header.arm_hidden))
+    for width in header.arm_hidden:
+        write_ue(writer, width - 1)
+    write_ue(writer, len(header.synthesis) - 1)
     for layer in header.synthesis:
-        body += _u8(layer.out_channels) + _u8(layer.kernel)
-        body += _u8(LAYER_KIND_CODES[layer.kind]) + _u8(NONLINEARITY_CODES[layer.nonlinearity])
+        write_ue(writer, layer.out_channels - 1)
+        write_ue(writer, (layer.kernel - 1) // 2)
+        writer.write_uint(LAYER_KIND_CODES[layer.kind], _LAYER_FLAG_BITS)
+        writer.write_uint(NONLINEARITY_CODES[layer.nonlinearity], _LAYER_FLAG_BITS)
     for coding in header.nn_coding:
-        body += _u8(coding.exp) + _u8(coding.order)
-    body += _u16(sum(1 << i for i, zero in enumerate(header.zero_grid_flags) if zero))
-    body += _u32(header.nn_bytes) + _u32(header.latent_bytes) + _u32(header.payload_crc)
-    body += _u8(len(name)) + name + _u8(len(fps)) + fps
-    length = _VERSION_END + 2 + len(body) + 4
-    head = MAGIC + _u8(header.format_version) + _u16(length) + bytes(body)
-    return head + _u32(zlib.crc32(head))
+        writer.write_uint(coding.exp, _EXP_BITS)
+        writer.write_uint(coding.order, _ORDER_BITS)
+    for zero in header.zero_grid_flags:
+        writer.write_bit(int(zero))
+    write_ue(writer, header.nn_bytes)
+    write_ue(writer, header.latent_bytes // 4)
+    write_ue(writer, len(header.fps_text))
+    for char in header.fps_text:
+        writer.write_uint(_FPS_ALPHABET.index(char), _FPS_CHAR_BITS)
+
+
+def write_header(header: StreamHeader, payload: bytes | bytearray | memoryview = b"") -> bytes:
+    """Serialise a header (validated when it was built), its CRC-32 included.
+
+    Args:
+        header: the header, with the section lengths of ``payload``.
+        payload: the nn section then the latent section, which the CRC also covers (what
+            :func:`pack_stream` appends after the header).
+
+    Raises:
+        ValueError: ``payload`` is not ``nn_bytes + latent_bytes`` long.
+    """
+    if len(payload) != header.nn_bytes + header.latent_bytes:
+        raise ValueError(
+            f"payload: expected {header.nn_bytes} + {header.latent_bytes} bytes (the header's "
+            f"section lengths), found {len(payload)}"
+        )
+    writer = BitWriter()
+    _write_fields(writer, header)
+    writer.align()
+    head = MAGIC + bytes([header.format_version]) + writer.to_bytes()
+    return head + zlib.crc32(payload, zlib.crc32(head)).to_bytes(_CRC_BYTES, "big")
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
 
 
-class _Cursor:
-    """Reads big-endian fields from ``data[pos:end]``; running out raises BitstreamError."""
+class _FieldReader:
+    """Reads the header's bit string; every error names the field it was reading."""
 
-    def __init__(self, data: bytes, pos: int, end: int) -> None:
-        self.data = data
-        self.pos = pos
-        self.end = end
+    def __init__(self, data: bytes) -> None:
+        self.bits = BitReader(data, 8 * _PREFIX_BYTES)
 
-    def take(self, n_bytes: int, name: str) -> bytes:
-        if self.pos + n_bytes > self.end:
-            raise BitstreamError(
-                f"header field {name}: expected {n_bytes} bytes at offset {self.pos}, "
-                f"found {max(self.end - self.pos, 0)} (header too short)"
-            )
-        chunk = self.data[self.pos : self.pos + n_bytes]
-        self.pos += n_bytes
-        return chunk
+    def ue(self, name: str, offset: int = 0) -> int:
+        """``ue(v) + offset``; a truncated or over-long code raises BitstreamError."""
+        return read_ue(self.bits, f"header field {name}") + offset
 
-    def uint(self, n_bytes: int, name: str) -> int:
-        return int.from_bytes(self.take(n_bytes, name), "big")
+    def count(self, name: str, high: int, offset: int = 0) -> int:
+        """A value that sizes a loop of the parser: refused above ``high`` before it is used."""
+        value = self.ue(name, offset)
+        if value > high:
+            raise LimitExceeded(f"header field {name}: expected at most {high}, found {value}")
+        return value
 
+    def uint(self, n_bits: int, name: str) -> int:
+        return self.bits.read_uint(n_bits, f"header field {name}")
 
-def _decode_code(code: int, codes: Mapping[str, int], name: str) -> str:
-    for label, value in codes.items():
-        if value == code:
-            return label
-    raise BitstreamError(f"header field {name}: expected a code in {dict(codes)}, found {code}")
-
-
-def _limit(value: int, high: int, name: str) -> int:
-    if value > high:
-        raise LimitExceeded(f"header field {name}: expected at most {high}, found {value}")
-    return value
+    def code(self, n_bits: int, codes: Mapping[str, int], name: str) -> str:
+        value = self.uint(n_bits, name)
+        for label, code in codes.items():
+            if code == value:
+                return label
+        raise BitstreamError(
+            f"header field {name}: expected a code in {dict(codes)}, found {value}"
+        )
 
 
-def read_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int]:
-    """Parse and validate the header at the start of ``data``.
-
-    Args:
-        data: the file's bytes (at least the whole header; normally the whole file, so that
-            the section lengths can be checked against what is present).
-
-    Returns:
-        ``(header, header_length)``: the payload starts at ``data[header_length]``.
-
-    Raises:
-        BitstreamError: not a coolchic stream (bad magic), a truncated header, an unknown
-            enum code, or an inconsistent field.
-        UnsupportedVersion: a format version other than this decoder's.
-        ChecksumMismatch: the header CRC32 does not match.
-        LimitExceeded: a size or count beyond the decoder limits, or section lengths that do
-            not fit in ``data``.
-    """
-    data = bytes(data)
+def _check_identification(data: bytes) -> None:
+    """Magic and version, so that a foreign or older file gets a plain answer."""
+    if data[: len(MAGIC_V1)] == MAGIC_V1:
+        raise UnsupportedVersion(
+            f"format version 1 (the file starts with {MAGIC_V1!r}): this decoder reads format "
+            f"version {FORMAT_VERSION} only; re-encode the source with this coolchic"
+        )
     if data[: len(MAGIC)] != MAGIC:
         raise BitstreamError(
             f"not a coolchic bitstream: expected magic {MAGIC!r}, found {data[: len(MAGIC)]!r}"
         )
-    cursor = _Cursor(data, len(MAGIC), len(data))
-    version = cursor.uint(1, "format_version")
+    if len(data) < _PREFIX_BYTES:
+        raise BitstreamError("header field format_version: missing (truncated file)")
+    version = data[len(MAGIC)]
     if version != FORMAT_VERSION:
         raise UnsupportedVersion(
             f"format version: this decoder reads version {FORMAT_VERSION}, found {version} "
             "(written by a different coolchic release)"
         )
-    length = cursor.uint(2, "header_bytes")
-    if not MIN_HEADER_BYTES <= length <= MAX_HEADER_BYTES:
-        raise LimitExceeded(
-            f"header field header_bytes: expected {MIN_HEADER_BYTES}..{MAX_HEADER_BYTES}, "
-            f"found {length}"
-        )
-    if length > len(data):
-        raise LimitExceeded(f"header: expected {length} bytes, found {len(data)} (truncated file)")
-    stored = int.from_bytes(data[length - 4 : length], "big")
-    computed = zlib.crc32(data[: length - 4])
-    if stored != computed:
-        raise ChecksumMismatch(
-            f"header CRC32: stored 0x{stored:08x}, computed 0x{computed:08x} (corrupted header)"
-        )
-    cursor.end = length - 4
-    header = _parse_fields(cursor)
-    if cursor.pos != cursor.end:
-        raise BitstreamError(
-            f"header: fields end at byte {cursor.pos}, header_bytes says {cursor.end + 4} - 4"
-        )
-    available = len(data) - length
-    declared = header.nn_bytes + header.latent_bytes
-    if declared > available:
-        raise LimitExceeded(
-            f"payload: header declares {header.nn_bytes} + {header.latent_bytes} bytes, "
-            f"found {available} after the header (truncated file)"
-        )
-    return header, length
 
 
-def _parse_fields(cursor: _Cursor) -> StreamHeader:
-    """Read the fields after ``header_bytes``; limits are checked before every count is used."""
-    width = cursor.uint(2, "width")
-    height = cursor.uint(2, "height")
-    frame_format = _decode_code(cursor.uint(1, "frame_format"), FRAME_FORMAT_CODES, "frame_format")
-    bit_depth = cursor.uint(1, "bit_depth")
-    n_grids = cursor.uint(1, "n_grids")
-    n_ctx_rowcol = cursor.uint(1, "n_ctx_rowcol")
-    upsampling_kernel = cursor.uint(1, "upsampling_kernel")
-    preconcat_kernel = cursor.uint(1, "preconcat_kernel")
-    n_hidden = _limit(cursor.uint(1, "n_arm_hidden"), MAX_ARM_HIDDEN_LAYERS, "n_arm_hidden")
-    arm_hidden = tuple(cursor.take(n_hidden, "arm_hidden"))
-    n_layers = _limit(
-        cursor.uint(1, "n_synthesis_layers"), MAX_SYNTHESIS_LAYERS, "n_synthesis_layers"
-    )
-    layers: list[tuple[int, int, str, str]] = []
-    for index in range(n_layers):
-        out_channels = cursor.uint(1, f"synthesis[{index}].out_channels")
-        kernel = cursor.uint(1, f"synthesis[{index}].kernel")
-        kind = _decode_code(
-            cursor.uint(1, f"synthesis[{index}].kind"), LAYER_KIND_CODES, f"synthesis[{index}].kind"
+def _parse_fields(reader: _FieldReader) -> dict[str, Any]:
+    """The raw field values, as :class:`StreamHeader` arguments; only loop counts are checked."""
+    fields: dict[str, Any] = {
+        "width": reader.ue("width", 1),
+        "height": reader.ue("height", 1),
+        "frame_format": reader.code(_FRAME_FORMAT_BITS, FRAME_FORMAT_CODES, "frame_format"),
+        "bit_depth": reader.ue("bit_depth", MIN_BIT_DEPTH),
+        "n_grids": reader.count("n_grids", MAX_N_GRIDS, 1),
+        "n_ctx_rowcol": reader.ue("n_ctx_rowcol", 1),
+        "upsampling_kernel": 2 * reader.ue("upsampling_kernel", 2),
+    }
+    preconcat = reader.ue("preconcat_kernel")
+    fields["preconcat_kernel"] = 2 * preconcat - 1 if preconcat else 0
+    n_hidden = reader.count("n_arm_hidden", MAX_ARM_HIDDEN_LAYERS)
+    fields["arm_hidden"] = tuple(reader.ue(f"arm_hidden[{i}]", 1) for i in range(n_hidden))
+    layers = []
+    for index in range(reader.count("n_synthesis_layers", MAX_SYNTHESIS_LAYERS, 1)):
+        layers.append(
+            (
+                reader.ue(f"synthesis[{index}].out_channels", 1),
+                2 * reader.ue(f"synthesis[{index}].kernel") + 1,
+                reader.code(_LAYER_FLAG_BITS, LAYER_KIND_CODES, f"synthesis[{index}].kind"),
+                reader.code(
+                    _LAYER_FLAG_BITS, NONLINEARITY_CODES, f"synthesis[{index}].nonlinearity"
+                ),
+            )
         )
-        nonlinearity = _decode_code(
-            cursor.uint(1, f"synthesis[{index}].nonlinearity"),
-            NONLINEARITY_CODES,
-            f"synthesis[{index}].nonlinearity",
-        )
-        layers.append((out_channels, kernel, kind, nonlinearity))
-    codings = [
-        (cursor.uint(1, f"{m}.{k}.step_exp"), cursor.uint(1, f"{m}.{k}.eg_order"))
+    fields["synthesis"] = layers
+    fields["nn_coding"] = [
+        (reader.uint(_EXP_BITS, f"{m}.{k}.step_exp"), reader.uint(_ORDER_BITS, f"{m}.{k}.eg_order"))
         for m, k in NN_GROUPS
     ]
-    zero_mask = cursor.uint(2, "zero_grids")
-    if zero_mask >> n_grids:
-        raise BitstreamError(
-            f"header field zero_grids: expected flags for {n_grids} grids only, "
-            f"found mask 0x{zero_mask:04x}"
-        )
-    nn_bytes = cursor.uint(4, "nn_bytes")
-    latent_bytes = cursor.uint(4, "latent_bytes")
-    payload_crc = cursor.uint(4, "payload_crc32")
-    name_raw = cursor.take(cursor.uint(1, "name_bytes"), "name")
-    fps_length = _limit(cursor.uint(1, "fps_bytes"), MAX_FPS_BYTES, "fps_bytes")
-    fps_raw = cursor.take(fps_length, "fps")
-    try:
-        name = name_raw.decode("utf-8")
-        fps_text = fps_raw.decode("ascii")
-    except UnicodeDecodeError as error:
-        raise BitstreamError(f"header field name/fps: expected valid text ({error})") from None
+    fields["zero_grids"] = tuple(
+        bool(reader.uint(1, f"zero_grids[{i}]")) for i in range(fields["n_grids"])
+    )
+    fields["nn_bytes"] = reader.ue("nn_bytes")
+    fields["latent_bytes"] = 4 * reader.ue("latent_words")
+    chars = []
+    for index in range(reader.count("fps length", MAX_FPS_CHARS)):
+        code = reader.uint(_FPS_CHAR_BITS, f"fps[{index}]")
+        if code >= len(_FPS_ALPHABET):
+            raise BitstreamError(
+                f"header field fps[{index}]: expected a code in 0..{len(_FPS_ALPHABET) - 1} "
+                f"(digits, then '.'), found {code}"
+            )
+        chars.append(_FPS_ALPHABET[code])
+    fields["fps_text"] = "".join(chars)
+    return fields
+
+
+def _build(fields: dict[str, Any]) -> StreamHeader:
+    """The header the parsed fields describe; out-of-range values become bitstream errors."""
     try:
         return StreamHeader(
-            width=width,
-            height=height,
-            frame_format=frame_format,  # type: ignore[arg-type]
-            bit_depth=bit_depth,
-            n_grids=n_grids,
-            n_ctx_rowcol=n_ctx_rowcol,
-            arm_hidden=arm_hidden,
-            upsampling_kernel=upsampling_kernel,
-            preconcat_kernel=preconcat_kernel,
-            synthesis=tuple(SynthesisLayerField(*layer) for layer in layers),  # type: ignore[arg-type]
-            nn_coding=tuple(GroupCoding(exp, order) for exp, order in codings),
-            zero_grids=tuple(bool(zero_mask >> i & 1) for i in range(n_grids)),
-            nn_bytes=nn_bytes,
-            latent_bytes=latent_bytes,
-            payload_crc=payload_crc,
-            name=name,
-            fps_text=fps_text,
+            **{
+                **fields,
+                "synthesis": tuple(SynthesisLayerField(*layer) for layer in fields["synthesis"]),
+                "nn_coding": tuple(GroupCoding(exp, order) for exp, order in fields["nn_coding"]),
+            }
         )
     except _FieldError as error:
         kind = LimitExceeded if error.is_limit else BitstreamError
         raise kind(f"header field {error}") from None
+
+
+def read_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int]:
+    """Parse and validate the header at the start of ``data``, and check the file's CRC-32.
+
+    Args:
+        data: the file's bytes, at least the header and both sections it declares (the CRC
+            covers them); bytes after the sections are not looked at.
+
+    Returns:
+        ``(header, header_length)``: the payload starts at ``data[header_length]``.
+
+    Raises:
+        BitstreamError: not a coolchic stream (bad magic), a header that ends early, an
+            over-long ``ue`` code, non-zero padding bits, an unknown code, or an inconsistent
+            field.
+        UnsupportedVersion: a format version other than this decoder's (version 1 included).
+        LimitExceeded: a count or size beyond the decoder limits, or sections that are not all
+            in ``data``.
+        ChecksumMismatch: the CRC-32 of header and sections does not match.
+    """
+    data = bytes(data)
+    _check_identification(data)
+    reader = _FieldReader(data)
+    fields = _parse_fields(reader)
+    padding = reader.bits.align()
+    if padding:
+        raise BitstreamError(
+            f"header padding: expected zero bits before byte {reader.bits.position // 8}, "
+            f"found 0b{padding:b} (corrupt header)"
+        )
+    crc_at = reader.bits.position // 8
+    length = crc_at + _CRC_BYTES
+    if length > len(data):
+        raise BitstreamError(
+            f"header field crc32: expected {_CRC_BYTES} bytes at offset {crc_at}, found "
+            f"{len(data) - crc_at} (truncated file)"
+        )
+    declared = fields["nn_bytes"] + fields["latent_bytes"]
+    if declared > len(data) - length:
+        raise LimitExceeded(
+            f"payload: header declares {fields['nn_bytes']} + {fields['latent_bytes']} bytes, "
+            f"found {len(data) - length} after the header (truncated file)"
+        )
+    view = memoryview(data)
+    stored = int.from_bytes(view[crc_at:length], "big")
+    computed = zlib.crc32(view[length : length + declared], zlib.crc32(view[:crc_at]))
+    if stored != computed:
+        raise ChecksumMismatch(
+            f"CRC-32 of header and sections: stored 0x{stored:08x}, computed 0x{computed:08x} "
+            "(corrupted file)"
+        )
+    return _build(fields), length
 
 
 # --------------------------------------------------------------------------------------------
@@ -657,14 +709,14 @@ def _parse_fields(cursor: _Cursor) -> StreamHeader:
 
 
 def pack_stream(header: StreamHeader, nn_bytes: bytes, latent_bytes: bytes) -> bytes:
-    """The complete file: header (with section lengths and payload CRC filled in) + sections.
+    """The complete file: header (with section lengths and CRC filled in) + sections.
 
     Raises:
         ValueError: sections longer than the architecture and image size allow.
     """
-    crc = zlib.crc32(latent_bytes, zlib.crc32(nn_bytes))
-    full = replace(header, nn_bytes=len(nn_bytes), latent_bytes=len(latent_bytes), payload_crc=crc)
-    return write_header(full) + bytes(nn_bytes) + bytes(latent_bytes)
+    full = replace(header, nn_bytes=len(nn_bytes), latent_bytes=len(latent_bytes))
+    payload = bytes(nn_bytes) + bytes(latent_bytes)
+    return write_header(full, payload) + payload
 
 
 def unpack_stream(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, bytes, bytes]:
@@ -674,8 +726,8 @@ def unpack_stream(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, b
         ``(header, nn_bytes, latent_bytes)``.
 
     Raises:
-        BitstreamError: everything :func:`read_header` raises; bytes after the last section.
-        ChecksumMismatch: the payload CRC32 does not match.
+        BitstreamError: everything :func:`read_header` raises (a CRC mismatch included); bytes
+            after the last section.
     """
     data = bytes(data)
     header, length = read_header(data)
@@ -685,12 +737,4 @@ def unpack_stream(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, b
             f"stream length: expected {end} bytes (header {length} + sections), "
             f"found {len(data)} ({len(data) - end} trailing bytes)"
         )
-    nn = data[length : length + header.nn_bytes]
-    latent = data[length + header.nn_bytes : end]
-    computed = zlib.crc32(latent, zlib.crc32(nn))
-    if computed != header.payload_crc:
-        raise ChecksumMismatch(
-            f"payload CRC32: stored 0x{header.payload_crc:08x}, computed 0x{computed:08x} "
-            "(corrupted data)"
-        )
-    return header, nn, latent
+    return header, data[length : length + header.nn_bytes], data[length + header.nn_bytes : end]

@@ -10,7 +10,13 @@ from pathlib import Path
 from coolchic.errors import InputError
 from coolchic.io.frame import Frame, FrameFormat, FrameSamples
 from coolchic.io.metrics import FrameMetrics, frame_metrics
-from coolchic.io.naming import YuvName, format_yuv_name, is_yuv_path, parse_yuv_name
+from coolchic.io.naming import (
+    YuvName,
+    format_yuv_name,
+    is_yuv_path,
+    name_from_stem,
+    parse_yuv_name,
+)
 from coolchic.io.png import is_png_path, read_png, write_png
 from coolchic.io.yuv import YuvFileInfo, inspect_yuv, read_yuv_frame, write_yuv
 
@@ -26,6 +32,7 @@ __all__ = [
     "inspect_yuv",
     "is_png_path",
     "is_yuv_path",
+    "name_from_stem",
     "parse_yuv_name",
     "read_frame",
     "read_png",

@@ -114,6 +114,21 @@ def parse_yuv_name(path: str | Path) -> YuvName:
     )
 
 
+def name_from_stem(stem: str) -> tuple[str, str]:
+    """The source name and frame rate carried by a stem such as a ``.cool`` file's.
+
+    Streams do not store the source name (it would cost bytes in every file), and ``batch``
+    names each stream after its input (``kodim15_192x128_01p_yuv420_8b.cool``): a stem that
+    follows the convention gives its ``<name>`` part and its frame rate, any other stem is the
+    name itself, with no frame rate (``""``).
+    """
+    try:
+        fields = parse_yuv_name(stem + ".yuv")
+    except InputError:
+        return stem, ""
+    return fields.name, fields.fps_text
+
+
 def format_yuv_name(
     name: str,
     *,

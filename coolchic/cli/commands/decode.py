@@ -13,21 +13,26 @@ logger = logging.getLogger(__name__)
 
 
 def output_path_for(requested: Path, *, is_dir: bool, header: object, stem: str) -> Path:
-    """Where to write: exactly ``requested``, or inside it (a folder) named by the convention."""
+    """Where to write: exactly ``requested``, or inside it (a folder) named by the convention.
+
+    The stream stores no source name: the name comes from the ``.cool`` file's ``stem`` (its
+    ``<name>`` part when the stem follows the YUV convention), the frame rate from the stream,
+    else from the stem, else ``01``.
+    """
     from coolchic.bitstream.header import StreamHeader
-    from coolchic.io.naming import format_yuv_name
+    from coolchic.io.naming import format_yuv_name, name_from_stem
 
     assert isinstance(header, StreamHeader)
     if not is_dir:
         return requested
-    name = header.name or stem
+    name, stem_fps = name_from_stem(stem)
     if header.frame_format == "rgb":
         return requested / f"{name}.png"
     return requested / format_yuv_name(
         name,
         width=header.width,
         height=header.height,
-        fps_text=header.fps_text or "01",
+        fps_text=header.fps_text or stem_fps or "01",
         chroma_format=header.frame_format,  # type: ignore[arg-type]
         bit_depth=header.bit_depth,
     )
@@ -42,7 +47,8 @@ def output_path_for(requested: Path, *, is_dir: bool, header: object, stem: str)
     required=True,
     type=click.Path(),
     help="Output file (.yuv for YUV streams, .png for RGB), or a folder (existing, or ending "
-    "in /) to name it by the <name>_<W>x<H>_<fps>p_yuv420_<bits>b.yuv convention.",
+    "in /) to name it by the <name>_<W>x<H>_<fps>p_yuv420_<bits>b.yuv convention, <name> "
+    "taken from BITSTREAM's file name.",
 )
 @click.pass_obj
 def decode(app: AppContext, bitstream: Path, output_text: str) -> None:
@@ -62,7 +68,7 @@ def decode(app: AppContext, bitstream: Path, output_text: str) -> None:
     except OSError as error:
         raise InputError(f"{bitstream}: cannot read ({error.strerror or error})") from None
     started = time.perf_counter()
-    decoded = decode_stream(data)
+    decoded = decode_stream(data, stem=bitstream.stem)
     elapsed = time.perf_counter() - started
     is_dir = output.is_dir() or output_text.endswith(("/", "\\"))
     target = output_path_for(output, is_dir=is_dir, header=decoded.header, stem=bitstream.stem)

@@ -120,7 +120,6 @@ def _describe_stream(path: Path) -> dict[str, Any]:
         "path": str(path),
         "type": "coolchic",
         "format_version": header.format_version,
-        "name": header.name,
         "fps_text": header.fps_text,
         "width": header.width,
         "height": header.height,
@@ -164,9 +163,9 @@ def _render_stream(description: dict[str, Any]) -> None:
     rows = [
         ("file", description["path"]),
         ("format version", str(description["format_version"])),
-        ("source name", description["name"] or "(none)"),
         ("size", f"{description['width']}x{description['height']}"),
         ("format", f"{description['format']} {description['bit_depth']}-bit"),
+        ("fps", description["fps_text"] or "(none)"),
         (
             "sections",
             f"header {description['header_bytes']} B, networks {description['nn_bytes']} B, "
