@@ -47,6 +47,7 @@ from coolchic.train.nn_quantization import (
     RDOQ_MAX_PIXELS,
     QuantizedGroup,
     group_parameters,
+    predicted_integers,
     quantize_networks,
 )
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
@@ -297,7 +298,7 @@ def _write_stream(
     q_groups: dict[str, dict[str, list[np.ndarray]]] = {}
     for group in groups:
         if group.integers:
-            q_groups.setdefault(group.module, {})[group.kind] = list(group.integers)
+            q_groups.setdefault(group.module, {})[group.kind] = list(group.coded())
     nn_bytes, orders = encode_quantized(q_groups)
     source: YuvName | None = frame.source
     header = StreamHeader(
@@ -386,6 +387,10 @@ def decode_stream(data: bytes, *, stem: str | None = None) -> Decoded:
         }
         exps = {key: coding.exp for key, coding in zip(NN_GROUPS, header.nn_coding, strict=True)}
         q = decode_quantized(nn_bytes, shapes, orders)
+        for module, kinds in q.items():
+            for kind, arrays in kinds.items():
+                predictions = predicted_integers(model, module, kind, exps[(module, kind)])
+                kinds[kind] = [a + p for a, p in zip(arrays, predictions, strict=True)]
         try:
             hidden, output = _arm_layers(
                 q["arm"]["weight"], q["arm"]["bias"], exps[("arm", "weight")], exps[("arm", "bias")]

@@ -55,3 +55,28 @@ def test_rdoq_does_not_raise_the_cost() -> None:
     for group, before in zip(optimised, plain, strict=True):
         assert group.exponent == before.exponent  # RDOQ moves integers, not steps
         assert [q.shape for q in group.integers] == [q.shape for q in before.integers]
+
+
+def test_upsampling_filters_are_coded_as_differences_from_their_start() -> None:
+    """Filters still at their bicubic / Dirac start cost one bit per tap (all differences 0)."""
+    rng = np.random.default_rng(1)
+    planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
+    target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
+    config = ModelConfig(
+        n_ctx_rowcol=1, arm_hidden=(4,), synthesis=parse_synthesis("X-1-linear-none")
+    )
+    torch.manual_seed(0)
+    model = CoolChicModel(config, target.height, target.width)  # untrained: filters at start
+
+    groups = {(g.module, g.kind): g for g in quantize_networks(model, target, LMBDA, rdoq=True)}
+    upsampling = groups[("upsampling", "weight")]
+    n_taps = sum(q.size for q in upsampling.integers)
+
+    assert n_taps > 0
+    assert all(not q.any() for q in upsampling.coded())
+    assert any(q.any() for q in upsampling.integers)  # the filters themselves are not zero
+    assert upsampling.n_bits == n_taps  # order-0 exp-Golomb of 0 is one bit
+    for key in (("arm", "weight"), ("synthesis", "weight")):
+        np.testing.assert_array_equal(
+            np.concatenate([c.ravel() for c in groups[key].coded()]), groups[key].flat()
+        )

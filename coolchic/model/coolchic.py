@@ -107,6 +107,16 @@ class CoolChicModel(nn.Module):
             case _:
                 assert_never(name)
 
+    def initial_values(self, name: ModuleName) -> dict[str, Tensor]:
+        """Parameters of module ``name`` whose starting value is fixed (not random), by name.
+
+        Only the upsampling filters qualify; the bitstream codes them as differences from these
+        values, which the decoder rebuilds.
+        """
+        if name == "upsampling":
+            return self.upsampling.initial_values()
+        return {}
+
     def param_groups(self) -> dict[ModuleName, list[nn.Parameter]]:
         """Trainable parameters by module, in :data:`MODULE_NAMES` order."""
         return {name: list(self.module(name).parameters()) for name in MODULE_NAMES}

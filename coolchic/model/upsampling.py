@@ -262,13 +262,11 @@ class Upsampling(nn.Module):
         self.n_grids = n_grids
         self.kernel = kernel
         self.preconcat_kernel = preconcat_kernel
-        n_levels = n_grids - 1
-        self.transposed_half = nn.Parameter(initial_half_kernel(kernel).repeat(n_levels, 1))
+        initial = self.initial_values()
+        self.transposed_half = nn.Parameter(initial["transposed_half"])
         self.preconcat_half: nn.Parameter | None = None
         if preconcat_kernel:
-            dirac = torch.zeros(n_levels, (preconcat_kernel + 1) // 2)
-            dirac[:, -1] = 1.0
-            self.preconcat_half = nn.Parameter(dirac)
+            self.preconcat_half = nn.Parameter(initial["preconcat_half"])
         # Gather maps from the free parameters to the filters of all levels (one op each).
         self._poly = polyphase(kernel)
         self.register_buffer("_taps_index", _taps_index(self._poly), persistent=False)
@@ -280,6 +278,20 @@ class Upsampling(nn.Module):
     def n_levels(self) -> int:
         """Number of ×2 steps, ``n_grids − 1``."""
         return self.n_grids - 1
+
+    def initial_values(self) -> dict[str, Tensor]:
+        """The fixed starting value of each parameter, by name: bicubic and Dirac filters.
+
+        Deterministic, so the decoder knows them too: the bitstream codes the trained filters
+        as differences from these (smaller integers, fewer bits).
+        """
+        n_levels = self.n_grids - 1
+        values = {"transposed_half": initial_half_kernel(self.kernel).repeat(n_levels, 1)}
+        if self.preconcat_kernel:
+            dirac = torch.zeros(n_levels, (self.preconcat_kernel + 1) // 2)
+            dirac[:, -1] = 1.0
+            values["preconcat_half"] = dirac
+        return values
 
     def forward(self, grids: list[Tensor], *, separable: bool = True) -> Tensor:
         """Upsample and stack all grids.

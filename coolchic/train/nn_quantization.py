@@ -71,7 +71,12 @@ def group_parameters(
 
 @dataclass(frozen=True, eq=False)
 class QuantizedGroup:
-    """One group as transmitted: integers ``q`` (float value ``q · 2^-exponent``)."""
+    """One quantised group: integers ``q`` (float value ``q · 2^-exponent``).
+
+    The bitstream carries ``q − prediction`` (:meth:`coded`), where the prediction is what the
+    decoder knows before reading anything (:func:`predicted_integers`); ``order`` and
+    ``n_bits`` describe that coded form.
+    """
 
     module: str
     kind: str
@@ -80,6 +85,13 @@ class QuantizedGroup:
     exponent: int
     order: int
     n_bits: int
+    predictions: tuple[np.ndarray, ...] = ()
+
+    def coded(self) -> tuple[np.ndarray, ...]:
+        """The integers as written: ``q − prediction`` per array."""
+        if not self.predictions:
+            return self.integers
+        return tuple(q - p for q, p in zip(self.integers, self.predictions, strict=True))
 
     def flat(self) -> np.ndarray:
         if not self.integers:
@@ -91,6 +103,29 @@ def quantize_tensor(value: torch.Tensor, exponent: int) -> np.ndarray:
     """``round(value · 2^e)`` as int64 (round half to even, like torch.round)."""
     scaled = torch.round(value.detach().double() * float(2**exponent))
     return scaled.to(torch.int64).cpu().numpy()
+
+
+def predicted_integers(
+    model: CoolChicModel, module: str, kind: str, exponent: int
+) -> list[np.ndarray]:
+    """What the decoder predicts for each array of a group before reading the stream.
+
+    Parameters with a fixed starting value (the upsampling's bicubic and Dirac filters) are
+    predicted by that value quantised with the group's step, the others by 0. Trained filters
+    stay near their start, so the differences are small: about 40 bits fewer per stream on
+    192x128 images, where the 48 upsampling taps cost ~380 bits as plain integers.
+    """
+    initial = model.initial_values(module)  # type: ignore[arg-type]
+    return [
+        quantize_tensor(initial[name], exponent)
+        if name in initial
+        else np.zeros(tuple(parameter.shape), dtype=np.int64)
+        for name, parameter in group_parameters(model, module, kind)
+    ]
+
+
+def _coded_flat(integers: list[np.ndarray], predictions: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([(q - p).ravel() for q, p in zip(integers, predictions, strict=True)])
 
 
 def _set_group(
@@ -116,7 +151,8 @@ def _search_group(
     n_evaluations = 0
     for exponent in EXPONENT_CANDIDATES[(module, kind)]:
         integers = [quantize_tensor(value, exponent) for value in originals]
-        flat = np.concatenate([q.ravel() for q in integers])
+        predictions = predicted_integers(model, module, kind, exponent)
+        flat = _coded_flat(integers, predictions)
         if flat.size and int(np.abs(flat).max()) > NN_Q_MAX:
             continue  # too fine for the format
         order, n_bits = best_order(flat)
@@ -135,6 +171,7 @@ def _search_group(
                     exponent=exponent,
                     order=order,
                     n_bits=n_bits,
+                    predictions=tuple(predictions),
                 ),
             )
     if best is None:
@@ -189,6 +226,7 @@ def _rdoq_group(
     """
     parameters = [p for _, p in group_parameters(model, group.module, group.kind)]
     integers = [q.copy() for q in group.integers]
+    predictions = list(group.predictions) or [np.zeros_like(q) for q in integers]
     scale = 2.0**-group.exponent
     loss = _loss_function(model, target, lmbda, group.module)
     n_evaluations = 0
@@ -196,7 +234,7 @@ def _rdoq_group(
     def cost() -> float:
         nonlocal n_evaluations
         n_evaluations += 1
-        _, n_bits = best_order(np.concatenate([q.ravel() for q in integers]))
+        _, n_bits = best_order(_coded_flat(integers, predictions))
         return loss() + lmbda * n_bits / target.n_pixels
 
     def put(parameter: torch.Tensor, flat: np.ndarray, index: int, value: int) -> None:
@@ -205,14 +243,15 @@ def _rdoq_group(
             parameter.view(-1)[index] = value * scale
 
     best = cost()
-    for parameter, q in zip(parameters, integers, strict=True):
+    for parameter, q, prediction in zip(parameters, integers, predictions, strict=True):
         flat = q.reshape(-1)  # a view: edits reach ``integers``
+        predicted = prediction.reshape(-1)
         for index in range(flat.size):
             start = kept = int(flat[index])
             for direction in (1, -1):
                 for move in range(1, RDOQ_MAX_MOVE + 1):
                     value = start + direction * move
-                    if abs(value) > NN_Q_MAX:
+                    if abs(value - int(predicted[index])) > NN_Q_MAX:
                         break
                     put(parameter, flat, index, value)
                     trial = cost()
@@ -222,7 +261,7 @@ def _rdoq_group(
                 if kept != start:
                     break  # improved upwards: no need to try downwards
             put(parameter, flat, index, kept)
-    order, n_bits = best_order(np.concatenate([q.ravel() for q in integers]))
+    order, n_bits = best_order(_coded_flat(integers, predictions))
     result = dataclasses.replace(group, integers=tuple(integers), order=order, n_bits=n_bits)
     return result, n_evaluations
 
