@@ -44,6 +44,9 @@ def test_444_is_parsed_as_its_own_format() -> None:
         ("clip_192x128_01p_yuv420_16b.yuv", "unsupported bit depth 16"),
         ("clip_192x128_01p_yuv422_8b.yuv", "chroma format yuv422 is not supported"),
         ("clip_192x128_0p_yuv420_8b.yuv", "frame rate must be positive"),
+        # Only ASCII digits: "٠١" (Arabic-Indic) would pass \d but cannot go in a header.
+        ("clip_192x128_\u0660\u0661p_yuv420_8b.yuv", "does not follow the convention"),
+        ("clip_\u0661\u0669\u0662x128_01p_yuv420_8b.yuv", "does not follow the convention"),
     ],
 )
 def test_invalid_names_say_what_was_expected(filename: str, message: str) -> None:

@@ -24,8 +24,8 @@ SUPPORTED_CHROMA = ("420", "444")
 EXPECTED_PATTERN = "<name>_<W>x<H>_<fps>p_yuv420_<8|10>b.yuv"
 
 _NAME_PATTERN = re.compile(
-    r"^(?P<name>.+)_(?P<width>\d+)x(?P<height>\d+)_(?P<fps>\d+(?:\.\d+)?)p"
-    r"_yuv(?P<chroma>\d+)_(?P<bits>\d+)b\.yuv$",
+    r"^(?P<name>.+)_(?P<width>[0-9]+)x(?P<height>[0-9]+)_(?P<fps>[0-9]+(?:\.[0-9]+)?)p"
+    r"_yuv(?P<chroma>[0-9]+)_(?P<bits>[0-9]+)b\.yuv$",
     re.IGNORECASE,
 )
 
