@@ -16,7 +16,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-from coolchic.model.config import ModelConfig
+from coolchic.allocator import keep_freed_memory
+from coolchic.model.complexity import mac_per_pixel
+from coolchic.model.config import (
+    DEFAULT_ARM,
+    DEFAULT_SYNTHESIS,
+    ModelConfig,
+    parse_arm,
+    parse_synthesis,
+)
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.model.quantizer import QuantizerSettings
 
@@ -44,11 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lmbda", type=float, default=1e-3)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
+    parser.add_argument("--layers-arm", default=DEFAULT_ARM, help="ARM hidden widths")
+    parser.add_argument("--n-ctx-rowcol", type=int, default=3, help="ARM context half-size N")
+    parser.add_argument("--layers-synthesis", default=DEFAULT_SYNTHESIS, help="synthesis layers")
+    parser.add_argument("--profile-steps", type=int, default=20, help="iterations profiled")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    model = CoolChicModel(ModelConfig(), args.height, args.width)
+    keep_freed_memory()  # as the trainer does
+    config = ModelConfig(
+        n_ctx_rowcol=args.n_ctx_rowcol,
+        arm_hidden=parse_arm(args.layers_arm),
+        synthesis=parse_synthesis(args.layers_synthesis),
+    )
+    model = CoolChicModel(config, args.height, args.width)
     target = _target(args.height, args.width)
     quantizer = QuantizerSettings(
         kind="softround", temperature=0.3, noise="kumaraswamy", noise_parameter=2.0
@@ -72,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(20):
+            for _ in range(args.profile_steps):
                 step()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
     block_ms: list[float] = []
@@ -87,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"non-finite loss {final}")
         return 1
     print(
-        f"{args.height}x{args.width}, {args.repeats}x{args.iterations} iterations, "
+        f"{args.height}x{args.width} ({mac_per_pixel(config, args.height, args.width).total:.0f} "
+        f"MAC/px), {args.repeats}x{args.iterations} iterations, "
         f"{args.threads} threads: {statistics.median(block_ms):.2f} ms/iteration median "
         f"(min {min(block_ms):.2f}, max {max(block_ms):.2f}; final loss {final:.5f})"
     )

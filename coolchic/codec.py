@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from coolchic import __version__
+from coolchic.allocator import release_freed_memory
 from coolchic.bitstream.constants import NN_GROUPS
 from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
 from coolchic.bitstream.header import (
@@ -186,6 +187,7 @@ def encode(
             seed += 1
     assert model is not None
     trained_s = time.perf_counter() - started
+    release_freed_memory()
 
     progress(
         ProgressEvent(

@@ -12,7 +12,7 @@ the N full rows above (each 2N + 1 wide, centred) then the N positions on the le
 
 Outside the grid the context is 0. In training all latents of all grids are modelled at once:
 their contexts are gathered with one precomputed index (:func:`context_index`) into the
-concatenated latents and fed to the MLP as a single ``[N_total, C]`` batch.
+concatenated latents, chunk by chunk, by :func:`coolchic.model.pointwise.gathered_mlp`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coolchic.model.pointwise import gathered_mlp, pointwise_mlp
+
 __all__ = [
     "LOG_SCALE_MAX",
     "LOG_SCALE_MIN",
@@ -31,7 +33,6 @@ __all__ = [
     "Arm",
     "ContextGather",
     "context_index",
-    "context_inverse_index",
     "context_offsets",
     "gather_contexts",
     "laplace_rate_bits",
@@ -72,42 +73,6 @@ def _index_dtype(n_slots: int) -> torch.dtype:
     return torch.int32 if n_slots < 2**31 else torch.int64
 
 
-def _neighbour_table(
-    shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...],
-    n_ctx_rowcol: int,
-    *,
-    inverse: bool,
-) -> Tensor:
-    """Shared body of :func:`context_index` and :func:`context_inverse_index`.
-
-    For latent p at ``(r, c)`` of its grid and context column k with offset ``(dy, dx)``, the
-    neighbour is ``(r + dy, c + dx)`` (forward) or ``(r − dy, c − dx)`` (inverse). Computed in
-    the final integer dtype, one grid at a time, to bound the temporaries for large images.
-    """
-    offsets = context_offsets(n_ctx_rowcol)
-    n_contexts = len(offsets)
-    total = sum(h * w for h, w in shapes)
-    dtype = _index_dtype(total * n_contexts + 1)
-    sign = -1 if inverse else 1
-    dy = torch.tensor([sign * o[0] for o in offsets], dtype=dtype)
-    dx = torch.tensor([sign * o[1] for o in offsets], dtype=dtype)
-    column = torch.arange(n_contexts, dtype=dtype)
-    parts: list[Tensor] = []
-    base = 0
-    for h, w in shapes:
-        rows = torch.arange(h, dtype=dtype).view(h, 1, 1) + dy  # [h, 1, C]
-        cols = torch.arange(w, dtype=dtype).view(1, w, 1) + dx  # [1, w, C]
-        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # [h, w, C]
-        position = base + rows * w + cols
-        if inverse:
-            slot = torch.where(inside, position * n_contexts + column, total * n_contexts)
-        else:
-            slot = torch.where(inside, position, total)
-        parts.append(slot.reshape(h * w, n_contexts))
-        base += h * w
-    return torch.cat(parts) if parts else torch.empty(0, n_contexts, dtype=dtype)
-
-
 def context_index(
     shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...], n_ctx_rowcol: int
 ) -> Tensor:
@@ -115,6 +80,9 @@ def context_index(
 
     The grids are flattened in raster order and concatenated in the order of ``shapes``
     (``N_total`` values); slot ``N_total`` is a zero appended for out-of-grid neighbours.
+    For latent p at ``(r, c)`` of its grid and context column k with offset ``(dy, dx)``, the
+    neighbour is ``(r + dy, c + dx)``. Built in the final integer dtype, one grid at a time, to
+    bound the temporaries for large images.
 
     Args:
         shapes: ``(h, w)`` of each grid.
@@ -124,48 +92,29 @@ def context_index(
         int32 (int64 for huge inputs) tensor ``[N_total, C]`` with values in ``[0, N_total]``,
         ``C = 2N² + 2N``; row p, column k is the slot of the k-th neighbour of latent p.
     """
-    return _neighbour_table(shapes, n_ctx_rowcol, inverse=False)
-
-
-def context_inverse_index(
-    shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...], n_ctx_rowcol: int
-) -> Tensor:
-    """Transpose of :func:`context_index`, used to back-propagate through the gather.
-
-    Returns:
-        int32 (int64 for huge inputs) tensor ``[N_total, C]`` with values in
-        ``[0, N_total·C]``: row p, column k is the flat position ``q·C + k`` of the context
-        entry that reads latent p as the k-th neighbour of latent q, or ``N_total·C`` (a zero
-        slot) when q is outside the grid.
-    """
-    return _neighbour_table(shapes, n_ctx_rowcol, inverse=True)
-
-
-class _GatherContexts(torch.autograd.Function):
-    """Gather with a gather-based backward (``index_select``'s scatter-add backward is slow)."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, flat: Tensor, index: Tensor, inverse: Tensor
-    ) -> Tensor:
-        ctx.save_for_backward(inverse)
-        return F.pad(flat, (0, 1)).index_select(0, index.view(-1)).view(index.shape)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
-    ) -> tuple[Tensor, None, None]:
-        (inverse,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        padded = F.pad(grad.reshape(-1), (0, 1))
-        return padded.index_select(0, inverse.view(-1)).view(inverse.shape).sum(dim=1), None, None
+    offsets = context_offsets(n_ctx_rowcol)
+    n_contexts = len(offsets)
+    total = sum(h * w for h, w in shapes)
+    dtype = _index_dtype(total + 1)
+    dy = torch.tensor([o[0] for o in offsets], dtype=dtype)
+    dx = torch.tensor([o[1] for o in offsets], dtype=dtype)
+    parts: list[Tensor] = []
+    base = 0
+    for h, w in shapes:
+        rows = torch.arange(h, dtype=dtype).view(h, 1, 1) + dy  # [h, 1, C]
+        cols = torch.arange(w, dtype=dtype).view(1, w, 1) + dx  # [1, w, C]
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # [h, w, C]
+        slot = torch.where(inside, base + rows * w + cols, total)
+        parts.append(slot.reshape(h * w, n_contexts))
+        base += h * w
+    return torch.cat(parts) if parts else torch.empty(0, n_contexts, dtype=dtype)
 
 
 class ContextGather(nn.Module):
-    """Contexts of all latents of a fixed set of grids, with precomputed index buffers.
+    """The context index of a fixed set of grids, built once.
 
     Args:
-        shapes: ``(h, w)`` of each grid, in the order of the concatenated input.
+        shapes: ``(h, w)`` of each grid, in the order of the concatenated latents.
         n_ctx_rowcol: N.
     """
 
@@ -175,29 +124,32 @@ class ContextGather(nn.Module):
         super().__init__()
         self.shapes = tuple(shapes)
         self.n_ctx_rowcol = n_ctx_rowcol
+        self.n_total = sum(h * w for h, w in self.shapes)
         # Built on first use, on the input's device: a decoder, which codes latents with the
-        # integer ARM and never calls this module, does not pay for the tables.
+        # integer ARM and never calls this module, does not pay for the table.
         self.register_buffer("index", None, persistent=False)
-        self.register_buffer("inverse", None, persistent=False)
+
+    def table(self, flat: Tensor) -> Tensor:
+        """The ``[N_total, C]`` :func:`context_index` on ``flat``'s device.
+
+        Raises:
+            ValueError: ``flat`` is not ``[N_total]``.
+        """
+        if flat.shape != (self.n_total,):
+            raise ValueError(
+                f"flat latents: expected shape ({self.n_total},), found {tuple(flat.shape)}"
+            )
+        if self.index is None or self.index.device != flat.device:
+            self.index = context_index(self.shapes, self.n_ctx_rowcol).to(flat.device)
+        return self.index
 
     def forward(self, flat: Tensor) -> Tensor:
-        """Gather contexts.
+        """Contexts of all latents, ``[N_total, C]`` (0 outside each grid), differentiable.
 
-        Args:
-            flat: float tensor ``[N_total]``, the grids flattened and concatenated.
-
-        Returns:
-            Tensor ``[N_total, C]`` (0 outside each grid), differentiable w.r.t. ``flat``.
+        Training does not materialise this table (:meth:`Arm.from_latents` gathers chunk by
+        chunk); it is the plain form, for inspection and tests.
         """
-        if self.index is None or self.inverse is None:
-            self.index = context_index(self.shapes, self.n_ctx_rowcol).to(flat.device)
-            self.inverse = context_inverse_index(self.shapes, self.n_ctx_rowcol).to(flat.device)
-        n_total = self.index.shape[0]
-        if flat.shape != (n_total,):
-            raise ValueError(
-                f"flat latents: expected shape ({n_total},), found {tuple(flat.shape)}"
-            )
-        return _GatherContexts.apply(flat, self.index, self.inverse)
+        return F.pad(flat, (0, 1))[self.table(flat).long()]
 
 
 def gather_contexts(grid: Tensor, n_ctx_rowcol: int) -> Tensor:
@@ -214,7 +166,7 @@ def gather_contexts(grid: Tensor, n_ctx_rowcol: int) -> Tensor:
     if grid.dim() != 4 or grid.shape[0] != 1 or grid.shape[1] != 1:
         raise ValueError(f"grid: expected shape [1, 1, h, w], found {tuple(grid.shape)}")
     h, w = grid.shape[-2:]
-    gather = ContextGather([(h, w)], n_ctx_rowcol).to(grid.device)
+    gather = ContextGather([(h, w)], n_ctx_rowcol)
     return gather(grid.reshape(-1))
 
 
@@ -298,6 +250,25 @@ class Arm(nn.Module):
             self.output.weight.normal_().div_(4.0)
             self.output.bias.zero_()
 
+    def layers(self) -> tuple[list[Tensor], list[Tensor], list[bool]]:
+        """Weights, biases and ReLU flags of every layer, the residual ``+ x`` folded in.
+
+        A residual hidden layer ``y = relu(Wx + b + x)`` is ``relu((W + I)x + b)``: one matrix
+        product, no extra addition.
+        """
+        weights: list[Tensor] = []
+        biases: list[Tensor] = []
+        for layer, is_residual in zip(self.hidden, self.is_residual, strict=True):
+            weight = layer.weight
+            if is_residual:
+                eye = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+                weight = weight + eye
+            weights.append(weight)
+            biases.append(layer.bias)
+        weights.append(self.output.weight)
+        biases.append(self.output.bias)
+        return weights, biases, [True] * len(self.hidden) + [False]
+
     def raw(self, contexts: Tensor) -> Tensor:
         """Raw MLP output.
 
@@ -307,16 +278,7 @@ class Arm(nn.Module):
         Returns:
             Tensor ``[N, 2]``: column 0 is ``μ``, column 1 the raw log-scale ``s``.
         """
-        x = contexts
-        for layer, is_residual in zip(self.hidden, self.is_residual, strict=True):
-            weight = layer.weight
-            if is_residual:
-                # y = Wx + b + x as one matmul with W + I: no extra [N, d] addition.
-                eye = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
-                weight = weight + eye
-            # The matmul output is fresh and not needed by its backward: ReLU in place.
-            x = torch.relu_(F.linear(x, weight, layer.bias))
-        return self.output(x)
+        return pointwise_mlp(contexts.t(), *self.layers()).t()
 
     def forward(self, contexts: Tensor) -> tuple[Tensor, Tensor]:
         """Laplace parameters of each row.
@@ -329,3 +291,16 @@ class Arm(nn.Module):
         """
         raw = self.raw(contexts)
         return raw[:, 0], scale_from_raw(raw[:, 1])
+
+    def from_latents(self, flat: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Laplace parameters of every latent, its context gathered chunk by chunk.
+
+        Args:
+            flat: float tensor ``[N]``, the grids flattened and concatenated.
+            index: ``[N, C]`` context index (:meth:`ContextGather.table`).
+
+        Returns:
+            ``(mu, scale)``, each ``[N]``, differentiable w.r.t. ``flat`` and the weights.
+        """
+        raw = gathered_mlp(flat, index, *self.layers())
+        return raw[0], scale_from_raw(raw[1])

@@ -4,8 +4,7 @@ Training forward pass (everything batched, no loop over pixels)::
 
     y      = gain · [grid 0, …, grid n−1]            flattened, [N_total]
     ŷ      = quantize(y)                               proxy of round, [N_total]
-    ctx    = gather(ŷ)                                 [N_total, C], one index for all grids
-    μ, b   = ARM(ctx)                                  one MLP call on all latents
+    μ, b   = ARM(gather(ŷ))                            one index for all grids, chunked
     bits   = −log2 P_Laplace(ŷ; μ, b)                  [N_total]
     x̂      = synthesis(upsampling(split(ŷ)))          [1, out_channels, H, W]
 
@@ -146,7 +145,7 @@ class CoolChicModel(nn.Module):
 
     def _rate_bits(self, y_hat: Tensor) -> Tensor:
         """Bits of every latent, ``[N_total]``, from the flat (quantised) latents."""
-        mu, scale = self.arm(self.context_gather(y_hat))
+        mu, scale = self.arm.from_latents(y_hat, self.context_gather.table(y_hat))
         return laplace_rate_bits(y_hat, mu, scale)
 
     def _grid_rate(self, bits: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from coolchic.model.config import LayerSpec
+from coolchic.model.pointwise import pointwise_mlp
 
 __all__ = ["Synthesis"]
 
@@ -83,22 +84,56 @@ class Synthesis(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layers.
 
+        Runs of consecutive 1x1 layers on a single image are one chunked
+        :func:`~coolchic.model.pointwise.pointwise_mlp` (their wide hidden features never
+        reach memory); ``k x k`` layers are convolutions.
+
         Args:
             x: float tensor ``[B, in_channels, H, W]`` (upsampled latents, latent units).
 
         Returns:
             float tensor ``[B, C_out, H, W]``, unclamped (image data is expected in [0, 1]).
         """
-        for spec, conv in zip(self.specs, self.layers, strict=True):
-            # _conv returns a fresh tensor that its backward does not need: update it in place.
-            y = _conv(x, conv.weight, conv.bias, spec.kernel)
-            if spec.kind == "residual":
-                y = y.add_(x)
-            match spec.nonlinearity:
-                case "relu":
-                    x = torch.relu_(y)
-                case "none":
-                    x = y
-                case _:
-                    assert_never(spec.nonlinearity)
+        index = 0
+        while index < len(self.specs):
+            end = index
+            while x.shape[0] == 1 and end < len(self.specs) and self.specs[end].kernel == 1:
+                end += 1
+            if end > index:
+                x = self._pointwise_run(x, index, end)
+                index = end
+            else:
+                x = self._conv_layer(x, index)
+                index += 1
         return x
+
+    def _pointwise_run(self, x: Tensor, start: int, end: int) -> Tensor:
+        """Layers ``start … end − 1`` (all 1x1) on a ``[1, C, H, W]`` input."""
+        weights: list[Tensor] = []
+        biases: list[Tensor] = []
+        relus: list[bool] = []
+        for spec, conv in zip(self.specs[start:end], self.layers[start:end], strict=True):
+            weight = conv.weight.flatten(1)
+            if spec.kind == "residual":
+                eye = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+                weight = weight + eye
+            weights.append(weight)
+            biases.append(conv.bias)
+            relus.append(spec.nonlinearity == "relu")
+        _, channels, height, width = x.shape
+        out = pointwise_mlp(x.reshape(channels, height * width), weights, biases, relus)
+        return out.view(1, -1, height, width)
+
+    def _conv_layer(self, x: Tensor, index: int) -> Tensor:
+        spec, conv = self.specs[index], self.layers[index]
+        # _conv returns a fresh tensor that its backward does not need: update it in place.
+        y = _conv(x, conv.weight, conv.bias, spec.kernel)
+        if spec.kind == "residual":
+            y = y.add_(x)
+        match spec.nonlinearity:
+            case "relu":
+                return torch.relu_(y)
+            case "none":
+                return y
+            case _:
+                assert_never(spec.nonlinearity)

@@ -141,38 +141,110 @@ def _taps_matrix(half: Tensor, poly: Polyphase) -> Tensor:
     return half[..., _taps_index(poly)]
 
 
+class _Fir1d(torch.autograd.Function):
+    """Polyphase FIR filter along one dimension, as weighted sums of shifted slices.
+
+    Output phase r at position q is ``Σ_j taps[j, r] · padded[q + starts[r] + j]`` along
+    ``dim``; the phases are interleaved (output ``q·R + r``) and the result is cut to
+    ``length``. Small filters (4 or 7 taps) run through ``unfold`` + matmul spend their time
+    copying windows and in tiny batched products; here each tap is one fused multiply-add
+    over the map, in the forward and in the backward (BENCHMARKS.md, "training step").
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: Tensor,
+        taps: Tensor,
+        dim: int,
+        pad: tuple[int, int],
+        mode: str,
+        starts: tuple[int, ...],
+        length: int,
+    ) -> Tensor:
+        n = x.shape[dim]
+        padding = (*pad, 0, 0) if dim == -1 else (0, 0, *pad)
+        padded = F.pad(x, padding, mode=mode) if any(pad) else x
+        out, phases = _phase_views(x, n, len(starts), dim)
+        for r, start in enumerate(starts):
+            weights = taps[:, r].tolist()
+            phases[r].copy_(padded.narrow(dim, start, n)).mul_(weights[0])
+            for j in range(1, len(weights)):
+                phases[r].add_(padded.narrow(dim, start + j, n), alpha=weights[j])
+        ctx.save_for_backward(padded, taps)
+        ctx.geometry = (dim, pad, mode, starts, n, tuple(x.shape))  # type: ignore[attr-defined]
+        return out.narrow(dim, 0, length)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        padded, taps = ctx.saved_tensors  # type: ignore[attr-defined]
+        dim, pad, mode, starts, n, x_shape = ctx.geometry  # type: ignore[attr-defined]
+        full, phases = _phase_views(padded, n, len(starts), dim)
+        full.zero_().narrow(dim, 0, grad.shape[dim]).copy_(grad)
+        grad_taps = None
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            grad_taps = torch.empty_like(taps)
+            for r, start in enumerate(starts):
+                phase = phases[r].contiguous()
+                product = torch.empty_like(phase)
+                for j in range(taps.shape[0]):
+                    torch.mul(phase, padded.narrow(dim, start + j, n), out=product)
+                    grad_taps[j, r] = product.sum()
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_padded = torch.zeros_like(padded)
+            for r, start in enumerate(starts):
+                weights = taps[:, r].tolist()
+                for j, weight in enumerate(weights):
+                    grad_padded.narrow(dim, start + j, n).add_(phases[r], alpha=weight)
+            grad_x = _unpad_gradient(grad_padded, dim, pad, mode, x_shape[dim])
+        return grad_x, grad_taps, None, None, None, None, None
+
+
+def _phase_views(like: Tensor, n: int, n_phases: int, dim: int) -> tuple[Tensor, list[Tensor]]:
+    """A new ``[..., n·R (along dim), ...]`` tensor and its R phase views (every R-th sample)."""
+    shape = list(like.shape)
+    shape[dim] = n * n_phases
+    out = like.new_empty(shape)
+    if dim == -1:
+        split = out.view(*shape[:-1], n, n_phases)
+        return out, [split[..., r] for r in range(n_phases)]
+    split = out.view(*shape[:-2], n, n_phases, shape[-1])
+    return out, [split[..., r, :] for r in range(n_phases)]
+
+
+def _unpad_gradient(
+    grad_padded: Tensor, dim: int, pad: tuple[int, int], mode: str, size: int
+) -> Tensor:
+    """Gradient w.r.t. the unpadded input: replicated edges fold back onto the edge samples."""
+    left, right = pad
+    grad = grad_padded.narrow(dim, left, size).clone()
+    if mode == "replicate":
+        if left:
+            grad.narrow(dim, 0, 1).add_(grad_padded.narrow(dim, 0, left).sum(dim, keepdim=True))
+        if right:
+            tail = grad_padded.narrow(dim, left + size, right).sum(dim, keepdim=True)
+            grad.narrow(dim, size - 1, 1).add_(tail)
+    return grad
+
+
 def _upsample_separable(x: Tensor, taps: Tensor, poly: Polyphase, size: tuple[int, int]) -> Tensor:
     """Horizontal then vertical polyphase pass, each cropped to ``size``."""
-    return _upsample_height(_upsample_width(x, taps, poly, size[1]), taps, poly, size[0])
+    pad = (poly.left, poly.right)
+    wide = _Fir1d.apply(x, taps, -1, pad, "replicate", poly.starts, size[1])
+    return _Fir1d.apply(wide, taps, -2, pad, "replicate", poly.starts, size[0])
 
 
 def _preconcat_separable(x: Tensor, full: Tensor) -> Tensor:
     """``x + (w ⊗ w) * x`` as two zero-padded 1-D passes; ``full``: ``[K]`` odd kernel."""
     kernel = full.shape[-1]
-    pad = kernel // 2
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = padded.unfold(-1, kernel, 1) @ full  # [B, 1, h + 2·pad, w]
-    return x + rows.unfold(-2, kernel, 1) @ full
-
-
-def _upsample_width(x: Tensor, taps: Tensor, poly: Polyphase, width: int) -> Tensor:
-    """×2 along the last dim, cropped to ``width`` columns. ``x``: ``[B, 1, h, w]``."""
-    w = x.shape[-1]
-    padded = F.pad(x, (poly.left, poly.right, 0, 0), mode="replicate")
-    phases = padded.unfold(-1, poly.n_taps, 1) @ taps  # [B, 1, h, positions, 2]
-    s0, s1 = poly.starts
-    out = torch.stack([phases[..., s0 : s0 + w, 0], phases[..., s1 : s1 + w, 1]], dim=-1)
-    return out.flatten(-2)[..., :width]
-
-
-def _upsample_height(x: Tensor, taps: Tensor, poly: Polyphase, height: int) -> Tensor:
-    """×2 along dim −2, cropped to ``height`` rows. ``x``: ``[B, 1, h, w]``."""
-    h = x.shape[-2]
-    padded = F.pad(x, (0, 0, poly.left, poly.right), mode="replicate")
-    phases = padded.unfold(-2, poly.n_taps, 1) @ taps  # [B, 1, positions, w, 2]
-    s0, s1 = poly.starts
-    out = torch.stack([phases[..., s0 : s0 + h, :, 0], phases[..., s1 : s1 + h, :, 1]], dim=-2)
-    return out.flatten(-3, -2)[..., :height, :]
+    pad = (kernel // 2, kernel // 2)
+    taps = full[:, None]
+    rows = _Fir1d.apply(x, taps, -1, pad, "constant", (0,), x.shape[-1])
+    return x + _Fir1d.apply(rows, taps, -2, pad, "constant", (0,), x.shape[-2])
 
 
 def upsample2x(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from coolchic.allocator import keep_freed_memory
 from coolchic.errors import EncodingError
 from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
@@ -120,6 +121,7 @@ class Trainer:
     # ------------------------------------------------------------------ public
     def run(self) -> tuple[CoolChicModel, Evaluation]:
         """Train and return the best model found with its evaluation."""
+        keep_freed_memory()
         self._emit("start", "warmup", "candidates")
         candidate = self._warmup()
         for phase in self.recipe.phases:
