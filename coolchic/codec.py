@@ -95,7 +95,8 @@ class Encoded:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-#: Up to this many pixels an image gets the small decoder (see :func:`default_model_config`).
+#: Up to this many pixels an image gets the small decoder whatever the recipe (see
+#: :func:`default_model_config`).
 SMALL_IMAGE_PIXELS = 250_000
 
 #: The small decoder: 12 causal contexts, one hidden ARM layer of 8, a 1x1 synthesis 7→8→3.
@@ -104,6 +105,11 @@ SMALL_DECODER = ModelConfig(
     arm_hidden=(8,),
     synthesis=parse_synthesis("8-1-linear-relu,3-1-linear-none"),
 )
+
+#: Recipes that keep the small decoder at every size: their budget is iterations, and at
+#: 1920x1080 only the small decoder's step (0.40 s, against 0.96 s for the v2-sized one,
+#: BENCHMARKS.md "training step") lets ``fast`` finish within half an hour on two cores.
+SMALL_DECODER_RECIPES = frozenset({"instant", "faster", "fast"})
 
 #: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
 WIDE_CONTEXT_LMBDA = 6e-4
@@ -118,20 +124,23 @@ def latent_gain_for(lmbda: float) -> float:
     return 16.0
 
 
-def default_model_config(frame: Frame, lmbda: float = DEFAULT_LMBDA) -> ModelConfig:
+def default_model_config(
+    frame: Frame, lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE
+) -> ModelConfig:
     """The architecture used when none is given.
 
     The network parameters are sent once per image, so their cost is spread over its pixels:
     on a 192x128 image the v2-sized decoder (≈1,900 parameters, ≈2,200 MAC/pixel) costs about
     0.43 bpp in parameters alone, more than its latents. Images up to
     :data:`SMALL_IMAGE_PIXELS` therefore get :data:`SMALL_DECODER` (≈260 parameters, ≈290
-    MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md); larger images get
-    the v2-sized default. At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`) the latents are
+    MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md). Larger images keep
+    it with the quick recipes (:data:`SMALL_DECODER_RECIPES`), whose time it decides, and get
+    the v2-sized default with the others. At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`) the latents are
     most of a small image's file and a 24-value ARM context pays for its 96 extra
     parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128, none at
     λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
-    if frame.width * frame.height > SMALL_IMAGE_PIXELS:
+    if frame.width * frame.height > SMALL_IMAGE_PIXELS and recipe not in SMALL_DECODER_RECIPES:
         base = ModelConfig()
     elif lmbda < WIDE_CONTEXT_LMBDA:
         base = dataclasses.replace(SMALL_DECODER, n_ctx_rowcol=3)
@@ -155,7 +164,7 @@ def encode(
     """
     config = config or EncoderConfig()
     started = time.perf_counter()
-    model_config = config.model or default_model_config(frame, config.lmbda)
+    model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
     recipe = get_recipe(config.recipe)
     target = Target.from_frame(frame, config.device)
 

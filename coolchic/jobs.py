@@ -235,7 +235,7 @@ def encode_frame(
     config = EncoderConfig(
         lmbda=settings.lmbda,
         recipe=settings.recipe,
-        model=settings.model_config(default_model_config(frame, settings.lmbda)),
+        model=settings.model_config(default_model_config(frame, settings.lmbda, settings.recipe)),
         start_lr=settings.start_lr,
         seed=settings.seed,
         device=device,
