@@ -135,10 +135,10 @@ def default_model_config(
     :data:`SMALL_IMAGE_PIXELS` therefore get :data:`SMALL_DECODER` (≈260 parameters, ≈290
     MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md). Larger images keep
     it with the quick recipes (:data:`SMALL_DECODER_RECIPES`), whose time it decides, and get
-    the v2-sized default with the others. At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`) the latents are
-    most of a small image's file and a 24-value ARM context pays for its 96 extra
-    parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128, none at
-    λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
+    the v2-sized default with the others. At high rates (λ below
+    :data:`WIDE_CONTEXT_LMBDA`) the latents are most of a small image's file and a 24-value
+    ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
+    λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
     if frame.width * frame.height > SMALL_IMAGE_PIXELS and recipe not in SMALL_DECODER_RECIPES:
         base = ModelConfig()

@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from coolchic.model import pointwise
-from coolchic.model.pointwise import gathered_mlp, pointwise_mlp
+from coolchic.model.arm import context_index
+from coolchic.model.pointwise import (
+    causal_contexts,
+    context_geometry,
+    context_mlp,
+    pointwise_mlp,
+)
 
 
 def _plain_mlp(
@@ -64,23 +70,31 @@ def test_pointwise_matches_plain_autograd(chunk_columns: int, threads: int) -> N
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_gathered_matches_plain_indexing(chunk_columns: int, threads: int) -> None:
+@pytest.mark.parametrize("n_ctx_rowcol", [1, 2, 3])
+def test_context_mlp_matches_plain_indexing(
+    chunk_columns: int, threads: int, n_ctx_rowcol: int
+) -> None:
+    """Band-by-band contexts agree with the index table, in value and gradient."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        weights, biases = _layers([4, 6, 2])
+        shapes = [(9, 6), (5, 3), (3, 2), (2, 1), (1, 1)]
+        n_contexts = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1)
+        weights, biases = _layers([n_contexts, 6, 2])
         relus = [True, False]
-        flat = torch.randn(40, dtype=torch.float64, requires_grad=True)
-        # Repeated and out-of-range (the zero slot, 40) positions, as contexts have.
-        index = torch.randint(0, 41, (40, 4), generator=torch.Generator().manual_seed(1))
-        grad_out = torch.randn(2, 40, dtype=torch.float64)
-        ours = gathered_mlp(flat, index.to(torch.int32), weights, biases, relus)
+        n_total = sum(h * w for h, w in shapes)
+        flat = torch.randn(n_total, dtype=torch.float64, requires_grad=True)
+        grad_out = torch.randn(2, n_total, dtype=torch.float64)
+        geometry = context_geometry(shapes, n_ctx_rowcol)
+        ours = context_mlp(flat, geometry, weights, biases, relus)
         (ours * grad_out).sum().backward()
         ours_grads = [t.grad.clone() for t in (flat, *weights, *biases)]
         for t in (flat, *weights, *biases):
             t.grad = None
-        contexts = F.pad(flat, (0, 1))[index].t()
-        plain = _plain_mlp(contexts, weights, biases, relus)
+        index = context_index(shapes, n_ctx_rowcol).long()
+        contexts = F.pad(flat, (0, 1))[index]
+        torch.testing.assert_close(causal_contexts(flat, geometry), contexts, rtol=0, atol=0)
+        plain = _plain_mlp(contexts.t(), weights, biases, relus)
         (plain * grad_out).sum().backward()
         torch.testing.assert_close(ours, plain)
         for mine, reference in zip(ours_grads, (flat, *weights, *biases), strict=True):

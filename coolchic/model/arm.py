@@ -10,9 +10,9 @@ the N full rows above (each 2N + 1 wide, centred) then the N positions on the le
              x  x  x  x  x
              x  x  ŷ  .  .
 
-Outside the grid the context is 0. In training all latents of all grids are modelled at once:
-their contexts are gathered with one precomputed index (:func:`context_index`) into the
-concatenated latents, chunk by chunk, by :func:`coolchic.model.pointwise.gathered_mlp`.
+Outside the grid the context is 0. In training all latents of all grids are modelled at once,
+band by band, by :func:`coolchic.model.pointwise.context_mlp`; :func:`context_index` is the
+same neighbourhood written as an index table (the reference the tests hold it to).
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from coolchic.model.pointwise import gathered_mlp, pointwise_mlp
+from coolchic.model.pointwise import (
+    causal_contexts,
+    context_geometry,
+    context_mlp,
+    pointwise_mlp,
+)
 
 __all__ = [
     "LOG_SCALE_MAX",
@@ -111,7 +115,7 @@ def context_index(
 
 
 class ContextGather(nn.Module):
-    """The context index of a fixed set of grids, built once.
+    """The causal contexts of a fixed set of grids (a module, so that the model owns it).
 
     Args:
         shapes: ``(h, w)`` of each grid, in the order of the concatenated latents.
@@ -124,32 +128,24 @@ class ContextGather(nn.Module):
         super().__init__()
         self.shapes = tuple(shapes)
         self.n_ctx_rowcol = n_ctx_rowcol
+        self.geometry = context_geometry(self.shapes, n_ctx_rowcol)
         self.n_total = sum(h * w for h, w in self.shapes)
-        # Built on first use, on the input's device: a decoder, which codes latents with the
-        # integer ARM and never calls this module, does not pay for the table.
-        self.register_buffer("index", None, persistent=False)
 
-    def table(self, flat: Tensor) -> Tensor:
-        """The ``[N_total, C]`` :func:`context_index` on ``flat``'s device.
-
-        Raises:
-            ValueError: ``flat`` is not ``[N_total]``.
-        """
+    def check(self, flat: Tensor) -> None:
+        """Raise ``ValueError`` unless ``flat`` is ``[N_total]``."""
         if flat.shape != (self.n_total,):
             raise ValueError(
                 f"flat latents: expected shape ({self.n_total},), found {tuple(flat.shape)}"
             )
-        if self.index is None or self.index.device != flat.device:
-            self.index = context_index(self.shapes, self.n_ctx_rowcol).to(flat.device)
-        return self.index
 
     def forward(self, flat: Tensor) -> Tensor:
         """Contexts of all latents, ``[N_total, C]`` (0 outside each grid), differentiable.
 
-        Training does not materialise this table (:meth:`Arm.from_latents` gathers chunk by
-        chunk); it is the plain form, for inspection and tests.
+        Training does not materialise this table (:meth:`Arm.from_latents` builds it band by
+        band); it is the plain form, for inspection and tests.
         """
-        return F.pad(flat, (0, 1))[self.table(flat).long()]
+        self.check(flat)
+        return causal_contexts(flat, self.geometry)
 
 
 def gather_contexts(grid: Tensor, n_ctx_rowcol: int) -> Tensor:
@@ -292,15 +288,16 @@ class Arm(nn.Module):
         raw = self.raw(contexts)
         return raw[:, 0], scale_from_raw(raw[:, 1])
 
-    def from_latents(self, flat: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        """Laplace parameters of every latent, its context gathered chunk by chunk.
+    def from_latents(self, flat: Tensor, contexts: ContextGather) -> tuple[Tensor, Tensor]:
+        """Laplace parameters of every latent, its context built band by band.
 
         Args:
             flat: float tensor ``[N]``, the grids flattened and concatenated.
-            index: ``[N, C]`` context index (:meth:`ContextGather.table`).
+            contexts: the grids' :class:`ContextGather`.
 
         Returns:
             ``(mu, scale)``, each ``[N]``, differentiable w.r.t. ``flat`` and the weights.
         """
-        raw = gathered_mlp(flat, index, *self.layers())
+        contexts.check(flat)
+        raw = context_mlp(flat, contexts.geometry, *self.layers())
         return raw[0], scale_from_raw(raw[1])

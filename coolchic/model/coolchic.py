@@ -145,7 +145,7 @@ class CoolChicModel(nn.Module):
 
     def _rate_bits(self, y_hat: Tensor) -> Tensor:
         """Bits of every latent, ``[N_total]``, from the flat (quantised) latents."""
-        mu, scale = self.arm.from_latents(y_hat, self.context_gather.table(y_hat))
+        mu, scale = self.arm.from_latents(y_hat, self.context_gather)
         return laplace_rate_bits(y_hat, mu, scale)
 
     def _grid_rate(self, bits: Tensor) -> Tensor:

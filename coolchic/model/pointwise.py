@@ -10,9 +10,9 @@ recomputes each chunk's forward before back-propagating through it. The extra ma
 cost far less than the memory passes they replace (BENCHMARKS.md, "training step").
 
 Layout: channels first, ``[channels, rows]``, as the synthesis has its features
-(``[C, H·W]``); a chunk is a column block. The ARM's contexts are gathered chunk by chunk from
-the flat latents with the ``[N, C]`` :func:`coolchic.model.arm.context_index`, and their
-gradient is scattered back with ``index_add_``.
+(``[C, H·W]``); a chunk is a column block. The ARM's contexts are built for a band of rows of
+one latent grid at a time, by unfolding the zero-padded grid (no index table), and their
+gradient goes back by the adjoint fold.
 
 Each output column depends only on its own input column, and the weight gradients are summed
 over the chunks in a fixed order: results do not depend on the chunking beyond float rounding,
@@ -24,16 +24,34 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["CHUNK_COLUMNS", "gathered_mlp", "pointwise_mlp"]
+__all__ = [
+    "CHUNK_COLUMNS",
+    "causal_contexts",
+    "context_geometry",
+    "context_mlp",
+    "pointwise_mlp",
+]
 
 #: Columns per chunk: a 24-wide float32 hidden layer of 8,192 columns is 768 KB, which stays
 #: in a core's L2 cache with its neighbours (measured fastest among 4k-64k here).
 CHUNK_COLUMNS = 16384
+
+
+_Chunk = TypeVar("_Chunk")
+
+
+def _column_chunks(n_columns: int) -> list[slice]:
+    return [
+        slice(start, min(start + CHUNK_COLUMNS, n_columns))
+        for start in range(0, n_columns, CHUNK_COLUMNS)
+    ]
 
 
 class _Workers:
@@ -51,12 +69,8 @@ class _Workers:
         self._size = 0
         self._lock = threading.Lock()
 
-    def map(self, n_columns: int, job: Callable[[int, slice], None]) -> int:
+    def map(self, chunks: Sequence[_Chunk], job: Callable[[int, _Chunk], None]) -> int:
         """Run ``job(worker, chunk)`` over every chunk; returns the number of workers used."""
-        chunks = [
-            slice(start, min(start + CHUNK_COLUMNS, n_columns))
-            for start in range(0, n_columns, CHUNK_COLUMNS)
-        ]
         size = max(1, min(torch.get_num_threads(), len(chunks)))
         if size == 1:
             for chunk in chunks:
@@ -168,7 +182,7 @@ class _PointwiseMlp(torch.autograd.Function):
         def job(_worker: int, columns: slice) -> None:
             out[:, columns] = _forward_chunk(x[:, columns], weights, biases, relus)[-1]
 
-        _WORKERS.map(x.shape[1], job)
+        _WORKERS.map(_column_chunks(x.shape[1]), job)
         ctx.save_for_backward(x, *params)
         ctx.relus = relus  # type: ignore[attr-defined]
         return out
@@ -192,36 +206,110 @@ class _PointwiseMlp(torch.autograd.Function):
             if grad_x is not None:
                 grad_x[:, columns] = weights[0].t() @ grad
 
-        n_workers = _WORKERS.map(x.shape[1], job)
+        n_workers = _WORKERS.map(_column_chunks(x.shape[1]), job)
         return (grad_x, None, *gradients.totals(n_workers))
 
 
-def _gather(padded: Tensor, index: Tensor) -> Tensor:
-    """``padded[index]`` for a contiguous ``[n, C]`` index, returned as a ``[C, n]`` view."""
-    return padded.index_select(0, index.view(-1)).view(index.shape).t()
+@dataclass(frozen=True)
+class _Band:
+    """Rows ``first … end − 1`` of one latent grid: a chunk of the context MLP."""
+
+    grid: int
+    first: int
+    end: int
 
 
-class _GatheredMlp(torch.autograd.Function):
-    """``flat[index]`` (``[P, C_in]``, gathered per chunk) → ``[C_out, P]``."""
+class _PaddedGrids:
+    """The latent grids, each with N zero rows above and N zero columns on either side.
+
+    A causal context window then never leaves its padded grid: the context of row r of a grid
+    is the ``(N + 1) x (2N + 1)`` window of padded rows ``r … r + N``, cut to its first C
+    values in raster order (``F.unfold``); the gradient goes back as one shifted addition per
+    context position (faster here than ``F.fold``). All grids share one flat buffer, so that
+    a per-worker gradient is one tensor.
+    """
+
+    def __init__(self, shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int) -> None:
+        self.shapes = tuple(shapes)
+        self.n = n_ctx_rowcol
+        self.window = (n_ctx_rowcol + 1, 2 * n_ctx_rowcol + 1)
+        self.n_contexts = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1)
+        self.padded_shapes = [(h + self.n, w + 2 * self.n) for h, w in self.shapes]
+        sizes = [h * w for h, w in self.padded_shapes]
+        self.starts = [sum(sizes[:g]) for g in range(len(sizes))]
+        self.size = sum(sizes)
+        self.flat_starts = [sum(h * w for h, w in self.shapes[:g]) for g in range(len(sizes))]
+
+    def grid(self, buffer: Tensor, g: int) -> Tensor:
+        """Padded grid g, ``[h + N, w + 2N]``, a view of ``buffer``."""
+        height, width = self.padded_shapes[g]
+        return buffer[self.starts[g] : self.starts[g] + height * width].view(height, width)
+
+    def interior(self, buffer: Tensor, g: int) -> Tensor:
+        """The ``[h, w]`` latents of grid g inside its padding, a view of ``buffer``."""
+        width = self.shapes[g][1]
+        return self.grid(buffer, g)[self.n :, self.n : self.n + width]
+
+    def pad(self, flat: Tensor) -> Tensor:
+        buffer = flat.new_zeros(self.size)
+        for g, (h, w) in enumerate(self.shapes):
+            start = self.flat_starts[g]
+            self.interior(buffer, g).copy_(flat[start : start + h * w].view(h, w))
+        return buffer
+
+    def unpad(self, buffer: Tensor) -> Tensor:
+        return torch.cat([self.interior(buffer, g).reshape(-1) for g in range(len(self.shapes))])
+
+    def bands(self) -> list[_Band]:
+        bands = []
+        for g, (h, w) in enumerate(self.shapes):
+            rows = max(1, CHUNK_COLUMNS // w)
+            bands.extend(_Band(g, first, min(first + rows, h)) for first in range(0, h, rows))
+        return bands
+
+    def columns(self, band: _Band) -> slice:
+        """The band's latents in the flat (concatenated, raster-order) layout."""
+        w = self.shapes[band.grid][1]
+        start = self.flat_starts[band.grid]
+        return slice(start + band.first * w, start + band.end * w)
+
+    def contexts(self, buffer: Tensor, band: _Band) -> Tensor:
+        """``[C, rows · w]`` contexts of a band (C contiguous rows of an unfolded window)."""
+        rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
+        return F.unfold(rows[None, None], self.window)[0, : self.n_contexts]
+
+    def add_context_gradient(self, buffer: Tensor, band: _Band, grad: Tensor) -> None:
+        """Add the gradient ``[C, rows · w]`` of a band's contexts to the padded grid."""
+        rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
+        height, width = band.end - band.first, self.shapes[band.grid][1]
+        window_width = self.window[1]
+        for k in range(self.n_contexts):
+            dy, dx = divmod(k, window_width)
+            rows[dy : dy + height, dx : dx + width].add_(grad[k].view(height, width))
+
+
+class _ContextMlp(torch.autograd.Function):
+    """Causal contexts of the flat latents (built per band) → ``[C_out, N]``."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
         flat: Tensor,
-        index: Tensor,
+        grids: _PaddedGrids,
         relus: tuple[bool, ...],
         *params: Tensor,
     ) -> Tensor:
         weights, biases = _split(params, relus)
-        padded = F.pad(flat, (0, 1))  # the last slot is the zero of out-of-grid neighbours
-        out = flat.new_empty(weights[-1].shape[0], index.shape[0])
+        padded = grids.pad(flat)
+        out = flat.new_empty(weights[-1].shape[0], flat.shape[0])
 
-        def job(_worker: int, rows: slice) -> None:
-            x = _gather(padded, index[rows])
-            out[:, rows] = _forward_chunk(x, weights, biases, relus)[-1]
+        def job(_worker: int, band: _Band) -> None:
+            x = grids.contexts(padded, band)
+            out[:, grids.columns(band)] = _forward_chunk(x, weights, biases, relus)[-1]
 
-        _WORKERS.map(index.shape[0], job)
-        ctx.save_for_backward(padded, index, *params)
+        _WORKERS.map(grids.bands(), job)
+        ctx.save_for_backward(padded, *params)
+        ctx.grids = grids  # type: ignore[attr-defined]
         ctx.relus = relus  # type: ignore[attr-defined]
         return out
 
@@ -231,31 +319,31 @@ class _GatheredMlp(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, ...]:
         relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
-        padded, index, *params = ctx.saved_tensors  # type: ignore[attr-defined]
+        grids: _PaddedGrids = ctx.grids  # type: ignore[attr-defined]
+        padded, *params = ctx.saved_tensors  # type: ignore[attr-defined]
         weights, biases = _split(params, relus)
         gradients = _Gradients(weights, biases)
         need_flat = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
-        # Chunks scatter into overlapping positions: one accumulator per worker.
-        grad_padded = [
-            torch.zeros_like(padded) if need_flat else None for _ in range(torch.get_num_threads())
-        ]
+        # Bands read overlapping rows (the N above them): one accumulator per worker.
+        grad_padded = [torch.zeros_like(padded) for _ in range(torch.get_num_threads())]
 
-        def job(worker: int, rows: slice) -> None:
-            chunk_index = index[rows]
-            activations = _forward_chunk(_gather(padded, chunk_index), weights, biases, relus)
-            grad = gradients.backward_chunk(worker, grad_out[:, rows], activations, weights, relus)
-            target = grad_padded[worker]
-            if target is not None:
-                grad_rows = grad.t() @ weights[0]  # [n, C_in], the index's layout
-                target.index_add_(0, chunk_index.view(-1), grad_rows.view(-1))
+        def job(worker: int, band: _Band) -> None:
+            x = grids.contexts(padded, band)
+            activations = _forward_chunk(x, weights, biases, relus)
+            columns = grids.columns(band)
+            grad = gradients.backward_chunk(
+                worker, grad_out[:, columns], activations, weights, relus
+            )
+            if need_flat:
+                grids.add_context_gradient(grad_padded[worker], band, weights[0].t() @ grad)
 
-        n_workers = _WORKERS.map(index.shape[0], job)
+        n_workers = _WORKERS.map(grids.bands(), job)
         grad_flat = None
         if need_flat:
             total = grad_padded[0]
             for worker in range(1, n_workers):
-                total = total + grad_padded[worker]  # type: ignore[operator]
-            grad_flat = total[:-1]  # type: ignore[index]
+                total = total + grad_padded[worker]
+            grad_flat = grids.unpad(total)
         return (grad_flat, None, None, *gradients.totals(n_workers))
 
 
@@ -276,21 +364,35 @@ def pointwise_mlp(
     return _PointwiseMlp.apply(x, tuple(relus), *weights, *biases)
 
 
-def gathered_mlp(
+def context_mlp(
     flat: Tensor,
-    index: Tensor,
+    grids: _PaddedGrids,
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
     relus: Sequence[bool],
 ) -> Tensor:
-    """:func:`pointwise_mlp` on columns gathered from a flat vector.
+    """:func:`pointwise_mlp` on the causal context of every latent, built band by band.
 
     Args:
-        flat: float tensor ``[N]``.
-        index: contiguous integer tensor ``[P, C_in]`` of positions in ``flat``, where ``N``
-            stands for a zero (an out-of-grid neighbour).
+        flat: float tensor ``[N]``, the grids flattened in raster order and concatenated.
+        grids: their geometry (:func:`context_geometry`).
 
     Returns:
-        Tensor ``[C_L, P]``, differentiable w.r.t. ``flat``, the weights and the biases.
+        Tensor ``[C_L, N]``, differentiable w.r.t. ``flat``, the weights and the biases.
     """
-    return _GatheredMlp.apply(flat, index, tuple(relus), *weights, *biases)
+    return _ContextMlp.apply(flat, grids, tuple(relus), *weights, *biases)
+
+
+def context_geometry(shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int) -> _PaddedGrids:
+    """The padded-grid layout that :func:`context_mlp` and :func:`causal_contexts` use."""
+    return _PaddedGrids(shapes, n_ctx_rowcol)
+
+
+def causal_contexts(flat: Tensor, grids: _PaddedGrids) -> Tensor:
+    """The ``[N, C]`` contexts of all latents (0 outside each grid), differentiable.
+
+    Training never builds this table (:func:`context_mlp` works band by band); it is the
+    plain form, for inspection and tests.
+    """
+    padded = grids.pad(flat)
+    return torch.cat([grids.contexts(padded, band) for band in grids.bands()], dim=1).t()
