@@ -239,6 +239,44 @@ def time_decode(
     }
 
 
+def baseline_training(
+    args: argparse.Namespace, width: int, height: int, iterations: int, architecture: str
+) -> list[dict[str, Any]]:
+    """The training timing of one size at revision ``args.baseline``, in a subprocess.
+
+    This script is copied into a temporary worktree of that revision, so that it imports the
+    package as it was there; the measurement itself is today's.
+    """
+    with tempfile.TemporaryDirectory(prefix="coolchic-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(tree), args.baseline],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            script = tree / "benchmarks" / "speed_of_today.py"
+            script.write_text(Path(__file__).read_text(encoding="utf-8"), encoding="utf-8")
+            out = Path(tmp) / "baseline.json"
+            command = [sys.executable, str(script), "--skip-decode", "--sizes"]
+            command += [f"{width}x{height}", "--iterations", str(iterations)]
+            command += ["--min-iterations", str(iterations), "--repeats", str(args.repeats)]
+            command += ["--threads", str(args.threads), "--device", args.device]
+            command += ["--lmbda", str(args.lmbda), "--architectures", architecture]
+            command += ["--out", str(out)]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            entries = json.loads(out.read_text(encoding="utf-8"))["training"]
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)],
+                check=False,
+                capture_output=True,
+            )
+    for entry in entries:
+        entry["architecture"] = architecture
+    return entries
+
+
 def machine_description() -> dict[str, Any]:
     model = platform.processor() or "unknown"
     try:
@@ -301,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: auto (what the encoder picks for the size), v2 (the v2-sized "
         "ModelConfig() default, ~2,200 MAC/pixel)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also time the training at git revision REV (checked out in a temporary worktree, "
+        "run by this script in a subprocess), size by size in the same run, and print ratios",
+    )
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument("--out", type=Path, help="JSON (default: benchmarks/results/speed-*.json)")
@@ -329,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
             scaled = round(args.iterations * REFERENCE_PIXELS / (width * height))
             iterations = max(args.min_iterations, min(args.iterations, scaled))
             for architecture in args.architectures.split(","):
+                if args.baseline:
+                    result.setdefault("baseline", {"revision": args.baseline, "training": []})
+                    result["baseline"]["training"].extend(
+                        baseline_training(args, width, height, iterations, architecture)
+                    )
                 entry = time_training(
                     synthetic_frame(width, height),
                     iterations,
@@ -384,6 +433,21 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{size:>10} {entry['mac_per_pixel']:>8.0f} "
                 f"{entry['ms_per_iteration_median']:>9.1f} {entry['iterations_per_second']:>8.2f}"
                 f"  {entry['repeats']} x ({entry['iterations_long']}-{entry['iterations_short']})"
+            )
+    baseline = result.get("baseline")
+    if baseline and baseline["training"]:
+        print(f"\n    against revision {baseline['revision']} (same run, size by size)")
+        header = f"{'size':>10} {'arch':>5} {'MAC/px':>13} {'ms/iter':>17} {'speed-up':>9}"
+        print(header)
+        print("-" * len(header))
+        for old, new in zip(baseline["training"], result["training"], strict=True):
+            size = f"{new['width']}x{new['height']}"
+            ratio = old["ms_per_iteration_median"] / new["ms_per_iteration_median"]
+            print(
+                f"{size:>10} {new['architecture']:>5} "
+                f"{old['mac_per_pixel']:>6.0f}→{new['mac_per_pixel']:<6.0f} "
+                f"{old['ms_per_iteration_median']:>8.1f}→{new['ms_per_iteration_median']:<8.1f} "
+                f"{ratio:>8.2f}x"
             )
     if "decode" in result:
         d = result["decode"]

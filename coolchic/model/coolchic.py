@@ -20,7 +20,7 @@ from typing import Literal, assert_never
 import torch
 from torch import Tensor, nn
 
-from coolchic.model.arm import Arm, ContextGather, laplace_rate_bits
+from coolchic.model.arm import Arm, ContextGather
 from coolchic.model.config import ModelConfig
 from coolchic.model.latents import LatentGrids
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
@@ -145,8 +145,7 @@ class CoolChicModel(nn.Module):
 
     def _rate_bits(self, y_hat: Tensor) -> Tensor:
         """Bits of every latent, ``[N_total]``, from the flat (quantised) latents."""
-        mu, scale = self.arm.from_latents(y_hat, self.context_gather)
-        return laplace_rate_bits(y_hat, mu, scale)
+        return self.arm.rate_of(y_hat, self.context_gather)
 
     def _grid_rate(self, bits: Tensor) -> Tensor:
         summed = torch.zeros(self.config.n_grids, dtype=bits.dtype, device=bits.device)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -224,9 +223,9 @@ class _PaddedGrids:
 
     A causal context window then never leaves its padded grid: the context of row r of a grid
     is the ``(N + 1) x (2N + 1)`` window of padded rows ``r … r + N``, cut to its first C
-    values in raster order (``F.unfold``); the gradient goes back as one shifted addition per
-    context position (faster here than ``F.fold``). All grids share one flat buffer, so that
-    a per-worker gradient is one tensor.
+    values in raster order: one shifted copy per context position, and the gradient goes back
+    as one shifted addition per position (both faster here than ``F.unfold`` / ``F.fold``).
+    All grids share one flat buffer, so that a per-worker gradient is one tensor.
     """
 
     def __init__(self, shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int) -> None:
@@ -276,7 +275,12 @@ class _PaddedGrids:
     def contexts(self, buffer: Tensor, band: _Band) -> Tensor:
         """``[C, rows · w]`` contexts of a band (C contiguous rows of an unfolded window)."""
         rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
-        return F.unfold(rows[None, None], self.window)[0, : self.n_contexts]
+        height, width = band.end - band.first, self.shapes[band.grid][1]
+        out = buffer.new_empty(self.n_contexts, height, width)
+        for k in range(self.n_contexts):
+            dy, dx = divmod(k, self.window[1])
+            out[k] = rows[dy : dy + height, dx : dx + width]
+        return out.view(self.n_contexts, height * width)
 
     def add_context_gradient(self, buffer: Tensor, band: _Band, grad: Tensor) -> None:
         """Add the gradient ``[C, rows · w]`` of a band's contexts to the padded grid."""

@@ -32,6 +32,8 @@ from typing import Literal, assert_never, get_args
 import torch
 from torch import Tensor
 
+from coolchic.model.fused import fusable
+
 __all__ = [
     "INFERENCE",
     "V2_NOISE_GRADIENT_SCALE",
@@ -81,6 +83,12 @@ def softround(x: Tensor, temperature: float | Tensor) -> Tensor:
     inv_t = 1.0 / temperature
     half_over_tanh = 0.5 / _tanh_of(0.5 * inv_t)
     return centre + torch.tanh((x - centre) * inv_t) * half_over_tanh
+
+
+@fusable
+def _noisy_softround(x: Tensor, noise: Tensor, temperature: Tensor) -> Tensor:
+    """``sr(sr(x, t) + noise, t)``, one fused kernel on large inputs (:mod:`.fused`)."""
+    return softround(softround(x, temperature) + noise, temperature)
 
 
 def kumaraswamy_noise(
@@ -168,7 +176,10 @@ def quantize(
     match kind:
         case "softround":
             n = sample_noise(x, noise=noise, noise_parameter=noise_parameter, generator=generator)
-            return softround(softround(x, temperature) + n, temperature)
+            # A tensor temperature: a schedule that changes it does not recompile the kernel.
+            return _noisy_softround(
+                x, n, torch.as_tensor(temperature, dtype=x.dtype, device=x.device)
+            )
         case "softround_alone":
             return softround(x, temperature)
         case "noise":

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coolchic.model.fused import fusable
+
 __all__ = [
     "BICUBIC_HALF_KERNEL",
     "BILINEAR_HALF_KERNEL",
@@ -231,11 +233,42 @@ def _unpad_gradient(
     return grad
 
 
+def _fir(
+    x: Tensor,
+    taps: Tensor,
+    dim: int,
+    pad: tuple[int, int],
+    mode: str,
+    starts: tuple[int, ...],
+    length: int,
+) -> Tensor:
+    """One polyphase FIR pass (see :class:`_Fir1d`).
+
+    Eagerly it is :class:`_Fir1d`; under ``torch.compile`` (large images, see
+    :func:`_separable_stack`) the same sums are written as plain tensor operations, which the
+    compiler fuses with their neighbours into a few loops, backward included.
+    """
+    if not torch.compiler.is_compiling():
+        return _Fir1d.apply(x, taps, dim, pad, mode, starts, length)
+    n = x.shape[dim]
+    padding = (*pad, 0, 0) if dim == -1 else (0, 0, *pad)
+    padded = F.pad(x, padding, mode=mode) if any(pad) else x
+    phases = [
+        sum(taps[j, r] * padded.narrow(dim, start + j, n) for j in range(taps.shape[0]))
+        for r, start in enumerate(starts)
+    ]
+    if dim == -1:
+        out = torch.stack(phases, dim=-1).flatten(-2)
+    else:
+        out = torch.stack(phases, dim=-2).flatten(-3, -2)
+    return out.narrow(dim, 0, length)
+
+
 def _upsample_separable(x: Tensor, taps: Tensor, poly: Polyphase, size: tuple[int, int]) -> Tensor:
     """Horizontal then vertical polyphase pass, each cropped to ``size``."""
     pad = (poly.left, poly.right)
-    wide = _Fir1d.apply(x, taps, -1, pad, "replicate", poly.starts, size[1])
-    return _Fir1d.apply(wide, taps, -2, pad, "replicate", poly.starts, size[0])
+    wide = _fir(x, taps, -1, pad, "replicate", poly.starts, size[1])
+    return _fir(wide, taps, -2, pad, "replicate", poly.starts, size[0])
 
 
 def _preconcat_separable(x: Tensor, full: Tensor) -> Tensor:
@@ -243,8 +276,8 @@ def _preconcat_separable(x: Tensor, full: Tensor) -> Tensor:
     kernel = full.shape[-1]
     pad = (kernel // 2, kernel // 2)
     taps = full[:, None]
-    rows = _Fir1d.apply(x, taps, -1, pad, "constant", (0,), x.shape[-1])
-    return x + _Fir1d.apply(rows, taps, -2, pad, "constant", (0,), x.shape[-2])
+    rows = _fir(x, taps, -1, pad, "constant", (0,), x.shape[-1])
+    return x + _fir(rows, taps, -2, pad, "constant", (0,), x.shape[-2])
 
 
 def upsample2x(
@@ -305,6 +338,29 @@ def preconcat_filter(x: Tensor, half_kernel: Tensor, *, separable: bool = True) 
     if separable:
         return _preconcat_separable(x, full)
     return x + F.conv2d(x, torch.outer(full, full)[None, None], padding=full.shape[-1] // 2)
+
+
+@fusable
+def _separable_stack(
+    finest: Tensor,
+    coarser: list[Tensor],
+    taps: Tensor,
+    preconcat: Tensor | None,
+    poly: Polyphase,
+) -> Tensor:
+    """All levels with 1-D passes, coarsest first; ``[n_grids, 1, H, W]``, finest map first.
+
+    Compiled as a whole on large images (:mod:`coolchic.model.fused`).
+    """
+    grids = [finest, *coarser]
+    stack = grids[-1]
+    for level in range(len(grids) - 2, -1, -1):
+        target = grids[level]
+        up = _upsample_separable(stack, taps[level], poly, (target.shape[-2], target.shape[-1]))
+        if preconcat is not None:
+            target = _preconcat_separable(target, preconcat[level])
+        stack = torch.cat([target, up], dim=0)
+    return stack
 
 
 class Upsampling(nn.Module):
@@ -379,7 +435,6 @@ class Upsampling(nn.Module):
         """
         if len(grids) != self.n_grids:
             raise ValueError(f"grids: expected {self.n_grids} tensors, found {len(grids)}")
-        stack = grids[-1]
         # Filters of all levels, each built by a single gather from the free parameters.
         taps = self.transposed_half[:, self._taps_index]  # [n_levels, K/2, 2]
         preconcat = (
@@ -387,16 +442,15 @@ class Upsampling(nn.Module):
             if self.preconcat_half is None
             else self.preconcat_half[:, self._preconcat_index]  # [n_levels, K_p]
         )
-        for level in range(self.n_levels - 1, -1, -1):
-            target = grids[level]
-            size = (target.shape[-2], target.shape[-1])
-            if separable:
-                up = _upsample_separable(stack, taps[level], self._poly, size)
-                if preconcat is not None:
-                    target = _preconcat_separable(target, preconcat[level])
-            else:
+        if separable:
+            stack = _separable_stack(grids[0], grids[1:], taps, preconcat, self._poly)
+        else:
+            stack = grids[-1]
+            for level in range(self.n_levels - 1, -1, -1):
+                target = grids[level]
+                size = (target.shape[-2], target.shape[-1])
                 up = upsample2x(stack, self.transposed_half[level], size=size, separable=False)
                 if self.preconcat_half is not None:
                     target = preconcat_filter(target, self.preconcat_half[level], separable=False)
-            stack = torch.cat([target, up], dim=0)
+                stack = torch.cat([target, up], dim=0)
         return stack.reshape(1, self.n_grids, *stack.shape[-2:])

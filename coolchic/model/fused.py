@@ -1,0 +1,70 @@
+"""Element-wise chains of the training step, compiled into single kernels on large tensors.
+
+The soft-rounding proxy (two soft-roundings around the noise) and the Laplace rate are
+chains of some twenty element-wise operators over every latent; in eager PyTorch each one is
+a pass over memory, forward and backward. ``torch.compile`` fuses each chain into one kernel:
+at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400 ms to
+~50 ms a step on two cores (BENCHMARKS.md, "training step").
+
+Compilation costs seconds once per process (and once more when the size changes), so it is
+used only from :data:`FUSE_MIN_ELEMENTS` elements on; below, and wherever compilation is not
+available (no C++ compiler, an unsupported platform, ``COOLCHIC_COMPILE=0``), the same
+functions run eagerly. Both forms compute the same values up to float rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["FUSE_MIN_ELEMENTS", "fusable"]
+
+logger = logging.getLogger(__name__)
+
+#: Element counts from which a chain is compiled: about a 450x330 image's latents (7 grids).
+#: Below, a step is short enough that compiling would not pay for itself in a `fast` encode.
+FUSE_MIN_ELEMENTS = 200_000
+
+
+class _Fusable:
+    """``function`` eagerly, or compiled when its first argument has enough elements."""
+
+    def __init__(self, function: Callable[..., Tensor]) -> None:
+        self.function = function
+        self.__name__ = function.__name__
+        self.__doc__ = function.__doc__
+        self.compiled: Callable[..., Tensor] | None = None
+        self.failed = os.environ.get("COOLCHIC_COMPILE", "1") == "0"
+
+    def __call__(self, first: Tensor, *args: Any, force_compile: bool = False) -> Tensor:
+        if self.failed or not (force_compile or first.numel() >= FUSE_MIN_ELEMENTS):
+            return self.function(first, *args)
+        if self.compiled is None:
+            self.compiled = torch.compile(self.function)
+        try:
+            return self.compiled(first, *args)
+        except Exception as error:  # any compiler failure: fall back to eager, once
+            message = str(error).splitlines()[0] if str(error) else ""
+            logger.warning(
+                "could not compile %s (%s: %s); running it eagerly",
+                self.__name__,
+                type(error).__name__,
+                message,
+            )
+            self.failed = True
+            return self.function(first, *args)
+
+
+def fusable(function: Callable[..., Tensor]) -> _Fusable:
+    """Decorate an element-wise tensor function: compiled on large inputs, eager otherwise.
+
+    Every argument that changes from call to call must be a tensor (a Python float would be
+    compiled in as a constant and recompiled at each new value). ``force_compile=True``
+    compiles whatever the size (for tests).
+    """
+    return _Fusable(function)
