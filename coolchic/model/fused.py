@@ -7,9 +7,12 @@ at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400
 ~50 ms a step on two cores (BENCHMARKS.md, "training step").
 
 Compilation costs seconds once per process (and once more when the size changes), so it is
-used only from :data:`FUSE_MIN_ELEMENTS` elements on; below, and wherever compilation is not
-available (no C++ compiler, an unsupported platform, ``COOLCHIC_COMPILE=0``), the same
-functions run eagerly. Both forms compute the same values up to float rounding.
+used only for training steps (gradients on) from :data:`FUSE_MIN_ELEMENTS` elements on.
+Evaluations, the network quantisation and the decoder run the same functions eagerly, and
+so does everything where compilation is not available (no C++ compiler, an unsupported
+platform, or ``COOLCHIC_COMPILE=0`` in the environment). Both forms compute the same values
+up to float rounding. The upsampling stack (:mod:`coolchic.model.upsampling`) is compiled
+the same way.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ class _Fusable:
         self.failed = os.environ.get("COOLCHIC_COMPILE", "1") == "0"
 
     def __call__(self, first: Tensor, *args: Any, force_compile: bool = False) -> Tensor:
-        if self.failed or not (force_compile or first.numel() >= FUSE_MIN_ELEMENTS):
+        large = first.numel() >= FUSE_MIN_ELEMENTS and torch.is_grad_enabled()
+        if self.failed or not (force_compile or large):
             return self.function(first, *args)
         if self.compiled is None:
             self.compiled = torch.compile(self.function)
