@@ -180,47 +180,13 @@ def time_decode(
     frame: Frame, label: str, recipe: str, lmbda: float, repeats: int, threads: int, device: str
 ) -> dict[str, Any]:
     encoded = encode(frame, EncoderConfig(lmbda=lmbda, recipe=recipe, device=device))
+    timings = time_stream_decode(encoded.bitstream, label, repeats, threads)
     report = encoded.report
-    data = encoded.bitstream
-
-    start = time.perf_counter()
-    decode(data)
-    cold = time.perf_counter() - start
-    in_process = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        decode(data)
-        in_process.append(time.perf_counter() - start)
-
-    with tempfile.TemporaryDirectory(prefix="coolchic-speed-") as tmp:
-        stream = Path(tmp) / "stream.cool"
-        stream.write_bytes(data)
-        suffix = ".png" if frame.format == "rgb" else ".yuv"
-        output = Path(tmp) / f"decoded{suffix}"
-        cli = [sys.executable, "-m", "coolchic", "-q", "--threads", str(threads)]
-        cli += ["decode", str(stream), "-o", str(output)]
-        cli_median, cli_all = _median_subprocess(cli, repeats)
-        imports_median, imports_all = _median_subprocess(
-            [sys.executable, "-c", "import coolchic.codec"], repeats
-        )
-
     encode_s = float(report["encode_seconds"])
     return {
-        "input": label,
-        "width": frame.width,
-        "height": frame.height,
+        **timings,
         "recipe": recipe,
         "lmbda": lmbda,
-        "bits": report["bits"],
-        "bpp": report["bpp"],
-        "decode_in_process_seconds_median": statistics.median(in_process),
-        "decode_in_process_seconds_all": [round(value, 4) for value in in_process],
-        "decode_in_process_first_call_seconds": cold,
-        "decode_cli_seconds_median": cli_median,
-        "decode_cli_seconds_all": [round(value, 4) for value in cli_all],
-        "python_import_coolchic_codec_seconds_median": imports_median,
-        "python_import_coolchic_codec_seconds_all": [round(value, 4) for value in imports_all],
-        "decode_command": shlex.join(cli),
         "encode_report": {
             key: report[key]
             for key in (
@@ -236,6 +202,46 @@ def time_decode(
             "quantise_share": float(report["quantise_seconds"]) / encode_s,
             "after_training_share": (encode_s - float(report["train_seconds"])) / encode_s,
         },
+    }
+
+
+def time_stream_decode(data: bytes, label: str, repeats: int, threads: int) -> dict[str, Any]:
+    """Decode ``data`` in-process (first call, then ``repeats``) and as a whole command."""
+    start = time.perf_counter()
+    decoded = decode(data)
+    cold = time.perf_counter() - start
+    in_process = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decode(data)
+        in_process.append(time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory(prefix="coolchic-speed-") as tmp:
+        stream = Path(tmp) / "stream.cool"
+        stream.write_bytes(data)
+        suffix = ".png" if decoded.format == "rgb" else ".yuv"
+        output = Path(tmp) / f"decoded{suffix}"
+        cli = [sys.executable, "-m", "coolchic", "-q", "--threads", str(threads)]
+        cli += ["decode", str(stream), "-o", str(output)]
+        cli_median, cli_all = _median_subprocess(cli, repeats)
+        imports_median, imports_all = _median_subprocess(
+            [sys.executable, "-c", "import coolchic.codec"], repeats
+        )
+
+    return {
+        "input": label,
+        "width": decoded.width,
+        "height": decoded.height,
+        "bits": 8 * len(data),
+        "bpp": 8 * len(data) / (decoded.width * decoded.height),
+        "decode_in_process_seconds_median": statistics.median(in_process),
+        "decode_in_process_seconds_all": [round(value, 4) for value in in_process],
+        "decode_in_process_first_call_seconds": cold,
+        "decode_cli_seconds_median": cli_median,
+        "decode_cli_seconds_all": [round(value, 4) for value in cli_all],
+        "python_import_coolchic_codec_seconds_median": imports_median,
+        "python_import_coolchic_codec_seconds_all": [round(value, 4) for value in imports_all],
+        "decode_command": shlex.join(cli),
     }
 
 
@@ -326,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         default=(1152, 768),
         help="size of the synthetic picture when no --decode-input (default 1152x768)",
     )
+    parser.add_argument(
+        "--decode-stream",
+        type=Path,
+        help="time the decoding of this existing .cool file instead of encoding a picture",
+    )
     parser.add_argument("--decode-repeats", type=int, default=3, help="decode timings (median)")
     parser.add_argument(
         "--recipe",
@@ -394,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
 
-    if not args.skip_decode:
+    if not args.skip_decode and args.decode_stream:
+        data = args.decode_stream.read_bytes()
+        result["decode"] = time_stream_decode(
+            data, str(args.decode_stream), args.decode_repeats, args.threads
+        )
+    elif not args.skip_decode:
         if args.decode_input:
             frame, label = read_frame(args.decode_input), str(args.decode_input)
         else:
@@ -461,6 +477,8 @@ def print_table(result: dict[str, Any]) -> None:
             f"(of which `import coolchic.codec` alone: "
             f"{d['python_import_coolchic_codec_seconds_median']:.3f} s)"
         )
+        if "encode_report" not in d:
+            return
         report, share = d["encode_report"], d["post_training"]
         print(
             f"\n(c) encode with recipe {d['recipe']} ({report['iterations']} iterations): "

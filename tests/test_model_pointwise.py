@@ -131,3 +131,19 @@ def test_no_graph_is_kept_when_no_gradient_is_needed() -> None:
     torch.testing.assert_close(
         out, _plain_mlp(torch.ones(2, 5, dtype=torch.float64), weights, biases, [False]).detach()
     )
+
+
+def test_workers_follow_the_callers_inference_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder runs in inference mode; its chunks on worker threads must too."""
+    monkeypatch.setattr(pointwise, "CHUNK_COLUMNS", 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        weights, biases = _layers([3, 5, 2])
+        x = torch.randn(3, 100, dtype=torch.float64)
+        expected = _plain_mlp(x, weights, biases, [True, False]).detach()
+        with torch.inference_mode():
+            out = pointwise_mlp(x.clone(), weights, biases, [True, False])
+        torch.testing.assert_close(out, expected)
+    finally:
+        torch.set_num_threads(before)

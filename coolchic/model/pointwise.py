@@ -76,10 +76,13 @@ class _Workers:
                 job(0, chunk)
             return 1
 
+        # Grad and inference modes are per thread: the caller's do not reach the workers,
+        # which would otherwise record a graph of every chunk (grad mode is off inside an
+        # autograd Function) or be refused writes into the caller's inference tensors.
+        inference = torch.is_inference_mode_enabled()
+
         def run(worker: int) -> None:
-            # Grad mode is per thread: the caller's (off inside an autograd Function) does not
-            # reach the workers, which would otherwise record a graph of every chunk.
-            with torch.no_grad():
+            with torch.inference_mode(inference), torch.no_grad():
                 for chunk in chunks[worker::size]:
                     job(worker, chunk)
 
