@@ -40,7 +40,7 @@ def _layers(widths: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return weights, biases
 
 
-@pytest.fixture(params=[7, 64], ids=["small-chunks", "one-chunk"])
+@pytest.fixture(params=[7, 64, 100_000], ids=["small-chunks", "chunks", "one-chunk"])
 def chunk_columns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(pointwise, "CHUNK_COLUMNS", request.param)
     return request.param

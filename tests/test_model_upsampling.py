@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from coolchic.model import upsampling
 from coolchic.model.latents import grid_shapes
 from coolchic.model.upsampling import (
     BICUBIC_HALF_KERNEL,
@@ -153,8 +154,13 @@ def test_gradients_reach_the_filters() -> None:
 
 
 @pytest.mark.parametrize("size", [(13, 9), (16, 16), (5, 7)])
-def test_separable_gradients_equal_the_2d_reference(size: tuple[int, int]) -> None:
-    """The hand-written backward of the 1-D passes agrees with autograd of the 2-D form."""
+@pytest.mark.parametrize("fir_min_elements", [0, 10**9], ids=["per-tap", "unfold"])
+def test_separable_gradients_equal_the_2d_reference(
+    size: tuple[int, int], fir_min_elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both eager forms of the 1-D passes (the per-tap one with its hand-written backward,
+    used on large maps, and the unfold one) agree with autograd of the 2-D form."""
+    monkeypatch.setattr(upsampling, "FIR_MIN_ELEMENTS", fir_min_elements)
     torch.manual_seed(0)
     up = Upsampling(5, kernel=8, preconcat_kernel=7).double()
     with torch.no_grad():
@@ -170,7 +176,8 @@ def test_separable_gradients_equal_the_2d_reference(size: tuple[int, int]) -> No
     for separable in (True, False):
         for tensor in (*grids, *up.parameters()):
             tensor.grad = None
-        (up(grids, separable=separable) * weight).sum().backward()
-        gradients.append([t.grad.clone() for t in (*grids, *up.parameters())])
+        out = up(grids, separable=separable)
+        (out * weight).sum().backward()
+        gradients.append([out.detach(), *(t.grad.clone() for t in (*grids, *up.parameters()))])
     for ours, reference in zip(*gradients, strict=True):
         torch.testing.assert_close(ours, reference, rtol=1e-9, atol=1e-9)

@@ -241,6 +241,7 @@ class _PaddedGrids:
         self.starts = [sum(sizes[:g]) for g in range(len(sizes))]
         self.size = sum(sizes)
         self.flat_starts = [sum(h * w for h, w in self.shapes[:g]) for g in range(len(sizes))]
+        self._index: Tensor | None = None
 
     def grid(self, buffer: Tensor, g: int) -> Tensor:
         """Padded grid g, ``[h + N, w + 2N]``, a view of ``buffer``."""
@@ -263,6 +264,8 @@ class _PaddedGrids:
         return torch.cat([self.interior(buffer, g).reshape(-1) for g in range(len(self.shapes))])
 
     def bands(self) -> list[_Band]:
+        if self.flat_starts[-1] + self.shapes[-1][0] * self.shapes[-1][1] <= CHUNK_COLUMNS:
+            return [_WHOLE]  # a small image: one gather beats many small copies
         bands = []
         for g, (h, w) in enumerate(self.shapes):
             rows = max(1, CHUNK_COLUMNS // w)
@@ -271,12 +274,17 @@ class _PaddedGrids:
 
     def columns(self, band: _Band) -> slice:
         """The band's latents in the flat (concatenated, raster-order) layout."""
+        if band is _WHOLE:
+            return slice(0, sum(h * w for h, w in self.shapes))
         w = self.shapes[band.grid][1]
         start = self.flat_starts[band.grid]
         return slice(start + band.first * w, start + band.end * w)
 
     def contexts(self, buffer: Tensor, band: _Band) -> Tensor:
         """``[C, rows · w]`` contexts of a band (C contiguous rows of an unfolded window)."""
+        if band is _WHOLE:
+            index = self._whole_index(buffer.device)
+            return buffer.index_select(0, index.view(-1)).view(index.shape)
         rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
         height, width = band.end - band.first, self.shapes[band.grid][1]
         out = buffer.new_empty(self.n_contexts, height, width)
@@ -287,12 +295,35 @@ class _PaddedGrids:
 
     def add_context_gradient(self, buffer: Tensor, band: _Band, grad: Tensor) -> None:
         """Add the gradient ``[C, rows · w]`` of a band's contexts to the padded grid."""
+        if band is _WHOLE:
+            buffer.index_add_(0, self._whole_index(buffer.device).view(-1), grad.reshape(-1))
+            return
         rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
         height, width = band.end - band.first, self.shapes[band.grid][1]
         window_width = self.window[1]
         for k in range(self.n_contexts):
             dy, dx = divmod(k, window_width)
             rows[dy : dy + height, dx : dx + width].add_(grad[k].view(height, width))
+
+
+    def _whole_index(self, device: torch.device) -> Tensor:
+        """``[C, N]`` positions in the padded buffer of every context value (small images)."""
+        if self._index is None or self._index.device != device:
+            parts = []
+            for g, (h, w) in enumerate(self.shapes):
+                padded_width = w + 2 * self.n
+                rows = torch.arange(h).view(1, h, 1)
+                cols = torch.arange(w).view(1, 1, w)
+                k = torch.arange(self.n_contexts).view(-1, 1, 1)
+                dy, dx = k // self.window[1], k % self.window[1]  # window position, top-left 0
+                position = self.starts[g] + (rows + dy) * padded_width + cols + dx
+                parts.append(position.reshape(self.n_contexts, h * w))
+            self._index = torch.cat(parts, dim=1).to(device)
+        return self._index
+
+
+#: The single chunk of a small image: all grids at once.
+_WHOLE = _Band(-1, 0, 0)
 
 
 class _ContextMlp(torch.autograd.Function):
