@@ -101,6 +101,7 @@ def test_transient_errors_are_retried_then_failed(tmp_path: Path) -> None:
         wait_for(lambda: state_of(config, healed.name) == "done", "healed to be done")
         wait_for(lambda: state_of(config, stuck.name) == "failed", "stuck to fail")
         wait_for(lambda: (config.failed_dir / f"{stuck.name}.error.json").exists(), "error json")
+        wait_for(lambda: (config.failed_dir / stuck.name).exists(), "the input in failed/")
         error = json.loads((config.failed_dir / f"{stuck.name}.error.json").read_text())
         assert error["error_kind"] == "transient" and error["attempts"] == 2
         by_name = {Path(r.path).name: r for r in rows(config)}

@@ -305,7 +305,6 @@ class _PaddedGrids:
             dy, dx = divmod(k, window_width)
             rows[dy : dy + height, dx : dx + width].add_(grad[k].view(height, width))
 
-
     def _whole_index(self, device: torch.device) -> Tensor:
         """``[C, N]`` positions in the padded buffer of every context value (small images)."""
         if self._index is None or self._index.device != device:
