@@ -1,9 +1,9 @@
 """Format constants of the coolchic bitstream, in one place and derived from each other.
 
 Everything a decoder must agree on with the encoder lives here: the magic bytes and format
-version, the latent symbol range, the fixed-point layout of the integer ARM (codec-spec §4,
-"v5 fixed point") and the size of the ``(μ, b)`` lookup table it indexes, and the limits a
-decoder accepts before it allocates anything (architecture.md §4, codec-spec §9 item 10).
+version, the latent symbol range, the fixed-point layout of the integer ARM (Cool-chic v5's
+fixed point) and the size of the ``(μ, b)`` lookup table it indexes, and the limits a
+decoder accepts before it allocates anything (docs/bitstream.md).
 
 Changing any value here changes the format: bump :data:`FORMAT_VERSION`.
 """
@@ -23,7 +23,7 @@ FORMAT_VERSION: Final = 2
 MAGIC_V1: Final = b"CCHC"
 
 # --------------------------------------------------------------------------------------------
-# Latent symbols (codec-spec §4: latents are clamped to [-64, 63] when written, AC_MAX_VAL = 64)
+# Latent symbols (latents are clamped to [-64, 63] when written, as Cool-chic does)
 
 #: Smallest latent value the range coder can carry (inclusive).
 LATENT_MIN: Final = -64
@@ -33,7 +33,7 @@ LATENT_MAX: Final = 63
 LATENT_ABS_MAX: Final = max(-LATENT_MIN, LATENT_MAX)
 
 # --------------------------------------------------------------------------------------------
-# Integer ARM (codec-spec §4 "v5 fixed point"); all arithmetic on int64.
+# Integer ARM (Cool-chic v5's fixed point); all arithmetic on int64.
 
 #: Fractional bits of ARM weights and of hidden activations: a weight w is ``w * 2**16``.
 WEIGHT_SHIFT: Final = 16
@@ -82,7 +82,7 @@ MAX_BITS_PER_LATENT: Final = 24
 RANGE_CODER_SLACK_WORDS: Final = 4
 
 # --------------------------------------------------------------------------------------------
-# Network parameters (codec-spec §3)
+# Network parameters (docs/bitstream.md)
 
 #: Coding order of the network modules in the parameter section.
 NN_MODULES: Final = ("arm", "upsampling", "synthesis")

@@ -1,4 +1,4 @@
-"""Signed exp-Golomb codes of order k, vectorised with numpy (codec-spec §3, v3.2 → v5).
+"""Signed exp-Golomb codes of order k, vectorised with numpy (as Cool-chic v3.2 → v5 use).
 
 A signed integer ``q`` is first mapped to an unsigned one, ``u = −2q`` if ``q <= 0`` else
 ``2q − 1`` (0, 1, −1, 2, −2, … → 0, 1, 2, 3, 4, …). The order-k exp-Golomb code of ``u`` is the

@@ -1,4 +1,4 @@
-"""Bit-exact integer ARM and the shipped μ/scale table (codec-spec §4, "v5 fixed point").
+"""Bit-exact integer ARM and the shipped μ/scale table (Cool-chic v5's fixed point).
 
 The latent range coder must see identical Laplace parameters ``(μ, b)`` at the encoder and at
 every decoder, on every platform. So the ARM that produces them runs on integers only:

@@ -1,4 +1,4 @@
-"""Range coding of the latent grids with the integer ARM, in wavefront order (codec-spec §4, §6).
+"""Range coding of the latent grids with the integer ARM, in wavefront order (docs/bitstream.md).
 
 Each latent is coded with a discretised Laplace whose ``(μ, b)`` the integer ARM
 (:class:`~coolchic.bitstream.fixed_point.FixedPointArm`) computes from the already-decoded
@@ -12,12 +12,12 @@ The whole latent section is one constriction range-coder stream
 ``h·w`` symbols in that order.
 
 All-zero grids are not coded at all: the header carries one flag per grid and the decoder fills
-them with zeros (codec-spec §5.1, pitfall 7). This is a choice of this format (v5 codes them).
+them with zeros (docs/bitstream.md). This is a choice of this format (v5 codes them).
 
 The encoder codes through the decoder's own routine (:func:`_code_grids`), then decodes what it
-wrote and raises :class:`~coolchic.errors.BitstreamError` if anything differs (codec-spec §4).
+wrote and raises :class:`~coolchic.errors.BitstreamError` if anything differs.
 Latents are clamped to [−64, 63] first; the clamped grids and the number of changed values are
-returned so the caller can report it (pitfall 4).
+returned so the caller can report it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Quantisation and exp-Golomb coding of the network parameters (codec-spec §3, v3.2 → v5).
+"""Quantisation and exp-Golomb coding of the network parameters (as Cool-chic v3.2 → v5).
 
 Model-agnostic: parameters arrive as plain arrays grouped by module and kind,
 ``groups[module][kind] -> [array, …]`` with ``module`` in ``NN_MODULES`` (``"arm"``,

@@ -1,4 +1,4 @@
-"""Process exit codes of the ``coolchic`` command (architecture.md, section 3)."""
+"""Process exit codes of the ``coolchic`` command (README, "Exit codes")."""
 
 OK = 0
 ERROR = 1

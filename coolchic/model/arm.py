@@ -1,4 +1,4 @@
-"""Auto-regressive probability model (ARM) of the latents (codec-spec §1.4).
+"""Auto-regressive probability model (ARM) of the latents.
 
 Every latent ``ŷ`` is modelled as a discretised Laplace ``P(ŷ) = F(ŷ + ½) − F(ŷ − ½)`` whose
 location ``μ`` and scale ``b`` come from a small MLP fed with already-decoded neighbours of the
@@ -45,7 +45,7 @@ __all__ = [
     "scale_from_raw",
 ]
 
-# Scale parameterisation of Cool-chic v5 (codec-spec §1.4): b = exp(clamp(s − 4, −5, 5)),
+# Scale parameterisation of Cool-chic v5: b = exp(clamp(s − 4, −5, 5)),
 # so b ∈ [exp(−5), exp(5)] = [0.0067, 148.4].
 LOG_SCALE_OFFSET = 4.0
 LOG_SCALE_MIN = -5.0

@@ -1,4 +1,4 @@
-"""Decoder complexity in multiply-accumulates per pixel, and parameter counts (codec-spec §1.8).
+"""Decoder complexity in multiply-accumulates per pixel, and parameter counts.
 
 Counted as Cool-chic counts them: one MAC per weight use (biases, residual additions,
 non-linearities and padding are free), over *all* latents, divided by the number of image

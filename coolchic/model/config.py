@@ -1,7 +1,7 @@
 """Architecture of a Cool-chic decoder: synthesis layer grammar, ARM widths, model config.
 
 The synthesis is described by a comma-separated list of layers, each
-``<out_channels>-<kernel>-<kind>-<nonlinearity>`` (codec-spec §1.6), e.g. the v2 default
+``<out_channels>-<kernel>-<kind>-<nonlinearity>``, e.g. the v2 default
 ``40-1-linear-relu,3-1-linear-relu,3-3-residual-relu,3-3-residual-none``. ``X`` as
 ``out_channels`` stands for the number of output channels of the image (3). The string is
 parsed once, at the edge, into :class:`LayerSpec` values; everything downstream (model,
@@ -59,7 +59,7 @@ MIN_UPSAMPLING_KERNEL = 4
 MAX_UPSAMPLING_KERNEL = 16
 MAX_PRECONCAT_KERNEL = 15
 
-#: Synthesis of Cool-chic v2 (codec-spec §1.6): 7 → 40 → 3 → 3 (res) → 3 (res).
+#: Synthesis of Cool-chic v2: 7 → 40 → 3 → 3 (res) → 3 (res).
 DEFAULT_SYNTHESIS = "40-1-linear-relu,3-1-linear-relu,3-3-residual-relu,3-3-residual-none"
 #: ARM hidden layers of Cool-chic v2 (`--layers_arm=24,24`).
 DEFAULT_ARM = "24,24"

@@ -1,4 +1,4 @@
-"""The Cool-chic model of one image: latent grids, ARM, upsampling and synthesis (codec-spec §1).
+"""The Cool-chic model of one image: latent grids, ARM, upsampling and synthesis.
 
 Training forward pass (everything batched, no loop over pixels)::
 

@@ -1,4 +1,4 @@
-"""Hierarchical latent grids (codec-spec §1.2).
+"""Hierarchical latent grids.
 
 Grid i (i = 0 … n_grids − 1) has one channel and ``ceil(H / 2^i) x ceil(W / 2^i)`` values:
 grid 0 is at full resolution, each next grid halves both sides (ceil, so a 1x1 grid stays 1x1).

@@ -1,4 +1,4 @@
-"""Conversion of the synthesis output to the decoded image (codec-spec §1.7).
+"""Conversion of the synthesis output to the decoded image.
 
 The synthesis always produces ``[1, 3, H, W]`` at full resolution. For RGB the three channels
 are clamped to [0, 1]; for YUV 4:2:0 channel 0 is Y and channels 1, 2 are averaged over 2x2

@@ -1,4 +1,4 @@
-"""Training-time proxies for the quantisation of the latents (codec-spec §1.3).
+"""Training-time proxies for the quantisation of the latents.
 
 At inference (and in the bitstream) a latent is ``round(g · y)``. ``round`` has a zero
 derivative almost everywhere, so training replaces it by a differentiable proxy:

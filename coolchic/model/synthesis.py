@@ -1,4 +1,4 @@
-"""Convolutional synthesis: upsampled latents → image (codec-spec §1.6).
+"""Convolutional synthesis: upsampled latents → image.
 
 A stack of ``k x k`` convolutions (stride 1, replicate padding ``(k − 1)/2``, bias), one per
 :class:`~coolchic.model.config.LayerSpec`:

@@ -1,4 +1,4 @@
-"""Learned upsampling of the latent grids to full resolution (codec-spec §1.5, v3.4 / v5 variant).
+"""Learned upsampling of the latent grids to full resolution (the v3.4 / v5 variant).
 
 Starting from the coarsest grid, each level ``j`` (``j = n_grids − 2 … 0``) turns the stack of
 already-upsampled maps at the resolution of grid ``j + 1`` into maps at the resolution of grid

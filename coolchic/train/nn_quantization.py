@@ -216,7 +216,7 @@ def _loss_function(
 def _rdoq_group(
     model: CoolChicModel, target: Target, lmbda: float, group: QuantizedGroup
 ) -> tuple[QuantizedGroup, int]:
-    """Rate-distortion optimised quantisation of one group (codec-spec §3, v5 RDOQ).
+    """Rate-distortion optimised quantisation of one group (Cool-chic v5's RDOQ).
 
     Rounding to the nearest step ignores both the rate of each integer and how the networks
     compensate each other's rounding errors. Each integer in turn is moved by ±1, ±2, … (a

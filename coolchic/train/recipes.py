@@ -2,7 +2,7 @@
 
 Each recipe is a warm-up (several random initialisations trained briefly, the best kept at
 each stage) followed by phases. The schedule follows Cool-chic 5.0's intra preset, which
-reached the best published rate-distortion in the fewest iterations (codec-spec §2.5): a long
+reached the best published rate-distortion in the fewest iterations: a long
 phase with a cosine learning rate, soft-rounding whose temperature and Gaussian noise decrease
 linearly, then a short phase on the true integers (``hardround``) where only the networks
 adapt. Budgets are smaller than upstream's because this tool is meant to run on CPUs too.
