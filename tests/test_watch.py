@@ -218,7 +218,7 @@ def test_watch_takes_each_file_once_and_only_when_complete(daemon, capsys) -> No
     time.sleep(0.2)
     deleted.unlink()
 
-    done_moved = d.wait_state(moved.name, "done")
+    d.wait_state(moved.name, "done")
     done_slow = d.wait_state(slow.name, "done")
     failed = d.wait_state(broken.name, "failed")
     d.wait(lambda: (d.inbox / "failed" / broken.name).exists(), "broken input moved")
@@ -235,7 +235,9 @@ def test_watch_takes_each_file_once_and_only_when_complete(daemon, capsys) -> No
     assert done_slow.size == len(content)
     report = json.loads((d.output / "slow_64x64_01p_yuv420_8b.json").read_text())
     assert report["input_sha256"] == hashlib.sha256(content).hexdigest()
-    assert done_moved.disposed_to == str((d.inbox / "done" / moved.name).resolve())
+    # Disposal is recorded just after "done": read it from the final journal, not the snapshot.
+    final_moved = next(r for r in rows if Path(r.path).name == moved.name)
+    assert final_moved.disposed_to == str((d.inbox / "done" / moved.name).resolve())
     for name in (present.name, moved.name, slow.name, late.name):
         stem = name.removesuffix(".yuv")
         report = json.loads((d.output / f"{stem}.json").read_text())
