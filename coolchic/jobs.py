@@ -49,7 +49,7 @@ from coolchic.io import (
     read_frame,
     write_frame,
 )
-from coolchic.io.files import atomic_write_bytes
+from coolchic.io.files import atomic_write_bytes, output_folder_lock
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import get_recipe
@@ -187,13 +187,25 @@ def encode_file(
         check_output_suffix(Path(decoded_path), frame.format)
     encoded = encode_frame(frame, settings, progress=progress, label=str(input_path))
     report = job_report(identity, output_path, encoded.bitstream, encoded.report, settings)
-    atomic_write_bytes(output_path, encoded.bitstream)
     if decoded_path is not None:
         write_frame(decoded_path, encoded.decoded)
         report["decoded"] = str(decoded_path)
-    if report_path is not None:
-        write_json_atomic(report_path, report)
+    write_outputs(output_path, encoded.bitstream, report_path, report)
     return report
+
+
+def write_outputs(
+    cool_path: Path, bitstream: bytes, report_path: str | Path | None, report: dict[str, Any]
+) -> None:
+    """Write a stream and then its report, each atomically, under the folder's lock.
+
+    The report comes last, so its presence means the job is complete; the lock keeps another
+    process that writes the same names from interleaving its pair with this one.
+    """
+    with output_folder_lock(cool_path.parent):
+        atomic_write_bytes(cool_path, bitstream)
+        if report_path is not None:
+            write_json_atomic(report_path, report)
 
 
 @dataclass(frozen=True)
@@ -648,8 +660,7 @@ def finish_remote_job(
             source, request.cool_path, outcome.bitstream, outcome.report, request.settings
         )
         request.cool_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(request.cool_path, outcome.bitstream)
-        write_json_atomic(request.report_path, report)
+        write_outputs(request.cool_path, outcome.bitstream, request.report_path, report)
     except OSError as error:
         return JobResult(
             request.input_path,
@@ -675,8 +686,8 @@ def remove_stale_temporaries(folder: Path, *, recursive: bool = True) -> list[Pa
         parts = path.name.split(".")
         # "", stem..., "cool"|"json", random, "tmp"
         if len(parts) >= 5 and parts[-3] in ("cool", "json") and path.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            with output_folder_lock(path.parent), contextlib.suppress(FileNotFoundError):
+                path.unlink()  # under the lock: not a write of another process in progress
                 removed.append(path)
     return removed
 

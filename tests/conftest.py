@@ -64,3 +64,20 @@ def _reset_coolchic_logging():
         handler.close()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    """Makes ``coolchic watch`` processes under ``tmp_path``; killed at the end of the test."""
+    from tests.daemon_harness import Daemon
+
+    instances: list[Daemon] = []
+
+    def make(*extra: str) -> Daemon:
+        instance = Daemon(tmp_path, *extra)
+        instances.append(instance)
+        return instance
+
+    yield make
+    for instance in instances:
+        instance.kill()

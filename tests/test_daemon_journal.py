@@ -65,25 +65,95 @@ def test_requeue_does_not_count_the_interrupted_attempt(tmp_path: Path) -> None:
         assert back is not None and (back.state, back.attempts) == ("queued", 0)
 
 
-def test_recover_requeues_running_jobs_and_fails_the_hopeless(tmp_path: Path) -> None:
+def test_a_daemon_restart_never_uses_an_attempt(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
-    journal = Journal(path)
-    fresh = journal.enqueue("/in/a.yuv", 1, 1, None)
-    poison = journal.enqueue("/in/b.yuv", 1, 1, None)
+    clock = FakeClock()
+    journal = Journal(path, clock=clock)
+    first = journal.enqueue("/in/a.yuv", 1, 1, None)
+    second = journal.enqueue("/in/b.yuv", 1, 1, None)
+    waiting = journal.enqueue("/in/c.yuv", 1, 1, None)
     journal.claim()
     journal.claim()
-    for _ in range(2):  # b has crashed the daemon twice before
-        journal.requeue(poison.id)
-        journal._update(poison.id, state="running", attempts=3)
     journal._db.close()  # like a kill -9: no clean close
 
-    with Journal(path) as reopened:
-        assert {r.id for r in reopened.rows(["running"])} == {fresh.id, poison.id}
-        requeued, failed = reopened.recover(max_attempts=3)
-        assert [r.id for r in requeued] == [fresh.id]
-        assert [r.id for r in failed] == [poison.id]
-        assert reopened.get(fresh.id).state == "queued"  # type: ignore[union-attr]
-        assert reopened.get(poison.id).state == "failed"  # type: ignore[union-attr]
+    clock.now += 10
+    with Journal(path, clock=clock) as reopened:
+        assert {r.id for r in reopened.rows(["running"])} == {first.id, second.id}
+        requeued, failed = reopened.recover(max_interruptions=1)
+        assert {r.id for r in requeued} == {first.id, second.id} and failed == []
+        for row in reopened.rows([]) or [reopened.get(first.id), reopened.get(second.id)]:
+            assert row is not None
+            # two jobs were in flight: nothing points at either, not even with a limit of 1
+            assert (row.state, row.attempts, row.interruptions) == ("queued", 0, 0)
+        # the interrupted jobs go behind the one that was waiting
+        assert [reopened.claim().id for _ in range(3)] == [waiting.id, first.id, second.id]  # type: ignore[union-attr]
+
+
+def test_a_restart_loop_on_one_file_fails_it_and_a_finished_job_resets_the_count(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        poison = journal.enqueue("/in/poison.yuv", 1, 1, None)
+        for loop in range(1, 3):  # the daemon dies twice with only this file in flight
+            assert journal.claim() is not None
+            requeued, failed = journal.recover(max_interruptions=3)
+            assert [r.id for r in requeued] == [poison.id] and failed == []
+            assert journal.get(poison.id).interruptions == loop  # type: ignore[union-attr]
+        other = journal.enqueue("/in/other.yuv", 1, 1, None)
+        journal.claim()
+        journal.finish_done(poison.id, output=None, bpp=None, psnr_db=None, encode_seconds=None)
+        journal.clear_interruptions()  # what the daemon does when any job finishes
+        journal.revive(poison.id)
+        journal.forget(other.id)
+        for _ in range(2):
+            journal.claim()
+            journal.recover(max_interruptions=3)
+        assert journal.get(poison.id).state == "queued"  # type: ignore[union-attr]
+        journal.claim()
+        requeued, failed = journal.recover(max_interruptions=3)
+        assert requeued == [] and [r.id for r in failed] == [poison.id]
+        row = journal.get(poison.id)
+        assert row is not None and (row.state, row.error_kind) == ("failed", "permanent")
+        assert "3 times in a row" in (row.error or "")
+
+
+def test_a_version_1_journal_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL, inode INTEGER, state TEXT NOT NULL, attempts INTEGER NOT "
+        "NULL DEFAULT 0, next_attempt_at REAL, error TEXT, error_kind TEXT, output TEXT, bpp "
+        "REAL, psnr_db REAL, encode_seconds REAL, worker_pid INTEGER, disposed_to TEXT, "
+        "queued_at REAL NOT NULL, started_at REAL, finished_at REAL, updated_at REAL NOT NULL, "
+        "UNIQUE (path, size, mtime_ns));"
+        "INSERT INTO jobs (path, size, mtime_ns, state, attempts, queued_at, updated_at) "
+        "VALUES ('/in/a.yuv', 1, 1, 'done', 1, 5.0, 6.0);"
+        "PRAGMA user_version = 1;"
+    )
+    db.close()
+    with Journal(path) as journal:
+        [row] = journal.rows()
+        assert (row.path, row.state, row.attempts, row.interruptions) == ("/in/a.yuv", "done", 1, 0)
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_damaged_journal_is_refused_with_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        for index in range(200):
+            journal.enqueue(f"/in/{index:03d}-{'x' * 200}.yuv", 1, 1, None)
+    data = bytearray(path.read_bytes())
+    truncated = tmp_path / "truncated.sqlite3"
+    truncated.write_bytes(bytes(data[: len(data) // 2]))
+    corrupt = tmp_path / "corrupt.sqlite3"
+    data[4096 : 3 * 4096] = b"\xa5" * (2 * 4096)  # two of the table's pages overwritten
+    corrupt.write_bytes(bytes(data))
+    for damaged in (truncated, corrupt):
+        with pytest.raises(JournalError, match="move it aside") as caught:
+            Journal(damaged)
+        assert "\n" not in str(caught.value)
 
 
 def test_concurrent_claims_never_share_a_job(tmp_path: Path) -> None:

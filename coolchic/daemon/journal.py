@@ -6,7 +6,14 @@ the same file seen again by a rescan or a duplicate event is not. States::
     queued ──claim──▶ running ──▶ done
        ▲                 │  └───▶ failed            (permanent error, or attempts used up)
        │                 └──────▶ retry ──(next_attempt_at)──▶ claimed again
-       └── requeue (shutdown grace exceeded) / recover (a crash left it running)
+       └── requeue (shutdown grace exceeded) / recover (the daemon ended while it ran)
+
+Only evidence against a file counts as one of its ``attempts``: its encode raised, or its worker
+process died while the daemon lived. A daemon that ended abnormally (``kill -9``, the OOM
+killer, a reboot, a deploy) proves nothing against the files it was encoding: :meth:`recover`
+re-queues them behind the rest of the queue without using an attempt. Only a restart loop is
+held against a file: ``interruptions`` counts the abnormal ends during which it was the one
+file in flight, with no job finished in between (:meth:`clear_interruptions`).
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a killed process loses nothing that
 was committed, and readers (``coolchic status``) never block the daemon. Claims run in
@@ -29,7 +36,7 @@ JobState = Literal["queued", "running", "done", "failed", "retry"]
 JOB_STATES: tuple[str, ...] = get_args(JobState)
 TERMINAL_STATES = ("done", "failed")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JOURNAL_NAME = "journal.sqlite3"
 
 _SCHEMA = f"""
@@ -41,6 +48,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     inode           INTEGER,
     state           TEXT    NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in JOB_STATES)})),
     attempts        INTEGER NOT NULL DEFAULT 0,
+    interruptions   INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL,
     error           TEXT,
     error_kind      TEXT,
@@ -58,6 +66,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, next_attempt_at);
 """
+#: Schema changes, from the version before each one (a journal is upgraded in place).
+_MIGRATIONS = {
+    1: "ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;",
+}
 
 
 class JournalError(CoolchicError):
@@ -75,6 +87,7 @@ class JobRow:
     inode: int | None
     state: JobState
     attempts: int
+    interruptions: int
     next_attempt_at: float | None
     error: str | None
     error_kind: str | None
@@ -129,10 +142,29 @@ class Journal:
                     f"{self.path}: journal schema {version} is newer than this coolchic's "
                     f"({SCHEMA_VERSION})"
                 )
+            self._check_integrity()
             if not read_only and version < SCHEMA_VERSION:
-                self._db.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+                upgrade = _SCHEMA if version == 0 else "".join(
+                    _MIGRATIONS[v] for v in range(version, SCHEMA_VERSION)
+                )
+                self._db.executescript(
+                    f"BEGIN; {upgrade} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                )
         except sqlite3.Error as error:
-            raise JournalError(f"{self.path}: cannot open the journal ({error})") from None
+            raise JournalError(
+                f"{self.path}: cannot open the journal ({error}); if it is damaged, move it "
+                "aside and start again (a new journal is built from the inbox)"
+            ) from None
+
+    def _check_integrity(self) -> None:
+        """Refuse a damaged database rather than lose or invent history (one clear line)."""
+        rows = self._db.execute("PRAGMA quick_check(3)").fetchall()
+        problems = [line for row in rows for line in row[0].splitlines() if "***" not in line]
+        if problems != ["ok"]:
+            raise JournalError(
+                f"{self.path}: the journal is damaged ({'; '.join(problems)}); move it aside "
+                "and start again (a new journal is built from the inbox)"
+            )
 
     def __enter__(self) -> Journal:
         return self
@@ -287,26 +319,48 @@ class Journal:
             (now, job_id),
         )
 
-    def recover(self, max_attempts: int) -> tuple[list[JobRow], list[JobRow]]:
-        """After a crash: every ``running`` row goes back to the queue.
+    def recover(self, max_interruptions: int) -> tuple[list[JobRow], list[JobRow]]:
+        """After the daemon ended abnormally: its ``running`` jobs go back to the queue.
 
-        A job whose attempts are used up is failed instead (an input that makes the daemon
-        crash must not make it crash forever). Returns (requeued, failed) rows.
+        The interrupted run does not count as an attempt, and the job goes behind the jobs
+        already queued (a file that really brings the daemon down then cannot hold up the
+        others). When a single job was in flight, its ``interruptions`` grows; at
+        ``max_interruptions`` the job is failed instead, so that an input that makes the
+        daemon crash cannot make it crash forever. Returns (requeued, failed) rows.
         """
+        running = self.rows(["running"])
         requeued: list[JobRow] = []
         failed: list[JobRow] = []
-        for row in self.rows(["running"]):
-            if row.attempts >= max_attempts:
+        now = self.clock()
+        for row in running:
+            interruptions = row.interruptions + (len(running) == 1)
+            if interruptions >= max_interruptions:
+                self._update(row.id, interruptions=interruptions)
                 self.finish_failed(
                     row.id,
-                    error=f"the daemon stopped during each of {row.attempts} attempts",
-                    error_kind="transient",
+                    error=(
+                        f"the daemon ended abnormally {interruptions} times in a row while "
+                        "this file was the only one being encoded"
+                    ),
+                    error_kind="permanent",
                 )
                 failed.append(row)
-            else:
-                self._update(row.id, state="queued", worker_pid=None)
-                requeued.append(row)
+                continue
+            self._update(
+                row.id,
+                state="queued",
+                attempts=max(0, row.attempts - 1),
+                interruptions=interruptions,
+                worker_pid=None,
+                started_at=None,
+                queued_at=now,
+            )
+            requeued.append(row)
         return requeued, failed
+
+    def clear_interruptions(self) -> None:
+        """A job ran to its end: the daemon is healthy, earlier interruptions were not a loop."""
+        self._db.execute("UPDATE jobs SET interruptions = 0 WHERE interruptions > 0")
 
     def revive(self, job_id: int) -> None:
         """Queue a finished job again, attempts reset (its input was brought back)."""

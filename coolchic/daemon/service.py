@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ DONE_DIR_NAME = "done"
 FAILED_DIR_NAME = "failed"
 STATE_DIR_NAME = ".coolchic"
 LOCK_NAME = "daemon.lock"
+INBOX_LOCK_NAME = ".coolchic-watch.lock"
 
 
 class DaemonError(CoolchicError):
@@ -82,6 +84,7 @@ class WatchConfig:
     rescan_s: float = 60.0
     on_success: OnSuccess = "move"
     max_attempts: int = 3
+    max_interruptions: int = 5
     retry_s: float = 30.0
     retry_cap_s: float = 1800.0
     grace_s: float = 60.0
@@ -101,8 +104,8 @@ class WatchConfig:
             raise ValueError(f"poll_s must be > 0, found {self.poll_s}")
         if not self.tick_s > 0:
             raise ValueError(f"tick_s must be > 0, found {self.tick_s}")
-        if self.max_attempts < 1 or (self.jobs is not None and self.jobs < 1):
-            raise ValueError("max_attempts and jobs must be at least 1")
+        if min(self.max_attempts, self.max_interruptions, self.jobs or 1) < 1:
+            raise ValueError("max_attempts, max_interruptions and jobs must be at least 1")
         if self.on_success not in ON_SUCCESS_CHOICES:
             raise ValueError(f"on_success must be one of {ON_SUCCESS_CHOICES}")
 
@@ -119,32 +122,36 @@ class WatchConfig:
         return min(self.retry_cap_s, self.retry_s * 2 ** max(0, attempts - 1))
 
 
-class StateLock:
-    """An exclusive ``flock`` on ``<state_dir>/daemon.lock``: one daemon per journal.
+class PidLock:
+    """An exclusive ``flock`` on a file that holds the owner's PID, taken without waiting.
 
     The kernel releases it when the process dies, even by ``kill -9``. Where ``fcntl`` does not
     exist (Windows) no lock is taken.
     """
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / LOCK_NAME
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        self.holder = holder  # what the owner does, for the refusal: "is using the state …"
         self._handle: Any = None
 
-    def __enter__(self) -> StateLock:
+    def __enter__(self) -> PidLock:
         try:
             import fcntl
         except ImportError:
             return self
-        handle = open(self.path, "a+", encoding="utf-8")  # held while the daemon runs
+        try:
+            handle = open(self.path, "a+", encoding="utf-8")  # held while the daemon runs
+        except OSError as error:
+            raise DaemonError(
+                f"cannot create the lock file {self.path} ({error.strerror or error})"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
             owner = handle.read().strip() or "?"
             handle.close()
-            raise DaemonError(
-                f"another coolchic watch (pid {owner}) is using the state folder {self.path.parent}"
-            ) from None
+            raise DaemonError(f"another coolchic watch (pid {owner}) {self.holder}") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -156,6 +163,25 @@ class StateLock:
         if self._handle is not None:
             self._handle.close()  # closing releases the lock
             self._handle = None
+
+
+class StateLock(PidLock):
+    """``<state_dir>/daemon.lock``: one daemon per journal."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(state_dir / LOCK_NAME, f"is using the state folder {state_dir}")
+
+
+class InboxLock(PidLock):
+    """``<inbox>/.coolchic-watch.lock``: one daemon per inbox, whatever its state folder.
+
+    Two daemons with two journals would each encode every file; a second daemon is refused
+    instead (see ``docs/deploy.md`` for why it does not cooperate). The name is hidden, so it
+    is never taken for an input.
+    """
+
+    def __init__(self, inbox: Path) -> None:
+        super().__init__(inbox / INBOX_LOCK_NAME, f"is watching the inbox {inbox}")
 
 
 class WatchService:
@@ -209,6 +235,7 @@ class WatchService:
         for folder in (self.output, self.state_dir):
             folder.mkdir(parents=True, exist_ok=True)
         with (
+            InboxLock(self.inbox),
             StateLock(self.state_dir),
             Journal(self.state_dir / JOURNAL_NAME) as journal,
             create_executor(
@@ -245,9 +272,18 @@ class WatchService:
         return self._pool
 
     def _start_up(self) -> None:
-        requeued, failed = self.journal.recover(self.config.max_attempts)
+        for row in self.journal.rows(["running"]):
+            if row.worker_pid is not None:
+                stop_orphan_worker(row.worker_pid)
+        requeued, failed = self.journal.recover(self.config.max_interruptions)
         for row in requeued:
-            self._log(logging.WARNING, "recovered", row, "re-queued after a restart")
+            self._log(
+                logging.WARNING,
+                "recovered",
+                row,
+                "the daemon ended while this file was encoding; queued again (not counted "
+                "as an attempt)",
+            )
         for row in failed:
             fresh = self.journal.get(row.id)
             if fresh is not None:
@@ -465,6 +501,7 @@ class WatchService:
                 self._finished(row, message.result)
 
     def _finished(self, row: JobRow, result: JobResult) -> None:
+        self.journal.clear_interruptions()
         if result.status == "failed":
             self._after_failure(
                 row, result.error or "unknown error", result.error_kind, detail=result.detail
@@ -603,3 +640,55 @@ class WatchService:
         name = os.path.relpath(row.path, self.inbox)
         extra = {"event": event, "file": name, "job": row.id, "state": row.state, **fields}
         logger.log(level, "%s %s: %s", event, name, message, extra=extra)
+
+
+def stop_orphan_worker(pid: int, *, timeout_s: float = 10.0) -> bool:
+    """Kill a worker that a killed daemon left behind, so that no job ever runs twice.
+
+    Workers exit by themselves when their daemon dies, but not at the same instant. Only a
+    ``multiprocessing`` child that started before this process did is killed (read from
+    ``/proc``), so a PID that was reused since is left alone. Linux only; elsewhere a no-op.
+
+    Returns:
+        True if such a worker was found and killed.
+    """
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        started = _start_ticks(pid)
+        own_start = _start_ticks(os.getpid())
+    except (OSError, ValueError, IndexError):
+        return False
+    if b"multiprocessing" not in command or started > own_start:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if _start_ticks(pid) != started:
+                break  # gone, and the PID reused already
+        except (OSError, ValueError, IndexError):
+            break
+        if _process_state(pid) in ("Z", "X"):
+            break
+        time.sleep(0.05)
+    logger.warning("killed worker process %d, left running by the previous daemon", pid)
+    return True
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of ``/proc/PID/stat`` after the command name (which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _start_ticks(pid: int) -> int:
+    return int(_stat_fields(pid)[19])  # field 22 of stat(5): start time since boot, in ticks
+
+
+def _process_state(pid: int) -> str:
+    try:
+        return _stat_fields(pid)[0]
+    except (OSError, IndexError):
+        return "X"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from coolchic.errors import InputError
@@ -36,6 +37,30 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.unlink(tmp_name)
         raise
     fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def output_folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the exclusive lock of an output folder while writing or cleaning it.
+
+    Several processes may write into one folder (two ``batch`` runs, a daemon and a batch).
+    Each writes a ``.cool`` and its report under this lock, so the pair on disk always comes
+    from one encode, and temporary files exist only while someone holds it, so cleaning up
+    under the lock never removes a write in progress. It is held for milliseconds, never
+    during an encode. The lock is taken on the folder itself (no lock file is left in it).
+    Where ``fcntl`` does not exist (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def fsync_directory(directory: str | Path) -> None:

@@ -74,7 +74,16 @@ ON_SUCCESS_CHOICES = ("keep", "move", "delete")
     type=click.IntRange(min=1),
     default=3,
     show_default=True,
-    help="Attempts per file for transient errors (I/O, memory, a lost worker).",
+    help="Attempts per file for transient errors (I/O, memory, a worker that died). A "
+    "restart of the daemon does not use one.",
+)
+@click.option(
+    "--max-interruptions",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Fail a file after the daemon ended abnormally this many times in a row while that "
+    "file was the only one encoding (a restart loop); other restarts never count.",
 )
 @click.option(
     "--retry-seconds",
@@ -111,6 +120,7 @@ def watch(
     rescan_seconds: float,
     on_success: str,
     max_attempts: int,
+    max_interruptions: int,
     retry_seconds: float,
     grace_seconds: float,
 ) -> None:
@@ -140,6 +150,7 @@ def watch(
         rescan_s=rescan_seconds,
         on_success=on_success,  # type: ignore[arg-type]
         max_attempts=max_attempts,
+        max_interruptions=max_interruptions,
         retry_s=retry_seconds,
         grace_s=grace_seconds,
         recursive=recursive,
