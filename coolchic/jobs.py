@@ -377,18 +377,30 @@ def find_inputs(
             continue
         for entry in entries:
             path = Path(entry.path)
+            named_like_input = is_input_name(entry.name, include_png=include_png)
             if entry.is_dir(follow_symlinks=False):
                 descend = recursive and not is_ignored_name(entry.name)
                 if descend and path.resolve() not in excluded:
                     pending.append(path)
+                elif named_like_input and not recursive and path.resolve() not in excluded:
+                    relative = path.relative_to(root)
+                    found.append(InputFile(path, resolved_root, relative, "a folder, not a file"))
                 continue
-            if not is_input_name(entry.name, include_png=include_png):
+            if not named_like_input:
                 continue
-            if not entry.is_symlink() and not entry.is_file(follow_symlinks=False):
-                continue  # FIFOs, sockets and devices: opening a FIFO would block
             relative = path.relative_to(root)
+            if not entry.is_symlink() and not entry.is_file(follow_symlinks=False):
+                # FIFOs, sockets and devices are listed, never opened (a FIFO would block)
+                found.append(InputFile(path, resolved_root, relative, "not a regular file"))
+                continue
             found.append(InputFile(path, resolved_root, relative, refusal_reason(path, root)))
     return sorted(found, key=lambda item: item.relative.as_posix())
+
+
+#: Longest file name most file systems take (ext4, XFS, APFS, NTFS in UTF-16 units).
+NAME_MAX_BYTES = 255
+#: ``.<stem>.cool.XXXXXXXX.tmp``, the temporary name of an output, must fit in NAME_MAX_BYTES.
+MAX_OUTPUT_STEM_BYTES = NAME_MAX_BYTES - len("..cool.XXXXXXXX.tmp")
 
 
 def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Path]:
@@ -402,6 +414,12 @@ def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Pat
     stem = relative.stem
     if relative.is_absolute() or ".." in relative.parts or not stem or stem.startswith("."):
         raise InputError(f"{relative}: cannot name an output after this input")
+    stem_bytes = len(os.fsencode(stem))
+    if stem_bytes > MAX_OUTPUT_STEM_BYTES:
+        raise InputError(
+            f"{relative.name}: the name is too long to name its outputs after it ({stem_bytes} "
+            f"bytes before the extension, at most {MAX_OUTPUT_STEM_BYTES}); rename the file"
+        )
     output_root = Path(output_root)
     folder = output_root.joinpath(*relative.parts[:-1])
     cool = folder / f"{stem}.cool"

@@ -37,7 +37,8 @@ class Daemon:
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> Daemon:
+    def start(self, *extra: str, group: tuple[str, ...] = ()) -> Daemon:
+        """Start the daemon; ``group`` options go before ``watch`` (``--log-file``)."""
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         command = [
             sys.executable,
@@ -47,6 +48,7 @@ class Daemon:
             "1",
             "--log-format",
             "json",
+            *group,
             "watch",
             str(self.inbox),
             "--output",

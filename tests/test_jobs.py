@@ -114,15 +114,20 @@ def test_find_inputs_applies_the_safety_rules(tmp_path: Path) -> None:
     (root / "linked_dir").symlink_to(tmp_path, target_is_directory=True)
     os.mkfifo(root / "fifo.yuv")
 
+    (root / "folder.yuv").mkdir()
+
     flat = {str(i.relative): i.refused for i in find_inputs(root)}
-    assert set(flat) == {"a.yuv", "link_in.yuv", "link_out.yuv"}
+    assert set(flat) == {"a.yuv", "link_in.yuv", "link_out.yuv", "fifo.yuv", "folder.yuv"}
     assert flat["a.yuv"] is None and flat["link_in.yuv"] is None
     assert "outside" in (flat["link_out.yuv"] or "")
+    assert flat["fifo.yuv"] == "not a regular file"  # listed, never opened
+    assert flat["folder.yuv"] == "a folder, not a file"
 
     deep = find_inputs(root, recursive=True, include_png=True, exclude=[root / "out"])
     assert [str(i.relative) for i in deep] == [
         "a.yuv",
         "b.png",
+        "fifo.yuv",
         "link_in.yuv",
         "link_out.yuv",
         "sub/deeper/f.yuv",

@@ -7,6 +7,7 @@ terminal the console uses rich; otherwise plain one-line text, or one JSON objec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import Literal
 
 LogFormat = Literal["text", "json"]
 
+_NO_LOCK = contextlib.nullcontext()
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -78,7 +80,9 @@ def setup_logging(
     root.addHandler(console)
 
     if log_file:
-        file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8", delay=True)
+        file_handler = logging.FileHandler(
+            log_file, mode="a", encoding="utf-8", delay=True, errors="backslashreplace"
+        )
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(
             JsonLineFormatter()
@@ -86,3 +90,19 @@ def setup_logging(
             else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
         )
         root.addHandler(file_handler)
+
+
+def reopen_log_files() -> int:
+    """Close and reopen the ``--log-file`` (after logrotate moved it); returns how many.
+
+    The next record creates the file again at its configured path.
+    """
+    reopened = 0
+    for handler in logging.getLogger("coolchic").handlers:
+        if isinstance(handler, logging.FileHandler):
+            with handler.lock or _NO_LOCK:
+                if handler.stream is not None:
+                    handler.stream.close()
+                    handler.stream = None  # type: ignore[assignment]  (FileHandler reopens)
+            reopened += 1
+    return reopened

@@ -23,6 +23,8 @@ on a local disk: SQLite's locking does not work over NFS/SMB.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -109,6 +111,44 @@ class JobRow:
 _COLUMNS = ", ".join(JobRow.__dataclass_fields__)
 
 
+def _stored_path(path: str | Path) -> str | bytes:
+    """A path as the journal keeps it: text, or its raw bytes when they are not UTF-8.
+
+    POSIX file names are bytes; Python carries undecodable ones as lone surrogates, which
+    SQLite's text cannot hold. Such a path is stored as a BLOB of its bytes instead, so it
+    still names the file exactly (and stays unique).
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+#: Columns that hold file names, stored by :func:`_stored_path`.
+_PATH_COLUMNS = ("path", "output", "disposed_to")
+
+
+def _stored_text(column: str, value: Any) -> Any:
+    """A value as SQLite can hold it: paths exactly, other text with bad bytes escaped."""
+    if not isinstance(value, str):
+        return value
+    if column in _PATH_COLUMNS:
+        return _stored_path(value)
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _job_row(values: tuple[Any, ...]) -> JobRow:
+    row = JobRow(*values)
+    decoded = {
+        column: os.fsdecode(getattr(row, column))
+        for column in _PATH_COLUMNS
+        if isinstance(getattr(row, column), bytes)
+    }
+    return dataclasses.replace(row, **decoded) if decoded else row
+
+
 class Journal:
     """The job table in ``<state_dir>/journal.sqlite3``; one connection, one thread.
 
@@ -144,8 +184,10 @@ class Journal:
                 )
             self._check_integrity()
             if not read_only and version < SCHEMA_VERSION:
-                upgrade = _SCHEMA if version == 0 else "".join(
-                    _MIGRATIONS[v] for v in range(version, SCHEMA_VERSION)
+                upgrade = (
+                    _SCHEMA
+                    if version == 0
+                    else "".join(_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION))
                 )
                 self._db.executescript(
                     f"BEGIN; {upgrade} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
@@ -190,7 +232,7 @@ class Journal:
         """The row of this file version, if the journal knows it."""
         return self._one(
             f"SELECT {_COLUMNS} FROM jobs WHERE path = ? AND size = ? AND mtime_ns = ?",
-            (str(path), size, mtime_ns),
+            (_stored_path(path), size, mtime_ns),
         )
 
     def rows(self, states: Iterable[str] | None = None) -> list[JobRow]:
@@ -203,7 +245,7 @@ class Journal:
             cursor = self._db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY id", wanted
             )
-        return [JobRow(*row) for row in cursor.fetchall()]
+        return [_job_row(row) for row in cursor.fetchall()]
 
     def counts(self) -> dict[str, int]:
         """Rows per state (every state present, zero included)."""
@@ -226,7 +268,7 @@ class Journal:
         self._db.execute(
             "INSERT OR IGNORE INTO jobs (path, size, mtime_ns, inode, state, queued_at, "
             "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-            (str(path), size, mtime_ns, inode, now, now),
+            (_stored_path(path), size, mtime_ns, inode, now, now),
         )
         row = self.find(path, size, mtime_ns)
         assert row is not None
@@ -383,12 +425,13 @@ class Journal:
 
     def _one(self, query: str, parameters: tuple[Any, ...]) -> JobRow | None:
         row = self._db.execute(query, parameters).fetchone()
-        return None if row is None else JobRow(*row)
+        return None if row is None else _job_row(row)
 
     def _update(self, job_id: int, **values: Any) -> None:
         unknown = set(values) - set(JobRow.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown journal columns {sorted(unknown)}")
+        values = {name: _stored_text(name, value) for name, value in values.items()}
         values["updated_at"] = self.clock()
         assignments = ", ".join(f"{name} = ?" for name in values)
         self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))

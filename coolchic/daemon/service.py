@@ -14,10 +14,12 @@ inputs still in the inbox whose job is finished (moved then).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from coolchic.errors import CoolchicError, InputError
 from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, Executor, create_executor
 from coolchic.io.files import fsync_directory
 from coolchic.jobs import (
+    NAME_MAX_BYTES,
     EncodeSettings,
     ErrorKind,
     JobFinished,
@@ -210,6 +213,7 @@ class WatchService:
         self.state_dir = config.state_dir.resolve()
         self._excluded = (self.output, self.done_dir, self.failed_dir, self.state_dir)
         self._events: queue.Queue[Path] = queue.Queue()
+        self._ignored: set[Path] = set()
         self.tracker = StabilityTracker(config.stable_s, clock=clock)
         self.supervisor = ObserverSupervisor(
             self.inbox,
@@ -233,7 +237,16 @@ class WatchService:
                     f"the {label} folder {folder} cannot be the inbox or a folder above it"
                 )
         for folder in (self.output, self.state_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DaemonError(f"cannot create {folder} ({error.strerror or error})") from None
+        for label, folder in (("output", self.output), ("inbox", self.inbox)):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise DaemonError(
+                    f"the {label} folder {folder} is not writable by this user: the daemon "
+                    "writes its streams there and moves inputs to done/ and failed/"
+                )
         with (
             InboxLock(self.inbox),
             StateLock(self.state_dir),
@@ -405,11 +418,27 @@ class WatchService:
                 info = os.stat(item.path)
             except OSError:
                 continue
+            if not stat.S_ISREG(info.st_mode):
+                self._ignore_once(item.path, item.refused or "not a regular file")
+                continue
             row = self.journal.find(item.path, info.st_size, info.st_mtime_ns)
             if row is None:
                 self.tracker.observe(item.path)
             elif row.state in TERMINAL_STATES:
                 self._seen_again(row)
+
+    def _ignore_once(self, path: Path, reason: str) -> None:
+        """Say once why an entry with an input's name is left where it is (a FIFO, a folder)."""
+        if path in self._ignored:
+            return
+        self._ignored.add(path)
+        name = printable_name(os.path.relpath(path, self.inbox))
+        logger.warning(
+            "ignored %s: %s; left in the inbox",
+            name,
+            reason,
+            extra={"event": "ignored", "file": name},
+        )
 
     def _admit(self, path: Path) -> None:
         """A ready file: queue it, unless the journal knows this version already."""
@@ -481,7 +510,7 @@ class WatchService:
             self._after_failure(row, f"cannot start a worker process: {error}", "transient")
             return
         self.journal.set_worker(row.id, self.pool.pid_of(JobId(row.id)))
-        self.listener.job_started(JobId(row.id), path.name)
+        self.listener.job_started(JobId(row.id), printable_name(path.name))
         self._log(
             logging.INFO,
             "started",
@@ -611,7 +640,7 @@ class WatchService:
         try:
             target = self._destination(self.failed_dir, path)
             write_json_atomic(
-                target.with_name(target.name + ".error.json"),
+                error_report_path(target),
                 {
                     "input": str(path),
                     "moved_to": str(target),
@@ -637,9 +666,27 @@ class WatchService:
 
     def _log(self, level: int, event: str, row: JobRow, message: str, **fields: Any) -> None:
         """One line per event; ``event``, ``file``, ``job`` and ``fields`` go to JSON logs."""
-        name = os.path.relpath(row.path, self.inbox)
+        name = printable_name(os.path.relpath(row.path, self.inbox))
         extra = {"event": event, "file": name, "job": row.id, "state": row.state, **fields}
         logger.log(level, "%s %s: %s", event, name, message, extra=extra)
+
+
+def error_report_path(failed_input: Path) -> Path:
+    """``<name>.error.json`` beside a failed input, or ``<hash>.error.json`` for a long name.
+
+    Its temporary name (see :func:`~coolchic.io.files.atomic_write_bytes`) must fit in the file
+    system's 255 bytes too; the report's ``moved_to`` names the input either way.
+    """
+    name = failed_input.name + ".error.json"
+    if len(os.fsencode(name)) + len("..XXXXXXXX.tmp") <= NAME_MAX_BYTES:
+        return failed_input.with_name(name)
+    digest = hashlib.sha256(os.fsencode(failed_input.name)).hexdigest()[:16]
+    return failed_input.with_name(f"{digest}.error.json")
+
+
+def printable_name(name: str) -> str:
+    """A file name fit for one log line: control characters and undecodable bytes escaped."""
+    return name if name.isprintable() else ascii(name)[1:-1]
 
 
 def stop_orphan_worker(pid: int, *, timeout_s: float = 10.0) -> bool:

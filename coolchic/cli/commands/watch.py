@@ -172,6 +172,8 @@ def watch(
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT and SIGTERM set ``stop``; a second one raises ``KeyboardInterrupt`` (exit 130).
 
+    SIGHUP reopens the ``--log-file`` (for logrotate) and nothing else: the daemon goes on.
+
     Installed only in the main thread (the only one where Python delivers signals); the
     previous handlers come back on exit.
     """
@@ -192,7 +194,19 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
         )
         stop.set()
 
+    def reopen(_signum: int, _frame: object) -> None:
+        from coolchic.cli.logging_setup import reopen_log_files
+
+        count = reopen_log_files()
+        logger.info(
+            "SIGHUP received: %s; the daemon goes on",
+            "log file reopened" if count else "no --log-file to reopen",
+            extra={"event": "signal", "signal": "SIGHUP"},
+        )
+
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if hasattr(signal, "SIGHUP"):  # POSIX: logrotate's "reopen your logs"
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reopen)
     try:
         yield
     finally:
