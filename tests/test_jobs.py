@@ -12,6 +12,7 @@ import pytest
 
 from coolchic.errors import BitstreamError, DeviceError, EncodingError, InputError
 from coolchic.executors.local import LocalExecutor
+from coolchic.io.files import output_folder_lock
 from coolchic.jobs import (
     EncodeSettings,
     InputFile,
@@ -27,6 +28,7 @@ from coolchic.jobs import (
     remove_stale_temporaries,
     run_job,
     up_to_date_report,
+    write_outputs,
 )
 from tests.conftest import MakeYuv
 
@@ -274,3 +276,35 @@ def test_remove_stale_temporaries_touches_only_ours(tmp_path: Path) -> None:
         path.write_bytes(b"x")
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(ours)
     assert all(p.exists() for p in theirs)
+
+
+def _write_pairs(folder: str, writer: int, rounds: int) -> None:
+    """One of two processes that write the same output names, as two batch runs would."""
+    cool = Path(folder) / "clip.cool"
+    for index in range(rounds):
+        payload = f"{writer}:{index}".encode() * 50
+        write_outputs(cool, payload, cool.with_suffix(".json"), {"stream": payload.decode()})
+
+
+def test_two_writers_of_one_output_folder_never_interleave_their_pairs(tmp_path: Path) -> None:
+    """Whenever the folder's lock is free, the report on disk describes the stream on disk."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [
+        context.Process(target=_write_pairs, args=(str(tmp_path), writer, 300)) for writer in (1, 2)
+    ]
+    for process in writers:
+        process.start()
+    checks = 0
+    while any(process.is_alive() for process in writers) or checks == 0:
+        with output_folder_lock(tmp_path):
+            cool, report = tmp_path / "clip.cool", tmp_path / "clip.json"
+            if cool.exists() and report.exists():
+                assert json.loads(report.read_text())["stream"].encode() == cool.read_bytes()
+                checks += 1
+    for process in writers:
+        process.join(60)
+        assert process.exitcode == 0
+    assert checks > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.cool", "clip.json"]
