@@ -242,3 +242,26 @@ def test_sighup_reopens_the_log_file_and_the_daemon_goes_on(daemon) -> None:
     assert d.stop() == 0
     assert first.name in rotated.read_text() and second.name not in rotated.read_text()
     assert "SIGHUP" in log_file.read_text()
+
+
+def test_links_out_of_the_inbox_never_reach_outside_files(tmp_path: Path) -> None:
+    config = _config(tmp_path, recursive=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    secret = elsewhere / "secret_16x8_01p_yuv420_8b.yuv"
+    secret.write_bytes(yuv_bytes(seed=1))
+    (config.inbox / "linked-folder").symlink_to(elsewhere, target_is_directory=True)
+    (config.inbox / "linked_16x8_01p_yuv420_8b.yuv").symlink_to(secret)
+    sub = config.inbox / "sub"
+    sub.mkdir()
+    (sub / "real_16x8_01p_yuv420_8b.yuv").write_bytes(yuv_bytes(seed=2))
+    with running(config):
+        wait_for(lambda: state_of(config, "real_16x8_01p_yuv420_8b.yuv") == "done", "sub/real")
+        wait_for(lambda: (config.failed_dir / "linked_16x8_01p_yuv420_8b.yuv").is_symlink(), "link")
+    by_name = {Path(r.path).name: r for r in rows(config)}
+    assert set(by_name) == {"real_16x8_01p_yuv420_8b.yuv", "linked_16x8_01p_yuv420_8b.yuv"}
+    assert "outside" in (by_name["linked_16x8_01p_yuv420_8b.yuv"].error or "")
+    assert secret.read_bytes() == yuv_bytes(seed=1) and _tree(elsewhere) == {secret.name}
+    assert (config.inbox / "linked-folder").is_symlink()
+    assert not list(config.output.rglob("secret*"))
+    _outside_untouched(tmp_path)
