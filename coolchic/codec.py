@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,13 @@ from coolchic.bitstream.header import (
 )
 from coolchic.bitstream.latents import decode_latents, encode_latents
 from coolchic.bitstream.nn_params import decode_quantized, dequantize, encode_quantized
+from coolchic.decode_memory import (
+    MEMORY_LIMIT_VARIABLE,
+    check_decode_memory,
+    decode_memory_limit,
+    estimate_decode_bytes,
+    format_bytes,
+)
 from coolchic.errors import BitstreamError, EncodingError
 from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
@@ -216,8 +223,10 @@ def encode(
     quantised_s = time.perf_counter() - started - trained_s
 
     decode_start = time.perf_counter()
-    # The real decoder's output; the stream has no source name, so the source's is kept.
-    decoded = dataclasses.replace(decode(bitstream), source=frame.source)
+    # The real decoder's output; the stream has no source name, so the source's is kept. The
+    # stream was just written here: no memory limit, but say if decoders will refuse it.
+    _warn_if_over_decode_limit(bitstream)
+    decoded = dataclasses.replace(decode(bitstream, memory_limit=False), source=frame.source)
     decode_s = time.perf_counter() - decode_start
     encode_s = time.perf_counter() - started
     bits = 8 * len(bitstream)
@@ -273,6 +282,21 @@ def encode(
         )
     )
     return Encoded(bitstream=bitstream, decoded=decoded, report=report)
+
+
+def _warn_if_over_decode_limit(bitstream: bytes) -> None:
+    """Log when decoding the new stream needs more memory than a default decoder allows."""
+    header, _, _ = unpack_stream(bitstream)
+    estimate = estimate_decode_bytes(header, threads=torch.get_num_threads())
+    limit = decode_memory_limit()
+    if estimate > limit:
+        logger.warning(
+            "decoding this stream needs about %s, more than the decoder's limit of %s: "
+            "decode it with %s set higher",
+            format_bytes(estimate),
+            format_bytes(limit),
+            MEMORY_LIMIT_VARIABLE,
+        )
 
 
 def _section_bytes(bitstream: bytes) -> tuple[int, int]:
@@ -362,12 +386,16 @@ def model_config_from_header(header: StreamHeader) -> ModelConfig:
     )
 
 
-def decode(data: bytes, *, stem: str | None = None) -> Frame:
+def decode(
+    data: bytes, *, stem: str | None = None, memory_limit: int | Literal[False] | None = None
+) -> Frame:
     """Decode a coolchic bitstream into a frame (see :func:`decode_stream`)."""
-    return decode_stream(data, stem=stem).frame
+    return decode_stream(data, stem=stem, memory_limit=memory_limit).frame
 
 
-def decode_stream(data: bytes, *, stem: str | None = None) -> Decoded:
+def decode_stream(
+    data: bytes, *, stem: str | None = None, memory_limit: int | Literal[False] | None = None
+) -> Decoded:
     """Decode a coolchic bitstream.
 
     Args:
@@ -376,12 +404,19 @@ def decode_stream(data: bytes, *, stem: str | None = None) -> Decoded:
             name, so a YUV frame's ``source`` is rebuilt from the stem (see
             :func:`~coolchic.io.naming.name_from_stem`) and the stored frame rate; without a
             stem, or without any frame rate, ``source`` is None.
+        memory_limit: refuse streams whose decoding is estimated to need more bytes
+            (:mod:`coolchic.decode_memory`); None: ``COOLCHIC_DECODE_MEMORY_LIMIT`` or the
+            default, 8 GiB; False: no limit (for streams this process has just written).
 
     Raises:
         BitstreamError: truncated, corrupted or unsupported stream (never another exception
             type for bad bytes).
+        LimitExceeded: (a BitstreamError) the header asks for more memory than the limit,
+            checked before anything the size of the image is allocated.
     """
     header, nn_bytes, latent_bytes = unpack_stream(data)
+    if memory_limit is not False:
+        check_decode_memory(header, memory_limit, threads=torch.get_num_threads())
     try:
         config = model_config_from_header(header)
     except ValueError as error:
@@ -424,6 +459,7 @@ def decode_stream(data: bytes, *, stem: str | None = None) -> Decoded:
                     values = dequantize(array, exps[(module, kind)]).astype(np.float64)
                     parameter.copy_(torch.from_numpy(values))
         grids = [torch.from_numpy(g.astype(np.float64))[None, None] for g in latents]
+        del latents  # the int64 copies: not needed past this point
         x_hat = model.decode_from_latents(grids)
         frame = _to_frame(x_hat, header, _source_for(header, stem))
     return Decoded(frame=frame, header=header)
