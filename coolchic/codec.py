@@ -13,10 +13,12 @@ the output does not depend on the thread count or the BLAS kernels picked.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 
 from coolchic import __version__
 from coolchic.allocator import release_freed_memory
-from coolchic.bitstream.constants import NN_GROUPS
+from coolchic.bitstream.constants import FORMAT_VERSION, NN_GROUPS
 from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
 from coolchic.bitstream.header import (
     GroupCoding,
@@ -50,6 +52,7 @@ from coolchic.io.naming import YuvName, name_from_stem
 from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import LayerSpec, ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
+from coolchic.train.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from coolchic.train.loss import Target
 from coolchic.train.nn_quantization import (
     RDOQ_MAX_PIXELS,
@@ -161,9 +164,18 @@ def default_model_config(
 
 
 def encode(
-    frame: Frame, config: EncoderConfig | None = None, progress: ProgressCallback = ignore_progress
+    frame: Frame,
+    config: EncoderConfig | None = None,
+    progress: ProgressCallback = ignore_progress,
+    *,
+    checkpoint_path: str | Path | None = None,
 ) -> Encoded:
     """Encode one frame.
+
+    With ``checkpoint_path``, the training state is saved there as the encode goes, and an
+    encode that finds a checkpoint of the same frame and configuration there continues from it
+    (and writes the same bytes as an uninterrupted run). The caller deletes it once the stream
+    is safely written.
 
     Raises:
         EncodingError: training diverged with every seed tried.
@@ -175,8 +187,12 @@ def encode(
     recipe = get_recipe(config.recipe)
     target = Target.from_frame(frame, config.device)
 
+    checkpoint, resume = None, None
+    if checkpoint_path is not None:
+        checkpoint = Checkpoint(checkpoint_path, encode_key(frame, config, model_config))
+        resume = checkpoint.load()
     model = None
-    seed = config.seed
+    seed = config.seed if resume is None else resume.seed
     for attempt in range(1, MAX_SEED_ATTEMPTS + 1):
         trainer = Trainer(
             target=target,
@@ -188,11 +204,14 @@ def encode(
             seed=seed,
             progress=progress,
             start_lr=config.start_lr,
+            checkpoint=checkpoint,
+            resume=resume,
         )
         try:
             model, _ = trainer.run()
             break
         except TrainingDiverged as error:
+            resume = None  # another seed starts from scratch
             if attempt == MAX_SEED_ATTEMPTS:
                 raise EncodingError(f"{error}; gave up after {attempt} seeds") from error
             message = f"{error}; retrying with seed {seed + 1}"
@@ -282,6 +301,30 @@ def encode(
         )
     )
     return Encoded(bitstream=bitstream, decoded=decoded, report=report)
+
+
+def encode_key(frame: Frame, config: EncoderConfig, model_config: ModelConfig) -> str:
+    """What a checkpoint must match to be resumed: the samples, the configuration, versions.
+
+    Thread counts are left out on purpose: a resume on other threads is a valid encode, only
+    not bit-identical to the uninterrupted one.
+    """
+    digest = hashlib.sha256()
+    for plane in frame.planes:
+        digest.update(np.ascontiguousarray(plane).tobytes())
+    described = (
+        CHECKPOINT_FORMAT,
+        __version__,
+        FORMAT_VERSION,
+        frame.format,
+        frame.bit_depth,
+        frame.width,
+        frame.height,
+        dataclasses.replace(config, model=None),
+        model_config,
+    )
+    digest.update(repr(described).encode())
+    return digest.hexdigest()
 
 
 def _warn_if_over_decode_limit(bitstream: bytes) -> None:

@@ -170,8 +170,12 @@ def encode_file(
     progress: ProgressCallback = ignore_progress,
     report_path: str | Path | None = None,
     decoded_path: str | Path | None = None,
+    checkpoint_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Encode the first frame of ``input_path`` into ``output_path``; return the report.
+
+    With ``checkpoint_path`` the training is checkpointed there and resumed from there (see
+    :func:`coolchic.codec.encode`); the checkpoint is deleted once the outputs are written.
 
     Besides the codec's report, the report holds the input's sha256 and size, the settings and
     their fingerprint, and the size of the stream written: what :func:`up_to_date_report`
@@ -185,12 +189,21 @@ def encode_file(
     frame, identity = read_input(input_path)
     if decoded_path is not None:
         check_output_suffix(Path(decoded_path), frame.format)
-    encoded = encode_frame(frame, settings, progress=progress, label=str(input_path))
+    encoded = encode_frame(
+        frame,
+        settings,
+        progress=progress,
+        label=str(input_path),
+        checkpoint_path=checkpoint_path,
+    )
     report = job_report(identity, output_path, encoded.bitstream, encoded.report, settings)
     if decoded_path is not None:
         write_frame(decoded_path, encoded.decoded)
         report["decoded"] = str(decoded_path)
     write_outputs(output_path, encoded.bitstream, report_path, report)
+    if checkpoint_path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            Path(checkpoint_path).unlink()
     return report
 
 
@@ -233,6 +246,7 @@ def encode_frame(
     *,
     progress: ProgressCallback = ignore_progress,
     label: str = "frame",
+    checkpoint_path: str | Path | None = None,
 ) -> Encoded:
     """Encode a frame with ``settings`` on this machine: torch threads and device set here.
 
@@ -264,7 +278,7 @@ def encode_frame(
         device,
         threads,
     )
-    return encode(frame, config, progress)
+    return encode(frame, config, progress, checkpoint_path=checkpoint_path)
 
 
 def job_report(
@@ -431,6 +445,20 @@ def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Pat
     return cool, report
 
 
+#: The hidden folder of ``batch``'s checkpoints, in its output folder.
+CHECKPOINT_DIR_NAME = ".coolchic-checkpoints"
+
+
+def checkpoint_path(output_root: str | Path, relative: PurePath) -> Path:
+    """Where ``batch`` checkpoints the encode of an input: hidden, beside its outputs.
+
+    Named after the input's relative path, so that a re-run of the same batch finds it; the
+    checkpoint's own key decides whether it may be resumed.
+    """
+    name = hashlib.sha256(os.fsencode(PurePath(relative).as_posix())).hexdigest()[:24]
+    return Path(output_root) / CHECKPOINT_DIR_NAME / f"{name}.pt"
+
+
 def precheck_input(path: Path) -> None:
     """The checks that need neither torch nor the samples: type, YUV name and size.
 
@@ -486,6 +514,8 @@ class JobRequest:
     report_path: Path
     settings: EncodeSettings
     skip_if_up_to_date: bool = True
+    #: Where the training state is checkpointed, so that a re-run of the job resumes it.
+    checkpoint_path: Path | None = None
 
     @property
     def label(self) -> str:
@@ -594,6 +624,7 @@ def run_job(request: JobRequest, *, progress: ProgressCallback = ignore_progress
             request.settings,
             progress=progress,
             report_path=request.report_path,
+            checkpoint_path=request.checkpoint_path,
         )
     except Exception as error:
         kind = classify_error(error)
@@ -622,6 +653,8 @@ class EncodeTask:
     label: str
     samples: FrameSamples
     settings: EncodeSettings
+    #: The coordinator's checkpoint path: resumable from any worker that sees the same path.
+    checkpoint_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -643,8 +676,15 @@ def run_encode_task(
     started = time.perf_counter()
     try:
         encoded = encode_frame(
-            task.samples.to_frame(), task.settings, progress=progress, label=task.label
+            task.samples.to_frame(),
+            task.settings,
+            progress=progress,
+            label=task.label,
+            checkpoint_path=task.checkpoint_path,
         )
+        if task.checkpoint_path is not None:  # the stream is made: no worker needs it again
+            with contextlib.suppress(OSError):
+                task.checkpoint_path.unlink(missing_ok=True)
     except Exception as error:
         logger.debug("%s: encode failed", task.label, exc_info=True)
         return TaskOutcome(
@@ -802,7 +842,14 @@ def plan_batch(
                 item.path, f"its output {cool} is already the output of {owner}"
             )
             continue
-        planned.request = JobRequest(item.path, cool, report, settings, skip_if_up_to_date=False)
+        planned.request = JobRequest(
+            item.path,
+            cool,
+            report,
+            settings,
+            skip_if_up_to_date=False,
+            checkpoint_path=checkpoint_path(output_root, item.relative),
+        )
         try:
             precheck_input(item.path)
         except InputError as error:

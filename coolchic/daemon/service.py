@@ -14,6 +14,7 @@ inputs still in the inbox whose job is finished (moved then).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -63,6 +64,8 @@ DONE_DIR_NAME = "done"
 FAILED_DIR_NAME = "failed"
 STATE_DIR_NAME = ".coolchic"
 LOCK_NAME = "daemon.lock"
+#: Training checkpoints of the jobs, in the state folder.
+CHECKPOINT_DIR_NAME = "checkpoints"
 INBOX_LOCK_NAME = ".coolchic-watch.lock"
 
 
@@ -503,7 +506,14 @@ class WatchService:
         except InputError as error:
             self._finish_failed(row, str(error), "permanent")
             return
-        request = JobRequest(path, cool, report, self.config.settings, skip_if_up_to_date=True)
+        request = JobRequest(
+            path,
+            cool,
+            report,
+            self.config.settings,
+            skip_if_up_to_date=True,
+            checkpoint_path=self._checkpoint_of(row),
+        )
         try:
             self.pool.submit(JobId(row.id), request)
         except (OSError, RuntimeError) as error:
@@ -577,9 +587,15 @@ class WatchService:
             return
         self._finish_failed(row, error, kind, detail=detail)
 
+    def _checkpoint_of(self, row: JobRow) -> Path:
+        """The job's training checkpoint: kept across restarts and retries, by job id."""
+        return self.state_dir / CHECKPOINT_DIR_NAME / f"job-{row.id}.pt"
+
     def _finish_failed(
         self, row: JobRow, error: str, kind: ErrorKind | None, *, detail: str | None = None
     ) -> None:
+        with contextlib.suppress(OSError):
+            self._checkpoint_of(row).unlink(missing_ok=True)
         self.journal.finish_failed(row.id, error=error, error_kind=kind)
         failed = self.journal.get(row.id)
         assert failed is not None

@@ -222,7 +222,9 @@ class DaskExecutor:
                 error_kind=classify_error(error),
             )
             return
-        task = EncodeTask(request.label, frame.to_samples(), request.settings)
+        task = EncodeTask(
+            request.label, frame.to_samples(), request.settings, request.checkpoint_path
+        )
         self._job_of_key[key] = job_id
         job.future = self._client.submit(
             encode_on_worker,

@@ -5,6 +5,10 @@ rounding of the latents, output clamped and rounded to the bit depth); the best 
 and restored at the end of each phase. A non-finite loss restores the best state and halves the
 learning rate; after :data:`MAX_RECOVERIES` of those the run raises :class:`TrainingDiverged`
 so that the caller can start again with another seed.
+
+With a :class:`~coolchic.train.checkpoint.Checkpoint`, the state is saved at the end of the
+warm-up, at each phase change and periodically within the phases, and a run given a saved
+:class:`~coolchic.train.checkpoint.TrainingState` continues from it bit for bit.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from coolchic.allocator import keep_freed_memory
 from coolchic.errors import EncodingError
 from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
+from coolchic.train.checkpoint import Checkpoint, TrainingState
 from coolchic.train.loss import Target, decoded_output, distortion, psnr_db
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import Phase, Recipe
@@ -90,6 +95,8 @@ class Trainer:
         model_factory: builds a freshly initialised model from a seed.
         seed: base seed; candidate k of the warm-up uses ``seed * 1000 + k``.
         progress: receives :class:`ProgressEvent` at validation points.
+        checkpoint: where to save the state as the run goes (None: never).
+        resume: a state saved by an earlier run of the same encode, to continue from.
     """
 
     def __init__(
@@ -102,6 +109,8 @@ class Trainer:
         seed: int = 0,
         progress: ProgressCallback = ignore_progress,
         start_lr: float | None = None,
+        checkpoint: Checkpoint | None = None,
+        resume: TrainingState | None = None,
     ) -> None:
         if not (lmbda > 0 and math.isfinite(lmbda)):
             raise ValueError(f"lmbda must be a finite number > 0, found {lmbda}")
@@ -115,6 +124,8 @@ class Trainer:
         self.generator = torch.Generator(device=target.full.device).manual_seed(seed)
         self.iterations_done = 0
         self.recoveries = 0
+        self.checkpoint = checkpoint
+        self.resume = resume
         self._clock_start = time.perf_counter()
         self._last_event = (self._clock_start, 0)
 
@@ -122,13 +133,80 @@ class Trainer:
     def run(self) -> tuple[CoolChicModel, Evaluation]:
         """Train and return the best model found with its evaluation."""
         keep_freed_memory()
-        self._emit("start", "warmup", "candidates")
-        candidate = self._warmup()
-        for phase in self.recipe.phases:
-            self._train_phase(candidate, phase, stage="train")
+        resume = self.resume
+        if resume is None:
+            self._emit("start", "warmup", "candidates")
+            candidate = self._warmup()
+            self._save(candidate, phase_index=0)
+            first = 0
+        else:
+            candidate = self._restore(resume)
+            first = resume.phase_index
+        for index in range(first, len(self.recipe.phases)):
+            phase = self.recipe.phases[index]
+            continued = resume if resume is not None and index == resume.phase_index else None
+            self._train_phase(candidate, phase, stage="train", index=index, resume=continued)
             self._emit("phase_end", "train", phase.name, candidate.best)
+            self._save(candidate, phase_index=index + 1)
         candidate.model.load_state_dict(candidate.best_state)
         return candidate.model, candidate.best
+
+    # ------------------------------------------------------------- checkpoints
+    def _save(
+        self,
+        candidate: _Candidate,
+        *,
+        phase_index: int,
+        iteration: int = 0,
+        since_best: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.save(
+            TrainingState(
+                seed=self.seed,
+                phase_index=phase_index,
+                iteration=iteration,
+                since_best=since_best,
+                iterations_done=self.iterations_done,
+                recoveries=self.recoveries,
+                lr_scale=self.lr_scale,
+                model=candidate.model.state_dict(),
+                best_state=candidate.best_state,
+                best=(candidate.best.loss, candidate.best.mse, candidate.best.bpp),
+                optimizer=None if optimizer is None else optimizer.state_dict(),
+                generator=self.generator.get_state(),
+                torch_rng=torch.get_rng_state(),
+            )
+        )
+
+    def _restore(self, state: TrainingState) -> _Candidate:
+        """The candidate, counters and generators as they were when ``state`` was saved."""
+        model = self.model_factory(state.seed)
+        model.load_state_dict(state.model)
+        device = self.target.full.device
+        best_state = {key: value.to(device) for key, value in state.best_state.items()}
+        self.generator.set_state(state.generator)
+        torch.set_rng_state(state.torch_rng)
+        self.iterations_done = state.iterations_done
+        self.recoveries = state.recoveries
+        self.lr_scale = state.lr_scale
+        self._last_event = (time.perf_counter(), self.iterations_done)
+        phase = self.recipe.phases[min(state.phase_index, len(self.recipe.phases) - 1)].name
+        logger.info(
+            "resumed from a checkpoint at iteration %d of %d (%s)",
+            state.iterations_done,
+            self.recipe.iterations,
+            phase,
+        )
+        self._emit(
+            "start",
+            "train",
+            phase,
+            message=f"resumed from a checkpoint at iteration {state.iterations_done}",
+        )
+        return _Candidate(model=model, best_state=best_state, best=Evaluation(*state.best))
 
     # ----------------------------------------------------------------- warm-up
     def _warmup(self) -> _Candidate:
@@ -167,7 +245,16 @@ class Trainer:
         return _Candidate(model=model, best_state=_snapshot(model), best=evaluation)
 
     # ------------------------------------------------------------------ phases
-    def _train_phase(self, candidate: _Candidate, phase: Phase, *, stage: str) -> None:
+    def _train_phase(
+        self,
+        candidate: _Candidate,
+        phase: Phase,
+        *,
+        stage: str,
+        index: int | None = None,
+        resume: TrainingState | None = None,
+    ) -> None:
+        """Train ``candidate`` through ``phase``; main phases (``index`` given) checkpoint."""
         model = candidate.model
         # A tuple in MODULE_NAMES order, never a set: the parameter order reaches the optimiser
         # and the gradient clipping, and set order changes with each process's hash seed.
@@ -181,8 +268,21 @@ class Trainer:
         optimizer = torch.optim.Adam(parameters, lr=phase.lr_start * self.lr_scale)
         since_best = 0
         iteration = 0
+        if resume is not None:
+            iteration, since_best = resume.iteration, resume.since_best
+            if resume.optimizer is not None:
+                optimizer.load_state_dict(resume.optimizer)
+        checkpoint = self.checkpoint
         try:
             while iteration < phase.iterations:
+                if checkpoint is not None and index is not None and checkpoint.due():
+                    self._save(
+                        candidate,
+                        phase_index=index,
+                        iteration=iteration,
+                        since_best=since_best,
+                        optimizer=optimizer,
+                    )
                 fraction = iteration / phase.iterations
                 learning_rate = _cosine(phase.lr_start, phase.lr_end, fraction) * self.lr_scale
                 for group in optimizer.param_groups:

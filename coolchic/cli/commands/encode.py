@@ -74,6 +74,13 @@ def _output_for(input_path: Path) -> Path:
     type=click.Path(path_type=Path),
     help="Accepted for compatibility; the bitstream is the model.",
 )
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the training state here as it goes (every 30 s and at each phase) and resume "
+    "from it when it exists for the same input and options; deleted once the stream is written.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.pass_obj
 def encode(
@@ -92,6 +99,7 @@ def encode(
     report_path: Path | None,
     decoded_path: Path | None,
     model_save_path: Path | None,
+    checkpoint_path: Path | None,
     as_json: bool,
 ) -> None:
     """Encode the first frame of INPUT (.yuv 4:2:0/4:4:4 8/10-bit, or .png) into a bitstream."""
@@ -131,6 +139,7 @@ def encode(
             progress=display,
             report_path=report_path,
             decoded_path=decoded_path,
+            checkpoint_path=checkpoint_path,
         )
     if as_json:
         click.echo(json.dumps(report))
