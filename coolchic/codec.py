@@ -150,7 +150,14 @@ def default_model_config(
     ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
     λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
-    if frame.width * frame.height > SMALL_IMAGE_PIXELS and recipe not in SMALL_DECODER_RECIPES:
+    return default_model_config_for_size(frame.width, frame.height, lmbda, recipe)
+
+
+def default_model_config_for_size(
+    width: int, height: int, lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE
+) -> ModelConfig:
+    """:func:`default_model_config` from the frame's size alone (before it is read)."""
+    if width * height > SMALL_IMAGE_PIXELS and recipe not in SMALL_DECODER_RECIPES:
         base = ModelConfig()
     elif lmbda < WIDE_CONTEXT_LMBDA:
         base = dataclasses.replace(SMALL_DECODER, n_ctx_rowcol=3)

@@ -46,11 +46,20 @@ from coolchic.io import (
     inspect_yuv,
     is_png_path,
     is_yuv_path,
+    parse_yuv_name,
     read_frame,
     write_frame,
 )
 from coolchic.io.files import atomic_write_bytes, output_folder_lock
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
+from coolchic.resources import (
+    MemoryGate,
+    ResourceError,
+    check_fits,
+    estimate_encode_bytes,
+    memory_budget,
+    refuse_if_too_big,
+)
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import get_recipe
 
@@ -91,6 +100,9 @@ class EncodeSettings:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    #: Memory the jobs of this process may use together (``--memory-limit``); None: the
+    #: machine's (see :mod:`coolchic.resources`). Changes when a job runs, never its bytes.
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         get_recipe(self.recipe)
@@ -256,12 +268,16 @@ def encode_frame(
     from coolchic.codec import EncoderConfig, default_model_config, encode
     from coolchic.device import resolve_device, set_torch_threads
 
+    model = settings.model_config(default_model_config(frame, settings.lmbda, settings.recipe))
+    assert model is not None
+    if device_is_cpu(settings.device):
+        check_fits(frame.width, frame.height, model, memory_budget(settings.memory_limit))
     threads = set_torch_threads(settings.threads)
     device = resolve_device(settings.device)
     config = EncoderConfig(
         lmbda=settings.lmbda,
         recipe=settings.recipe,
-        model=settings.model_config(default_model_config(frame, settings.lmbda, settings.recipe)),
+        model=model,
         start_lr=settings.start_lr,
         seed=settings.seed,
         device=device,
@@ -279,6 +295,47 @@ def encode_frame(
         threads,
     )
     return encode(frame, config, progress, checkpoint_path=checkpoint_path)
+
+
+def device_is_cpu(device: str | None) -> bool:
+    """Whether the training runs in this machine's RAM (the memory budget applies)."""
+    return device in (None, "cpu") or (device == "auto" and not _accelerator_present())
+
+
+def _accelerator_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def frame_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an input without reading its samples: the YUV name, a PNG header."""
+    if is_yuv_path(path):
+        try:
+            fields = parse_yuv_name(path)
+        except InputError:
+            return None
+        return fields.width, fields.height
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # not an image we can read: the encode says why
+        return None
+
+
+def job_memory_estimate(path: Path, settings: EncodeSettings) -> int | None:
+    """Predicted peak memory of encoding ``path`` with ``settings`` (None: size unknown)."""
+    from coolchic.codec import default_model_config_for_size
+
+    size = frame_size(path)
+    if size is None or not device_is_cpu(settings.device):
+        return None
+    base = default_model_config_for_size(*size, settings.lmbda, settings.recipe)
+    model = settings.model_config(base)
+    assert model is not None
+    return estimate_encode_bytes(*size, model)
 
 
 def job_report(
@@ -583,7 +640,7 @@ def classify_error(error: BaseException) -> ErrorKind:
     ``MemoryError`` and torch's out-of-memory errors, and other coolchic errors such as an
     unavailable device.
     """
-    if isinstance(error, InputError | BitstreamError | EncodingError):
+    if isinstance(error, InputError | BitstreamError | EncodingError | ResourceError):
         return "permanent"
     if isinstance(error, OSError | MemoryError | CoolchicError):
         return "transient"
@@ -867,13 +924,22 @@ def _refused(path: Path, reason: str) -> JobResult:
 
 
 def run_batch(
-    plan: BatchPlan, executor: Executor, *, listener: JobListener | None = None
+    plan: BatchPlan,
+    executor: Executor,
+    *,
+    listener: JobListener | None = None,
+    memory: int | None = None,
 ) -> list[JobResult]:
     """Run the planned jobs on ``executor``, as many at once as it has room for, in input
     order; failures never stop it.
 
+    With a ``memory`` budget (local encodes), a job starts only when its estimated peak fits
+    beside those running (:class:`~coolchic.resources.MemoryGate`); one that can never fit
+    fails at once.
+
     Returns one result per input, in input order.
     """
+    gate = MemoryGate(memory)
     listener = listener or SilentListener()
     for planned in plan.items:
         if planned.result is not None:
@@ -883,8 +949,22 @@ def run_batch(
     by_id = {p.job_id: p for p in plan.items}
     while pending or executor.running:
         while pending and executor.free > 0:
-            planned = pending.popleft()
+            planned = pending[0]
             assert planned.request is not None
+            estimate = job_memory_estimate(planned.request.input_path, planned.request.settings)
+            size = frame_size(planned.request.input_path) or (0, 0)
+            try:
+                refuse_if_too_big(*size, estimate, memory)
+            except ResourceError as error:
+                pending.popleft()
+                planned.result = _refused(planned.request.input_path, str(error))
+                listener.job_finished(planned.job_id, planned.result)
+                logger.warning("%s", planned.result.describe())
+                continue
+            if not gate.admits(estimate):
+                break  # waits for a running encode to end
+            pending.popleft()
+            gate.hold(planned.job_id, estimate)
             executor.submit(planned.job_id, planned.request)
             listener.job_started(planned.job_id, planned.request.label)
             logger.debug("%s: started", planned.request.label)
@@ -893,7 +973,16 @@ def run_batch(
                 listener.job_progress(message.job_id, message.event)
                 continue
             by_id[message.job_id].result = message.result
+            gate.release(message.job_id)
             listener.job_finished(message.job_id, message.result)
             level = logging.WARNING if message.result.status == "failed" else logging.INFO
             logger.log(level, "%s", message.result.describe())
+    folders = {p.request.checkpoint_path.parent for p in plan.items if _checkpointed(p)}
+    for folder in folders:  # the hidden checkpoint folder goes once it is empty
+        with contextlib.suppress(OSError):
+            folder.rmdir()
     return [p.result for p in plan.items if p.result is not None]
+
+
+def _checkpointed(planned: _Planned) -> bool:
+    return planned.request is not None and planned.request.checkpoint_path is not None

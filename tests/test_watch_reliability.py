@@ -127,3 +127,32 @@ def test_a_second_daemon_on_the_same_inbox_is_refused_and_each_file_encoded_once
     assert sorted(Path(r.path).name for r in rows) == sorted(names)
     assert all(r.attempts == 1 for r in rows)
     assert not (tmp_path / "other-state" / "journal.sqlite3").exists()
+
+
+def test_a_restarted_daemon_kills_the_worker_its_predecessor_left() -> None:
+    """Only a multiprocessing child older than the new daemon is killed (no reused PIDs)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "--multiprocessing-fork"]
+    )
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        check = (
+            "import sys\n"
+            "from coolchic.daemon.service import stop_orphan_worker\n"
+            "print(stop_orphan_worker(int(sys.argv[1])), stop_orphan_worker(int(sys.argv[2])))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", check, str(orphan.pid), str(unrelated.pid)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.stdout.split() == ["True", "False"], result.stderr
+        assert orphan.wait(10) == -signal.SIGKILL
+        assert unrelated.poll() is None  # not a worker: left alone
+    finally:
+        for process in (orphan, unrelated):
+            process.kill()
+            process.wait(10)

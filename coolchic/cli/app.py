@@ -24,6 +24,7 @@ class AppContext:
     log_file: str | None
     device: str
     threads: int | None
+    memory_limit: int | None = None
 
 
 class CoolchicGroup(click.Group):
@@ -66,6 +67,17 @@ def _check_device(_ctx: click.Context, _param: click.Parameter, value: str) -> s
         raise click.BadParameter(str(error)) from None
 
 
+def _check_memory(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    from coolchic.decode_memory import parse_bytes
+
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @click.group(cls=CoolchicGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="coolchic")
 @click.option("-v", "--verbose", count=True, help="More output (repeatable); shows tracebacks.")
@@ -95,6 +107,14 @@ def _check_device(_ctx: click.Context, _param: click.Parameter, value: str) -> s
     default=None,
     help="CPU threads for torch (default: all cores).",
 )
+@click.option(
+    "--memory-limit",
+    callback=_check_memory,
+    metavar="SIZE",
+    help="Memory the encodes may use together, e.g. 12G (default: the machine's or the "
+    "cgroup's, less 1 GiB). A frame that needs more is refused before any work; batch and "
+    "watch start an encode only when it fits beside the running ones.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -104,6 +124,7 @@ def cli(
     log_format: str,
     device: str,
     threads: int | None,
+    memory_limit: int | None,
 ) -> None:
     """coolchic: a low-complexity overfitted neural image codec.
 
@@ -120,6 +141,7 @@ def cli(
         log_file=log_file,
         device=device,
         threads=threads,
+        memory_limit=memory_limit,
     )
 
 

@@ -32,6 +32,7 @@ from coolchic import __version__
 from coolchic.daemon.journal import JOURNAL_NAME, TERMINAL_STATES, JobRow, Journal
 from coolchic.daemon.observer import RESCAN, InboxEventHandler, ObserverSupervisor
 from coolchic.daemon.readiness import StabilityTracker
+from coolchic.decode_memory import format_bytes
 from coolchic.errors import CoolchicError, InputError
 from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, Executor, create_executor
 from coolchic.io.files import fsync_directory
@@ -47,13 +48,16 @@ from coolchic.jobs import (
     JobResult,
     SilentListener,
     find_inputs,
+    frame_size,
     is_ignored_name,
     is_input_name,
+    job_memory_estimate,
     output_paths,
     refusal_reason,
     remove_stale_temporaries,
     write_json_atomic,
 )
+from coolchic.resources import MemoryGate, ResourceError, memory_budget, refuse_if_too_big
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +221,10 @@ class WatchService:
         self._excluded = (self.output, self.done_dir, self.failed_dir, self.state_dir)
         self._events: queue.Queue[Path] = queue.Queue()
         self._ignored: set[Path] = set()
+        self.memory = MemoryGate(
+            memory_budget(config.settings.memory_limit) if config.scheduler is None else None
+        )
+        self._waiting_for_memory: set[int] = set()
         self.tracker = StabilityTracker(config.stable_s, clock=clock)
         self.supervisor = ObserverSupervisor(
             self.inbox,
@@ -372,6 +380,7 @@ class WatchService:
             return
         self._journal.rollback()
         for job_id in list(self._pool.running):
+            self.memory.release(job_id)
             self._pool.cancel(job_id)
             self._journal.requeue(job_id)
             row = self._journal.get(job_id)
@@ -478,11 +487,17 @@ class WatchService:
     def _dispatch(self) -> None:
         while self.pool.free > 0:
             row = self.journal.claim()
-            if row is None:
-                return
-            self._start(row)
+            if row is None or self._start(row) is False:
+                return  # nothing queued, or the next job waits for memory
 
-    def _start(self, row: JobRow) -> None:
+    def _memory_estimate(self, path: Path) -> int | None:
+        """The job's predicted peak; raises :class:`ResourceError` if it can never fit."""
+        estimate = job_memory_estimate(path, self.config.settings)
+        refuse_if_too_big(*(frame_size(path) or (0, 0)), estimate, self.memory.budget)
+        return estimate
+
+    def _start(self, row: JobRow) -> bool | None:
+        """Start ``row``'s job; False when it must wait for memory (it is queued again)."""
         path = Path(row.path)
         try:
             info = os.stat(path)
@@ -503,9 +518,24 @@ class WatchService:
             if refusal is not None:
                 raise InputError(f"refused: {refusal}")
             cool, report = output_paths(path.relative_to(self.inbox), self.output)
-        except InputError as error:
+            estimate = self._memory_estimate(path)
+        except (InputError, ResourceError) as error:
             self._finish_failed(row, str(error), "permanent")
             return
+        if not self.memory.admits(estimate):
+            self.journal.requeue(row.id)  # first in line again once memory is released
+            if row.id not in self._waiting_for_memory:
+                self._waiting_for_memory.add(row.id)
+                self._log(
+                    logging.INFO,
+                    "waiting",
+                    row,
+                    f"needs about {format_bytes(estimate or 0)}; waits until the running "
+                    f"encodes ({format_bytes(self.memory.held)}) leave room in "
+                    f"{format_bytes(self.memory.budget or 0)}",
+                )
+            return False
+        self._waiting_for_memory.discard(row.id)
         request = JobRequest(
             path,
             cool,
@@ -519,6 +549,7 @@ class WatchService:
         except (OSError, RuntimeError) as error:
             self._after_failure(row, f"cannot start a worker process: {error}", "transient")
             return
+        self.memory.hold(row.id, estimate)
         self.journal.set_worker(row.id, self.pool.pid_of(JobId(row.id)))
         self.listener.job_started(JobId(row.id), printable_name(path.name))
         self._log(
@@ -535,6 +566,7 @@ class WatchService:
                 self.listener.job_progress(message.job_id, message.event)
                 continue
             self.listener.job_finished(message.job_id, message.result)
+            self.memory.release(message.job_id)
             row = self.journal.get(message.job_id)
             if row is not None:
                 self._finished(row, message.result)

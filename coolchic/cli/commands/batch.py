@@ -109,6 +109,7 @@ def build_settings(
         seed=seed,
         device=app.device,
         threads=app.threads or local_threads,
+        memory_limit=app.memory_limit,
     )
 
 
@@ -162,6 +163,7 @@ def batch(
     """
     from coolchic.cli.progress import MultiFileProgress
     from coolchic.jobs import plan_batch, run_batch
+    from coolchic.resources import memory_budget
 
     app: AppContext = ctx.obj
     folders = [p for p in paths if p.is_dir()]
@@ -198,7 +200,8 @@ def batch(
         MultiFileProgress(total=len(inputs), quiet=app.verbosity < 0) as display,
     ):
         listener = _JsonLines(display) if as_json else display
-        results = run_batch(plan, executor, listener=listener)
+        memory = None if scheduler else memory_budget(settings.memory_limit)
+        results = run_batch(plan, executor, listener=listener, memory=memory)
     if not as_json:
         render_summary(results, settings)
     if any(result.status == "failed" for result in results):

@@ -126,6 +126,7 @@ def encode(
             seed=seed,
             device=app.device,
             threads=app.threads,
+            memory_limit=app.memory_limit,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
