@@ -37,9 +37,9 @@ def _kill_9(d: Daemon, earlier: set[int]) -> int:
 
 def test_three_kill_9_during_a_burst_lose_nothing_and_quarantine_nothing(daemon) -> None:
     d = daemon()
-    names = [f"burst{index:02d}_32x32_01p_yuv420_8b.yuv" for index in range(20)]
+    names = [f"burst{index:02d}_16x8_01p_yuv420_8b.yuv" for index in range(20)]
     for index, name in enumerate(names):
-        (d.staging / name).write_bytes(yuv_bytes(32, 32, seed=index))
+        (d.staging / name).write_bytes(yuv_bytes(seed=index))
     for name in names:  # dropped at once
         os.rename(d.staging / name, d.inbox / name)
     d.start()
@@ -59,7 +59,7 @@ def test_three_kill_9_during_a_burst_lose_nothing_and_quarantine_nothing(daemon)
     assert not temporaries(d.output) and not temporaries(d.inbox)
     for stem in stems:
         stream = (d.output / f"{stem}.cool").read_bytes()
-        assert decode_stream(stream).frame.width == 32
+        assert decode_stream(stream).frame.width == 16
     assert sorted(p.name for p in (d.inbox / "done").iterdir()) == sorted(names)
     recovered = [e for e in d.events() if e.get("event") == "recovered"]
     assert len(recovered) == 3 and len(workers) == 3
