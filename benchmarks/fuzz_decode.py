@@ -88,7 +88,7 @@ from coolchic.bitstream.header import (  # noqa: E402
     unpack_stream,
     write_header,
 )
-from coolchic.decode_memory import estimate_decode_bytes, format_bytes  # noqa: E402
+from coolchic.decode_memory import estimate_decode_bytes, format_bytes, largest_header  # noqa: E402
 
 OUTCOMES = ("ok", "error", "crash", "hang")
 MUTATIONS = (
@@ -111,27 +111,9 @@ WEIGHTS = (2, 2, 2, 2, 4, 12, 1, 4, 4)
 # Streams
 
 
-def hostile_header() -> StreamHeader:
-    """Every size at the largest value the limits allow, no payload."""
-    wide = SynthesisLayerField(MAX_SYNTHESIS_CHANNELS, MAX_SYNTHESIS_KERNEL, "linear", "relu")
-    last = SynthesisLayerField(OUT_CHANNELS, MAX_SYNTHESIS_KERNEL, "linear", "none")
-    return StreamHeader(
-        width=MAX_WIDTH,
-        height=MAX_HEIGHT,
-        frame_format="rgb",
-        bit_depth=16,
-        n_grids=MAX_N_GRIDS,
-        n_ctx_rowcol=MAX_N_CTX_ROWCOL,
-        arm_hidden=(MAX_ARM_WIDTH,) * MAX_ARM_HIDDEN_LAYERS,
-        upsampling_kernel=MAX_UPSAMPLING_KERNEL,
-        preconcat_kernel=MAX_PRECONCAT_KERNEL,
-        synthesis=(wide,) * (MAX_SYNTHESIS_LAYERS - 1) + (last,),
-    )
-
-
 def hostile_stream() -> bytes:
     """The hostile header as a complete file (its CRC is correct; both sections are empty)."""
-    return write_header(hostile_header())
+    return write_header(largest_header())
 
 
 def seed_streams() -> dict[str, bytes]:
@@ -600,7 +582,7 @@ def main() -> int:
 
         data = hostile_stream()
         args.hostile.write_bytes(data)
-        estimate = estimate_decode_bytes(hostile_header())
+        estimate = estimate_decode_bytes(largest_header())
         print(
             f"{args.hostile}: {len(data)} bytes, {MAX_WIDTH}x{MAX_HEIGHT}, decoding would need "
             f"about {format_bytes(estimate)} (limit {format_bytes(decode_memory_limit())})"

@@ -29,7 +29,21 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from coolchic.bitstream.header import StreamHeader
+from coolchic.bitstream.constants import (
+    MAX_ARM_HIDDEN_LAYERS,
+    MAX_ARM_WIDTH,
+    MAX_HEIGHT,
+    MAX_N_CTX_ROWCOL,
+    MAX_N_GRIDS,
+    MAX_PRECONCAT_KERNEL,
+    MAX_SYNTHESIS_CHANNELS,
+    MAX_SYNTHESIS_KERNEL,
+    MAX_SYNTHESIS_LAYERS,
+    MAX_UPSAMPLING_KERNEL,
+    MAX_WIDTH,
+    OUT_CHANNELS,
+)
+from coolchic.bitstream.header import StreamHeader, SynthesisLayerField
 from coolchic.errors import CoolchicError, LimitExceeded
 
 __all__ = [
@@ -40,6 +54,7 @@ __all__ = [
     "decode_memory_limit",
     "estimate_decode_bytes",
     "format_bytes",
+    "largest_header",
     "parse_bytes",
 ]
 
@@ -81,6 +96,27 @@ _SUFFIXES: Final[Mapping[str, int]] = {
     "G": 1 << 30,
     "T": 1 << 40,
 }
+
+
+def largest_header() -> StreamHeader:
+    """The header a hostile stream would send: every size at the largest value the limits allow.
+
+    What the bound is designed against (tests and ``benchmarks/fuzz_decode.py`` use it).
+    """
+    wide = SynthesisLayerField(MAX_SYNTHESIS_CHANNELS, MAX_SYNTHESIS_KERNEL, "linear", "relu")
+    last = SynthesisLayerField(OUT_CHANNELS, MAX_SYNTHESIS_KERNEL, "linear", "none")
+    return StreamHeader(
+        width=MAX_WIDTH,
+        height=MAX_HEIGHT,
+        frame_format="rgb",
+        bit_depth=16,
+        n_grids=MAX_N_GRIDS,
+        n_ctx_rowcol=MAX_N_CTX_ROWCOL,
+        arm_hidden=(MAX_ARM_WIDTH,) * MAX_ARM_HIDDEN_LAYERS,
+        upsampling_kernel=MAX_UPSAMPLING_KERNEL,
+        preconcat_kernel=MAX_PRECONCAT_KERNEL,
+        synthesis=(wide,) * (MAX_SYNTHESIS_LAYERS - 1) + (last,),
+    )
 
 
 class _Ledger:

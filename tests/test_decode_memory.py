@@ -17,15 +17,12 @@ from hypothesis import strategies as st
 
 import coolchic.codec
 from coolchic.bitstream.constants import (
-    MAX_ARM_HIDDEN_LAYERS,
-    MAX_ARM_WIDTH,
     MAX_HEIGHT,
     MAX_N_CTX_ROWCOL,
     MAX_N_GRIDS,
     MAX_PRECONCAT_KERNEL,
     MAX_SYNTHESIS_CHANNELS,
     MAX_SYNTHESIS_KERNEL,
-    MAX_SYNTHESIS_LAYERS,
     MAX_UPSAMPLING_KERNEL,
     MAX_WIDTH,
 )
@@ -43,6 +40,7 @@ from coolchic.decode_memory import (
     check_decode_memory,
     decode_memory_limit,
     estimate_decode_bytes,
+    largest_header,
     parse_bytes,
 )
 from coolchic.errors import CoolchicError, LimitExceeded
@@ -74,24 +72,6 @@ def header_of(width: int, height: int, synthesis: tuple[SynthesisLayerField, ...
     return StreamHeader(**fields)
 
 
-def hostile_header() -> StreamHeader:
-    """Every size at the largest value the limits allow (no payload: the CRC still matches)."""
-    wide = SynthesisLayerField(MAX_SYNTHESIS_CHANNELS, MAX_SYNTHESIS_KERNEL, "linear", "relu")
-    last = SynthesisLayerField(3, MAX_SYNTHESIS_KERNEL, "linear", "none")
-    return StreamHeader(
-        width=MAX_WIDTH,
-        height=MAX_HEIGHT,
-        frame_format="rgb",
-        bit_depth=16,
-        n_grids=MAX_N_GRIDS,
-        n_ctx_rowcol=MAX_N_CTX_ROWCOL,
-        arm_hidden=(MAX_ARM_WIDTH,) * MAX_ARM_HIDDEN_LAYERS,
-        upsampling_kernel=MAX_UPSAMPLING_KERNEL,
-        preconcat_kernel=MAX_PRECONCAT_KERNEL,
-        synthesis=(wide,) * (MAX_SYNTHESIS_LAYERS - 1) + (last,),
-    )
-
-
 @pytest.fixture(scope="module")
 def stream() -> bytes:
     rng = np.random.default_rng(3)
@@ -118,7 +98,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_hostile_header_is_refused_before_allocating(no_model: None) -> None:
-    data = write_header(hostile_header())
+    data = write_header(largest_header())
     assert len(data) < 100  # a header and nothing else, with a correct CRC
     started = time.monotonic()
     with pytest.raises(LimitExceeded) as caught:
@@ -127,14 +107,14 @@ def test_hostile_header_is_refused_before_allocating(no_model: None) -> None:
     message = str(caught.value)
     assert "16384x16384" in message and MEMORY_LIMIT_VARIABLE in message
     assert "\n" not in message
-    assert estimate_decode_bytes(hostile_header()) > 1 << 40  # tens of TiB without the bound
+    assert estimate_decode_bytes(largest_header()) > 1 << 40  # tens of TiB without the bound
 
 
 def test_hostile_stream_is_one_line_on_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "hostile.cool"
-    path.write_bytes(write_header(hostile_header()))
+    path.write_bytes(write_header(largest_header()))
     assert main(["decode", str(path), "-o", str(tmp_path / "x.yuv")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: decoding this 16384x16384 stream") and err.count("\n") == 0
