@@ -485,6 +485,8 @@ class WatchService:
     # ------------------------------------------------------------------------- jobs
 
     def _dispatch(self) -> None:
+        if self._waiting_for_memory:
+            return  # the next job waits until a running one ends (see _handle)
         while self.pool.free > 0:
             row = self.journal.claim()
             if row is None or self._start(row) is False:
@@ -524,18 +526,16 @@ class WatchService:
             return
         if not self.memory.admits(estimate):
             self.journal.requeue(row.id)  # first in line again once memory is released
-            if row.id not in self._waiting_for_memory:
-                self._waiting_for_memory.add(row.id)
-                self._log(
-                    logging.INFO,
-                    "waiting",
-                    row,
-                    f"needs about {format_bytes(estimate or 0)}; waits until the running "
-                    f"encodes ({format_bytes(self.memory.held)}) leave room in "
-                    f"{format_bytes(self.memory.budget or 0)}",
-                )
+            self._waiting_for_memory.add(row.id)  # no claims until a running job ends
+            self._log(
+                logging.INFO,
+                "waiting",
+                row,
+                f"needs about {format_bytes(estimate or 0)}; waits until the running "
+                f"encodes ({format_bytes(self.memory.held)}) leave room in "
+                f"{format_bytes(self.memory.budget or 0)}",
+            )
             return False
-        self._waiting_for_memory.discard(row.id)
         request = JobRequest(
             path,
             cool,
@@ -567,6 +567,7 @@ class WatchService:
                 continue
             self.listener.job_finished(message.job_id, message.result)
             self.memory.release(message.job_id)
+            self._waiting_for_memory.clear()  # memory was released: try the queue again
             row = self.journal.get(message.job_id)
             if row is not None:
                 self._finished(row, message.result)
