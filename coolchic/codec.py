@@ -46,6 +46,7 @@ from coolchic.decode_memory import (
     format_bytes,
 )
 from coolchic.errors import BitstreamError, EncodingError
+from coolchic.forecast import calibrate, forecast
 from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
 from coolchic.io.naming import YuvName, name_from_stem
@@ -61,7 +62,12 @@ from coolchic.train.nn_quantization import (
     predicted_integers,
     quantize_networks,
 )
-from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
+from coolchic.train.progress import (
+    FORECAST_PHASE,
+    ProgressCallback,
+    ProgressEvent,
+    ignore_progress,
+)
 from coolchic.train.recipes import get_recipe
 from coolchic.train.trainer import Trainer, TrainingDiverged
 
@@ -198,6 +204,24 @@ def encode(
     if checkpoint_path is not None:
         checkpoint = Checkpoint(checkpoint_path, encode_key(frame, config, model_config))
         resume = checkpoint.load()
+    expected = forecast(
+        recipe,
+        calibrate(target, model_config, config.lmbda, config.device),
+        pixels=frame.width * frame.height,
+        iterations_done=0 if resume is None else resume.iterations_done,
+    )
+    logger.debug("%s", expected.describe())
+    progress(
+        ProgressEvent(
+            "start",
+            "train",
+            FORECAST_PHASE,
+            0 if resume is None else resume.iterations_done,
+            recipe.iterations,
+            eta_s=expected.seconds,
+            message=expected.describe(),
+        )
+    )
     model = None
     seed = config.seed if resume is None else resume.seed
     for attempt in range(1, MAX_SEED_ATTEMPTS + 1):
@@ -274,6 +298,8 @@ def encode(
         "latent_bits": 8 * latent_bytes,
         **frame_metrics(frame, decoded).as_dict(),
         "encode_seconds": round(encode_s, 3),
+        "expected_seconds": round(expected.seconds, 3),
+        "forecast": expected.steps.as_dict(),
         "train_seconds": round(trained_s, 3),
         "quantise_seconds": round(quantised_s, 3),
         "decode_seconds": round(decode_s, 3),

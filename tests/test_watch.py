@@ -75,6 +75,8 @@ def test_watch_takes_each_file_once_and_only_when_complete(daemon, capsys) -> No
     kinds = [e.get("event") for e in d.events()]
     for kind in ("queued", "started", "done", "failed", "stopped"):
         assert kind in kinds, kind
+    forecasts = {e["file"] for e in d.events() if e.get("event") == "forecast"}
+    assert {present.name, moved.name, slow.name, late.name} <= forecasts  # before each encode
     done_event = next(e for e in d.events() if e.get("event") == "done")
     assert done_event["bpp"] > 0 and done_event["psnr_db"] > 0
     _check_status(d, capsys)

@@ -13,7 +13,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from coolchic.train.progress import ProgressEvent
+from coolchic.train.progress import FORECAST_PHASE, ProgressEvent
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -68,6 +68,18 @@ def _status_text(event: ProgressEvent) -> str:
     if event.bpp is not None:
         status.append(f"{event.bpp:.4f} bpp")
     return " ".join(status)
+
+
+def _is_announcement(event: ProgressEvent) -> bool:
+    """A start event with something to say (the expected time): always one log line."""
+    return event.kind == "start" and bool(event.message)
+
+
+def _announcement_fields(label: str, event: ProgressEvent) -> dict[str, Any]:
+    """JSON log fields of an announcement: the forecast carries the expected seconds."""
+    if event.phase == FORECAST_PHASE and event.eta_s is not None:
+        return {"event": "forecast", "file": label, "expected_seconds": round(event.eta_s, 1)}
+    return {"event": "announce", "file": label}
 
 
 class _LogThrottle:
@@ -125,6 +137,9 @@ class ProgressDisplay:
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "warning":
             logger.warning("%s: %s", self.label, event.message)
+        elif _is_announcement(event):
+            logger.info("%s: %s", self.label, event.message)
+            return
         if self._progress is not None and self._task is not None:
             _show(self._progress, self._task, self.label, event)
             return
@@ -183,6 +198,9 @@ class MultiFileProgress:
         label = self._labels.get(job_id, str(job_id))
         if event.kind == "warning":
             logger.warning("%s: %s", label, event.message)
+        elif _is_announcement(event):
+            logger.info("%s: %s", label, event.message, extra=_announcement_fields(label, event))
+            return
         row = self._rows.get(job_id)
         if self._progress is not None and row is not None:
             _show(self._progress, row, f"  {label}", event)

@@ -12,6 +12,9 @@ from typing import Literal
 
 EventKind = Literal["start", "progress", "phase_end", "warning", "done"]
 
+#: The phase of the "start" event that announces the expected time (``eta_s``) before training.
+FORECAST_PHASE = "forecast"
+
 
 @dataclass(frozen=True)
 class ProgressEvent:

@@ -78,6 +78,60 @@ def _linear(bounds: tuple[float, float], fraction: float) -> float:
     return bounds[0] + (bounds[1] - bounds[0]) * min(1.0, fraction)
 
 
+def select_trained(
+    model: CoolChicModel, modules: tuple[str, ...]
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Let only ``modules`` train; return (their network parameters, all their parameters).
+
+    A tuple in MODULE_NAMES order, never a set: the parameter order reaches the optimiser and
+    the gradient clipping, and set order changes with each process's hash seed.
+    """
+    trained = tuple(name for name in MODULE_NAMES if name in modules)
+    groups = model.param_groups()
+    for name in MODULE_NAMES:
+        for parameter in groups[name]:
+            parameter.requires_grad_(name in trained)
+    networks = [p for name in trained if name != "latents" for p in groups[name]]
+    parameters = [p for name in trained for p in groups[name]]
+    return networks, parameters
+
+
+def phase_quantizer(phase: Phase, fraction: float) -> QuantizerSettings:
+    """The latent quantiser ``fraction`` of the way through ``phase``."""
+    if phase.quantizer in ("softround", "noise", "ste"):
+        return QuantizerSettings(
+            kind=phase.quantizer,
+            temperature=_linear(phase.temperature, fraction),
+            noise="gaussian",
+            noise_parameter=_linear(phase.noise_sigma, fraction),
+        )
+    return QuantizerSettings(kind=phase.quantizer)
+
+
+def training_step(
+    model: CoolChicModel,
+    optimizer: torch.optim.Optimizer,
+    networks: list[nn.Parameter],
+    *,
+    target: Target,
+    lmbda: float,
+    quantizer: QuantizerSettings,
+    generator: torch.Generator,
+) -> Tensor:
+    """One iteration: forward, ``MSE + λ · bpp``, backward, clipping, optimiser step.
+
+    The one home of the step, so that timing it (:mod:`coolchic.forecast`) times the encode's.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    output = model(quantizer=quantizer, generator=generator)
+    loss = distortion(output.x_hat, target) + lmbda * (output.rate_bits / target.n_pixels)
+    loss.backward()
+    if networks:
+        torch.nn.utils.clip_grad_norm_(networks, GRADIENT_CLIP_NORM)
+    optimizer.step()
+    return loss
+
+
 @dataclass
 class _Candidate:
     model: CoolChicModel
@@ -256,15 +310,7 @@ class Trainer:
     ) -> None:
         """Train ``candidate`` through ``phase``; main phases (``index`` given) checkpoint."""
         model = candidate.model
-        # A tuple in MODULE_NAMES order, never a set: the parameter order reaches the optimiser
-        # and the gradient clipping, and set order changes with each process's hash seed.
-        trained = tuple(name for name in MODULE_NAMES if name in phase.modules)
-        groups = model.param_groups()
-        for name in MODULE_NAMES:
-            for parameter in groups[name]:
-                parameter.requires_grad_(name in trained)
-        networks = [p for name in trained if name != "latents" for p in groups[name]]
-        parameters = [p for name in trained for p in groups[name]]
+        networks, parameters = select_trained(model, phase.modules)
         optimizer = torch.optim.Adam(parameters, lr=phase.lr_start * self.lr_scale)
         since_best = 0
         iteration = 0
@@ -287,16 +333,16 @@ class Trainer:
                 learning_rate = _cosine(phase.lr_start, phase.lr_end, fraction) * self.lr_scale
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate
-                quantizer = self._quantizer(phase, fraction)
-                optimizer.zero_grad(set_to_none=True)
-                output = model(quantizer=quantizer, generator=self.generator)
-                loss = distortion(output.x_hat, self.target) + self.lmbda * (
-                    output.rate_bits / self.target.n_pixels
+                quantizer = phase_quantizer(phase, fraction)
+                loss = training_step(
+                    model,
+                    optimizer,
+                    networks,
+                    target=self.target,
+                    lmbda=self.lmbda,
+                    quantizer=quantizer,
+                    generator=self.generator,
                 )
-                loss.backward()
-                if networks:
-                    torch.nn.utils.clip_grad_norm_(networks, GRADIENT_CLIP_NORM)
-                optimizer.step()
                 iteration += 1
                 self.iterations_done += 1
                 since_best += 1
@@ -320,16 +366,6 @@ class Trainer:
             for parameter in model.parameters():
                 parameter.requires_grad_(True)
         model.load_state_dict(candidate.best_state)
-
-    def _quantizer(self, phase: Phase, fraction: float) -> QuantizerSettings:
-        if phase.quantizer in ("softround", "noise", "ste"):
-            return QuantizerSettings(
-                kind=phase.quantizer,
-                temperature=_linear(phase.temperature, fraction),
-                noise="gaussian",
-                noise_parameter=_linear(phase.noise_sigma, fraction),
-            )
-        return QuantizerSettings(kind=phase.quantizer)
 
     def _recover(self, candidate: _Candidate, stage: str, phase: Phase) -> None:
         self.recoveries += 1
