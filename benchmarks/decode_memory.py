@@ -6,7 +6,7 @@ weights: decoding it does all the work a trained stream's decoding does), or tak
 ``--stream FILE`` (e.g. a real encode); then ``coolchic -q decode`` runs in a fresh process,
 and the script prints, per stream, :func:`coolchic.decode_memory.estimate_decode_bytes`, the
 child's peak resident memory (``ru_maxrss``), what decoding added to it (the peak minus the
-peak of a run that only refuses the hostile header, i.e. Python, torch and the package
+peak of a run that only refuses the hostile header, i.e. Python, numpy and the package
 imported), and the ratio estimate / added: the estimate is honest when that ratio is above 1.
 
 Cases: ``WxH:FORMAT:SYNTHESIS:GRIDS[:K:KP:BITS]``, synthesis in the CLI grammar with ``/``
@@ -49,8 +49,7 @@ from coolchic.bitstream.latents import encode_latents  # noqa: E402
 from coolchic.bitstream.nn_params import encode_quantized  # noqa: E402
 from coolchic.decode_memory import estimate_decode_bytes, format_bytes  # noqa: E402
 from coolchic.model.config import ModelConfig, parse_synthesis  # noqa: E402
-from coolchic.model.coolchic import CoolChicModel  # noqa: E402
-from coolchic.train.nn_quantization import group_parameters  # noqa: E402
+from coolchic.model.layout import grid_shapes, parameter_layout  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from fuzz_decode import hostile_stream  # noqa: E402
@@ -76,13 +75,11 @@ def synthetic_stream(
 ) -> bytes:
     """A valid stream of this size and architecture, built without training."""
     rng = np.random.default_rng(seed)
-    model = CoolChicModel(config, height, width)
     q: dict[str, dict[str, list[np.ndarray]]] = {}
-    for module, kind in NN_GROUPS:
-        parameters = group_parameters(model, module, kind)
+    for (module, kind), parameters in parameter_layout(config).items():
         if not parameters:
             continue
-        arrays = [np.zeros(tuple(p.shape), np.int64) for _, p in parameters]
+        arrays = [np.zeros(shape, np.int64) for _, shape in parameters]
         if module == "synthesis":
             arrays = [rng.integers(-3, 4, a.shape) for a in arrays]
         q.setdefault(module, {})[kind] = arrays
@@ -93,8 +90,7 @@ def synthetic_stream(
         for w, b in zip(q["arm"]["weight"], q["arm"]["bias"], strict=True)
     ]
     arm = FixedPointArm.from_quantized(layers[:-1], layers[-1])
-    shapes = model.grid_shapes
-    del model
+    shapes = grid_shapes(height, width, config.n_grids)
     latents = encode_latents([rng.integers(-2, 3, shape) for shape in shapes], arm, 2)
     header = StreamHeader(
         width=width,

@@ -378,16 +378,13 @@ def _resident_bytes() -> tuple[int, int]:
     return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _worker(conn: Connection, threads: int, cap_extra: int, warmup: bytes) -> None:
+def _worker(conn: Connection, cap_extra: int, warmup: bytes) -> None:
     """Decode every stream received; answer ``(outcome, exception type, message, seconds,
     growth)``, growth being how far a decode that set a new resident peak rose above the
     resident memory it started from (0 when the peak did not move: the figure is unknown)."""
-    import torch
-
-    from coolchic.codec import decode_stream
+    from coolchic.decoder import decode_stream
     from coolchic.errors import CoolchicError
 
-    torch.set_num_threads(threads)
     decode_stream(warmup)  # imports and first-call costs out of the timing
     if cap_extra and sys.platform.startswith("linux"):
         cap = _address_space_cap(cap_extra)
@@ -415,12 +412,10 @@ def _worker(conn: Connection, threads: int, cap_extra: int, warmup: bytes) -> No
 class _Worker:
     """One decoding process; replaced when it hangs or dies."""
 
-    def __init__(self, threads: int, cap_extra: int, warmup: bytes) -> None:
+    def __init__(self, cap_extra: int, warmup: bytes) -> None:
         context = mp.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_worker, args=(child, threads, cap_extra, warmup), daemon=True
-        )
+        self.process = context.Process(target=_worker, args=(child, cap_extra, warmup), daemon=True)
         self.process.start()
         child.close()
         if not self.conn.poll(120) or self.conn.recv()[0] != "ready":
@@ -477,7 +472,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     peaks: list[tuple[float, int, int]] = []
     failures: list[str] = []
     args.crash_dir.mkdir(parents=True, exist_ok=True)
-    worker = _Worker(args.threads, args.cap_extra, seeds[names[0]])
+    worker = _Worker(args.cap_extra, seeds[names[0]])
     fuzz_started = time.perf_counter()
     try:
         for index in range(args.streams):
@@ -487,7 +482,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
             outcome, exc_type, message, seconds, growth = worker.decode(data, args.timeout)
             counts[(kind, outcome)] += 1
             if growth >= 64 << 20:  # a new resident peak worth comparing with the estimate
-                estimate = estimate_decode_bytes(read_header(data)[0], threads=args.threads)
+                estimate = estimate_decode_bytes(read_header(data)[0])
                 peaks = sorted([*peaks, (growth / estimate, growth, estimate)], reverse=True)
             if outcome == "error":
                 error_types[exc_type] += 1
@@ -499,7 +494,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
                 failures.append(f"{path}: {exc_type}: {message}")
                 log(f"  {outcome}: {path.name} ({name}, {exc_type}: {message})")
                 worker.close()
-                worker = _Worker(args.threads, args.cap_extra, seeds[names[0]])
+                worker = _Worker(args.cap_extra, seeds[names[0]])
             if (index + 1) % args.progress == 0:
                 log(f"  {index + 1} streams, {time.perf_counter() - fuzz_started:.0f} s")
     finally:
@@ -551,7 +546,6 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds a decode may take (default 60)"
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the worker")
     parser.add_argument(
         "--cap-extra",
         type=float,

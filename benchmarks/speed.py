@@ -12,9 +12,10 @@
 (b) **Decode time** of one stream: the ``--decode-input`` picture (default: a synthetic
     1152x768 YUV 4:2:0 8-bit frame) is encoded once in-process with ``--recipe`` (default
     ``instant``: decoding time does not depend on how long the encoder trained), then
-    ``coolchic.codec.decode(bytes)`` is timed in-process (one untimed warm-up, then the median of
-    ``--decode-repeats``) and ``coolchic decode`` is timed as a subprocess, which adds the
-    interpreter start and the imports (also timed alone: ``python -c "import coolchic.codec"``).
+    ``coolchic.decoder.decode(bytes)`` is timed in-process (one untimed warm-up, then the median
+    of ``--decode-repeats``) and ``coolchic decode`` is timed as a subprocess, which adds the
+    interpreter start and the imports (also timed alone: ``python -c "import coolchic.decoder"``,
+    what the command imports).
 (c) **Post-training share** of that encode, from its report: ``quantise_seconds /
     encode_seconds`` (network quantisation + bitstream writing) and ``(encode_seconds −
     train_seconds) / encode_seconds`` (also the verification decode). The share depends on the
@@ -55,7 +56,8 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
 import torch  # noqa: E402
 
 from coolchic import __version__  # noqa: E402
-from coolchic.codec import EncoderConfig, decode, default_model_config, encode  # noqa: E402
+from coolchic.codec import EncoderConfig, default_model_config, encode  # noqa: E402
+from coolchic.decoder import decode  # noqa: E402
 from coolchic.io import Frame, read_frame  # noqa: E402
 from coolchic.model.complexity import mac_per_pixel  # noqa: E402
 from coolchic.model.config import ModelConfig  # noqa: E402
@@ -225,7 +227,7 @@ def time_stream_decode(data: bytes, label: str, repeats: int, threads: int) -> d
         cli += ["decode", str(stream), "-o", str(output)]
         cli_median, cli_all = _median_subprocess(cli, repeats)
         imports_median, imports_all = _median_subprocess(
-            [sys.executable, "-c", "import coolchic.codec"], repeats
+            [sys.executable, "-c", "import coolchic.decoder"], repeats
         )
 
     return {
@@ -239,8 +241,8 @@ def time_stream_decode(data: bytes, label: str, repeats: int, threads: int) -> d
         "decode_in_process_first_call_seconds": cold,
         "decode_cli_seconds_median": cli_median,
         "decode_cli_seconds_all": [round(value, 4) for value in cli_all],
-        "python_import_coolchic_codec_seconds_median": imports_median,
-        "python_import_coolchic_codec_seconds_all": [round(value, 4) for value in imports_all],
+        "python_import_coolchic_decoder_seconds_median": imports_median,
+        "python_import_coolchic_decoder_seconds_all": [round(value, 4) for value in imports_all],
         "decode_command": shlex.join(cli),
     }
 
@@ -474,8 +476,8 @@ def print_table(result: dict[str, Any]) -> None:
         )
         print(
             f"  `coolchic decode` subprocess:     {d['decode_cli_seconds_median']:.3f} s median "
-            f"(of which `import coolchic.codec` alone: "
-            f"{d['python_import_coolchic_codec_seconds_median']:.3f} s)"
+            f"(of which `import coolchic.decoder` alone: "
+            f"{d['python_import_coolchic_decoder_seconds_median']:.3f} s)"
         )
         if "encode_report" not in d:
             return

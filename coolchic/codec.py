@@ -6,8 +6,8 @@ integer ARM, so entropy decoding is bit-exact on every platform), writes the sel
 stream, then runs the real decoder on those bytes: the reconstruction and the PSNR that the
 encoder reports are the decoder's.
 
-Decoding runs upsampling and synthesis in float64 on the CPU, so that the 8/10-bit rounding of
-the output does not depend on the thread count or the BLAS kernels picked.
+Decoding is :mod:`coolchic.decoder` (torch-free), re-exported here: ``decode``,
+``decode_stream``, ``Decoded`` and ``model_config_from_header``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from coolchic import __version__
 from coolchic.allocator import release_freed_memory
-from coolchic.bitstream.constants import FORMAT_VERSION, NN_GROUPS
-from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
+from coolchic.bitstream.constants import FORMAT_VERSION
+from coolchic.bitstream.fixed_point import arm_from_groups
 from coolchic.bitstream.header import (
     GroupCoding,
     StreamHeader,
@@ -36,30 +35,31 @@ from coolchic.bitstream.header import (
     pack_stream,
     unpack_stream,
 )
-from coolchic.bitstream.latents import decode_latents, encode_latents
-from coolchic.bitstream.nn_params import decode_quantized, dequantize, encode_quantized
+from coolchic.bitstream.latents import encode_latents
+from coolchic.bitstream.nn_params import encode_quantized
 from coolchic.decode_memory import (
     MEMORY_LIMIT_VARIABLE,
-    check_decode_memory,
     decode_memory_limit,
     estimate_decode_bytes,
     format_bytes,
 )
-from coolchic.errors import BitstreamError, EncodingError
+from coolchic.decoder import Decoded as Decoded  # re-exported: the API's decoding half
+from coolchic.decoder import decode as decode
+from coolchic.decoder import decode_stream as decode_stream
+from coolchic.decoder import model_config_from_header as model_config_from_header
+from coolchic.errors import EncodingError
 from coolchic.forecast import calibrate, forecast
 from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
-from coolchic.io.naming import YuvName, name_from_stem
+from coolchic.io.naming import YuvName
 from coolchic.model.complexity import mac_per_pixel
-from coolchic.model.config import LayerSpec, ModelConfig, parse_synthesis
+from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.train.checkpoint import CHECKPOINT_FORMAT, Checkpoint
 from coolchic.train.loss import Target
 from coolchic.train.nn_quantization import (
     RDOQ_MAX_PIXELS,
     QuantizedGroup,
-    group_parameters,
-    predicted_integers,
     quantize_networks,
 )
 from coolchic.train.progress import (
@@ -363,7 +363,7 @@ def encode_key(frame: Frame, config: EncoderConfig, model_config: ModelConfig) -
 def _warn_if_over_decode_limit(bitstream: bytes) -> None:
     """Log when decoding the new stream needs more memory than a default decoder allows."""
     header, _, _ = unpack_stream(bitstream)
-    estimate = estimate_decode_bytes(header, threads=torch.get_num_threads())
+    estimate = estimate_decode_bytes(header)
     limit = decode_memory_limit()
     if estimate > limit:
         logger.warning(
@@ -381,25 +381,12 @@ def _section_bytes(bitstream: bytes) -> tuple[int, int]:
     return len(nn_bytes), len(latent_bytes)
 
 
-def _arm_layers(
-    q_weights: list[np.ndarray], q_biases: list[np.ndarray], weight_exp: int, bias_exp: int
-) -> tuple[list[QuantizedLayer], QuantizedLayer]:
-    layers = [
-        QuantizedLayer(weight, bias, weight_exp, bias_exp)
-        for weight, bias in zip(q_weights, q_biases, strict=True)
-    ]
-    return layers[:-1], layers[-1]
-
-
 def _write_stream(
     model: CoolChicModel, groups: tuple[QuantizedGroup, ...], frame: Frame
 ) -> tuple[bytes, int]:
     by_key = {(g.module, g.kind): g for g in groups}
     arm_w, arm_b = by_key[("arm", "weight")], by_key[("arm", "bias")]
-    hidden, output = _arm_layers(
-        list(arm_w.integers), list(arm_b.integers), arm_w.exponent, arm_b.exponent
-    )
-    arm = FixedPointArm.from_quantized(hidden, output)
+    arm = arm_from_groups(arm_w.integers, arm_b.integers, arm_w.exponent, arm_b.exponent)
     latents = [
         grid.reshape(grid.shape[-2:]).to(torch.int64).numpy() for grid in model.quantized_latents()
     ]
@@ -433,149 +420,3 @@ def _write_stream(
         fps_text=source.fps_text if source else "",
     )
     return pack_stream(header, nn_bytes, coded.data), coded.n_clamped
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding
-
-
-@dataclass(frozen=True, eq=False)
-class Decoded:
-    """A decoded stream: the frame and the header it was described by."""
-
-    frame: Frame
-    header: StreamHeader
-
-
-def model_config_from_header(header: StreamHeader) -> ModelConfig:
-    """The architecture a header describes."""
-    return ModelConfig(
-        n_grids=header.n_grids,
-        n_ctx_rowcol=header.n_ctx_rowcol,
-        arm_hidden=tuple(header.arm_hidden),
-        synthesis=tuple(
-            LayerSpec(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
-            for layer in header.synthesis
-        ),
-        upsampling_kernel=header.upsampling_kernel,
-        preconcat_kernel=header.preconcat_kernel,
-    )
-
-
-def decode(
-    data: bytes, *, stem: str | None = None, memory_limit: int | Literal[False] | None = None
-) -> Frame:
-    """Decode a coolchic bitstream into a frame (see :func:`decode_stream`)."""
-    return decode_stream(data, stem=stem, memory_limit=memory_limit).frame
-
-
-def decode_stream(
-    data: bytes, *, stem: str | None = None, memory_limit: int | Literal[False] | None = None
-) -> Decoded:
-    """Decode a coolchic bitstream.
-
-    Args:
-        data: the whole ``.cool`` file.
-        stem: the ``.cool`` file's stem, if there is one: the stream does not store the source
-            name, so a YUV frame's ``source`` is rebuilt from the stem (see
-            :func:`~coolchic.io.naming.name_from_stem`) and the stored frame rate; without a
-            stem, or without any frame rate, ``source`` is None.
-        memory_limit: refuse streams whose decoding is estimated to need more bytes
-            (:mod:`coolchic.decode_memory`); None: ``COOLCHIC_DECODE_MEMORY_LIMIT`` or the
-            default, 8 GiB; False: no limit (for streams this process has just written).
-
-    Raises:
-        BitstreamError: truncated, corrupted or unsupported stream (never another exception
-            type for bad bytes).
-        LimitExceeded: (a BitstreamError) the header asks for more memory than the limit,
-            checked before anything the size of the image is allocated.
-    """
-    header, nn_bytes, latent_bytes = unpack_stream(data)
-    if memory_limit is not False:
-        check_decode_memory(header, memory_limit, threads=torch.get_num_threads())
-    try:
-        config = model_config_from_header(header)
-    except ValueError as error:
-        raise BitstreamError(f"header describes an invalid architecture: {error}") from None
-    with torch.inference_mode():
-        model = CoolChicModel(config, header.height, header.width).double()
-        shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
-        for module, kind in NN_GROUPS:
-            parameters = group_parameters(model, module, kind)
-            if parameters:
-                shapes.setdefault(module, {})[kind] = [tuple(p.shape) for _, p in parameters]
-        orders = {
-            key: coding.order for key, coding in zip(NN_GROUPS, header.nn_coding, strict=True)
-        }
-        exps = {key: coding.exp for key, coding in zip(NN_GROUPS, header.nn_coding, strict=True)}
-        q = decode_quantized(nn_bytes, shapes, orders)
-        for module, kinds in q.items():
-            for kind, arrays in kinds.items():
-                predictions = predicted_integers(model, module, kind, exps[(module, kind)])
-                kinds[kind] = [a + p for a, p in zip(arrays, predictions, strict=True)]
-        try:
-            hidden, output = _arm_layers(
-                q["arm"]["weight"], q["arm"]["bias"], exps[("arm", "weight")], exps[("arm", "bias")]
-            )
-            arm = FixedPointArm.from_quantized(hidden, output)
-        except ValueError as error:
-            raise BitstreamError(f"invalid ARM parameters: {error}") from None
-        latents = decode_latents(
-            latent_bytes,
-            model.grid_shapes,
-            arm,
-            header.n_ctx_rowcol,
-            zero_grids=header.zero_grids or None,
-        )
-        for module in ("upsampling", "synthesis"):
-            for kind, arrays in q.get(module, {}).items():
-                for (_, parameter), array in zip(
-                    group_parameters(model, module, kind), arrays, strict=True
-                ):
-                    values = dequantize(array, exps[(module, kind)]).astype(np.float64)
-                    parameter.copy_(torch.from_numpy(values))
-        grids = [torch.from_numpy(g.astype(np.float64))[None, None] for g in latents]
-        del latents  # the int64 copies: not needed past this point
-        x_hat = model.decode_from_latents(grids)
-        frame = _to_frame(x_hat, header, _source_for(header, stem))
-    return Decoded(frame=frame, header=header)
-
-
-def _source_for(header: StreamHeader, stem: str | None) -> YuvName | None:
-    """The YUV name fields of a decoded stream: name from the file stem, frame rate stored."""
-    if stem is None or header.frame_format == "rgb":
-        return None
-    name, stem_fps = name_from_stem(stem)
-    fps_text = header.fps_text or stem_fps
-    if not fps_text:
-        return None
-    try:
-        return YuvName(
-            name,
-            header.width,
-            header.height,
-            fps_text,
-            header.frame_format,  # type: ignore[arg-type]
-            header.bit_depth,
-        )
-    except ValueError:
-        return None
-
-
-def _to_frame(x_hat: torch.Tensor, header: StreamHeader, source: YuvName | None) -> Frame:
-    """Synthesis output ``[1, 3, H, W]`` (float64) → clamped, rounded frame."""
-    peak = float((1 << header.bit_depth) - 1)
-    if header.frame_format == "yuv420":
-        planes = [x_hat[0, 0], *F.avg_pool2d(x_hat[:, 1:3], kernel_size=2)[0]]
-    else:
-        planes = list(x_hat[0])
-    dtype = np.uint8 if header.bit_depth <= 8 else np.uint16
-    integers = tuple(
-        torch.round(plane.clamp(0.0, 1.0) * peak).numpy().astype(dtype) for plane in planes
-    )
-    return Frame.from_integer_planes(
-        integers,  # type: ignore[arg-type]
-        fmt=header.frame_format,
-        bit_depth=header.bit_depth,
-        source=source,
-    )

@@ -2,23 +2,22 @@
 
 A header is a few dozen bytes, yet it sets every size the decoder allocates: the latent grids,
 the upsampled stack (``n_grids`` full-resolution float64 maps), each synthesis layer's output
-and, for a ``k x k`` layer, torch's float64 convolution buffer (``C_in·k²`` values a pixel), and
-the output planes. A 16384x16384 header with the widest synthesis the limits allow would need
-about 75 TiB; even the smallest decoder at that size needs about 29 GiB. So
-:func:`estimate_decode_bytes` computes the peak from the header before anything large is
-allocated, and :func:`check_decode_memory` refuses a stream whose estimate exceeds the limit
-(:data:`DEFAULT_DECODE_MEMORY_LIMIT`, or :data:`MEMORY_LIMIT_VARIABLE` in the environment)
-with :class:`~coolchic.errors.LimitExceeded` (docs/bitstream.md, "Decoder memory bound").
+and, for a ``k x k`` layer, its replicate-padded input and the unfolded neighbourhoods of a
+band of rows (``C_in·k²`` values a pixel), and the output planes. A 16384x16384 header with
+the widest synthesis the limits allow would need about 1 TiB; even the smallest decoder at
+that size needs about 17 GiB. So :func:`estimate_decode_bytes` computes the peak from the
+header before anything large is allocated, and :func:`check_decode_memory` refuses a stream
+whose estimate exceeds the limit (:data:`DEFAULT_DECODE_MEMORY_LIMIT`, or
+:data:`MEMORY_LIMIT_VARIABLE` in the environment) with :class:`~coolchic.errors.LimitExceeded`
+(docs/bitstream.md, "Decoder memory bound").
 
 The estimate replays the decoder's allocations in order (:class:`_Ledger`): each phase's
-buffers, kept or freed as :func:`coolchic.codec.decode_stream` keeps or frees them, and takes
+buffers, kept or freed as :func:`coolchic.decoder.decode_stream` keeps or frees them, and takes
 the highest total. It is multiplied by :data:`HEAP_SLACK` because glibc keeps freed blocks under
-32 MiB in its heap, so resident memory exceeds the live bytes on mid-size images (up to 1.27x
-the ledger at 1280x720, measured; on larger images the big buffers are mapped and unmapped
-whole). It counts what decoding adds to the process (a fresh ``coolchic decode`` starts at
-about 230 MiB: Python, torch, numpy), writing the frame out included. Measured against peak
-resident memory from 256x256 to 3840x2160, it was 21 % to 3x above what decoding added
-(BENCHMARKS.md, "Decoder memory bound and fuzzing").
+32 MiB in its heap, so resident memory exceeds the live bytes on mid-size images. It counts
+what decoding adds to the process (a fresh ``coolchic decode`` starts at about 40 MiB: Python,
+numpy, constriction), writing the frame out included. The decoder runs on the calling thread
+alone (:mod:`coolchic.decoder.networks`), so the estimate does not depend on a thread count.
 
 Torch-free: it reads the header only.
 """
@@ -27,6 +26,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Final
 
 from coolchic.bitstream.constants import (
@@ -59,9 +59,9 @@ __all__ = [
 ]
 
 #: The decoder's default memory limit: 8 GiB, half of a 16 GB machine. A 3840x2160 stream is
-#: estimated at 4.1 GiB with the v2-sized decoder and 1.6 GiB with the small one (measured:
-#: 3.2 and 1.2 GiB), so 4K streams of the encoder's own architectures decode, while every
-#: 16384x16384 stream (29 GiB at least) and the largest header (75 TiB) are refused.
+#: estimated at 1.5 GiB with the v2-sized decoder and 1.1 GiB with the small one (measured:
+#: 1.3 GiB and 0.9 GiB), so 4K streams of the encoder's own architectures decode, while every
+#: 16384x16384 stream (17 GiB at least) and the largest header (1 TiB) are refused.
 DEFAULT_DECODE_MEMORY_LIMIT: Final = 8 << 30
 #: Environment variable that overrides the limit: bytes, or a number with a K, M, G or T
 #: suffix (powers of 1024), e.g. ``16G``.
@@ -69,7 +69,7 @@ MEMORY_LIMIT_VARIABLE: Final = "COOLCHIC_DECODE_MEMORY_LIMIT"
 #: Resident memory over live bytes: glibc keeps freed blocks under 32 MiB in its heap.
 HEAP_SLACK: Final = 1.3
 #: Fixed allowance for the small allocations the ledger does not itemise (per-step ARM
-#: buffers, the μ/scale table, Python objects, torch's per-operator scratch).
+#: buffers, the μ/scale table, the blocks of a filter pass, Python objects).
 _FIXED_BYTES: Final = 64 << 20
 
 _FLOAT: Final = 8  # the decoder runs upsampling and synthesis in float64
@@ -84,11 +84,6 @@ _NN_BYTES_PER_BIT: Final = 1 + 2 * _INT64 + 2 * (8 + 32) + 4 * _INT64
 #: positions: int64 flat indices and steps per grid, the finest grid's rows and columns, both
 #: concatenations, the stable argsort and its merge buffer (``coolchic.bitstream.latents``).
 _SCHEDULE_BYTES_PER_LATENT: Final = 8 * _INT64
-#: Columns a pointwise (1x1) synthesis chunk holds (``coolchic.model.pointwise``; copied to
-#: keep this module torch-free, a test keeps them equal).
-_CHUNK_COLUMNS: Final = 16384
-#: Eager FIR passes below this many input samples use ``unfold`` + matmul (``upsampling``).
-_FIR_MIN_ELEMENTS: Final = 65_536
 _SUFFIXES: Final[Mapping[str, int]] = {
     "": 1,
     "K": 1 << 10,
@@ -139,62 +134,50 @@ class _Ledger:
         self.free(n_bytes)
 
 
-def _fir_pass(
-    ledger: _Ledger, maps: int, size_in: tuple[int, int], size_out: tuple[int, int], taps: int
-) -> int:
-    """One polyphase FIR pass over ``maps`` maps, ``size_in`` → ``size_out`` (rows, columns).
-
-    Returns the bytes of its output, which is kept; the padded input is dropped. Small inputs
-    go through ``unfold`` and a matrix product, whose two-phase product is made as well.
-    """
-    (rows, cols), (out_rows, out_cols) = size_in, size_out
-    padded = maps * (rows + taps) * (cols + taps) * _FLOAT
-    out = maps * out_rows * out_cols * _FLOAT
-    ledger.alloc(padded)
-    if maps * rows * cols < _FIR_MIN_ELEMENTS:
-        ledger.transient(2 * out + padded)  # the [..., positions, 2] product, then the stack
-    ledger.alloc(out)
-    ledger.free(padded)
-    return out
-
-
 def _upsampling(ledger: _Ledger, header: StreamHeader) -> int:
-    """Replay :func:`coolchic.model.upsampling._separable_stack`; returns the stack's bytes.
+    """Replay :func:`coolchic.decoder.networks.upsample`; returns the stack's bytes.
 
-    A level's ``up`` and filtered ``target`` stay alive until the next level rebinds them.
+    The final stack is allocated first and filled by the last level. Each level allocates its
+    stack (the final one at level 0), the horizontal pass of the coarser stack and, with a
+    pre-concatenation filter, that filter's horizontal pass; the coarser stack is dropped once
+    the level is done. A pass's padded band of rows is at most ``BAND_SAMPLES`` samples, or
+    one padded row.
     """
+    from coolchic.decoder.networks import BAND_SAMPLES  # here: the decoder imports this module
+
     shapes = header.grid_shapes
-    taps = header.upsampling_kernel // 2 + 1
-    stack = 0  # the first stack is the coarsest grid itself, counted with the grids
-    maps = 1
-    up = target = 0
-    for level in range(header.n_grids - 2, -1, -1):
+    n_grids = header.n_grids
+    stack = n_grids * header.height * header.width * _FLOAT
+    ledger.alloc(stack)
+    coarser = 0  # the first stack is the coarsest grid itself, counted with the grids
+    for level in range(n_grids - 2, -1, -1):
         (h, w), (h_in, w_in) = shapes[level], shapes[level + 1]
-        ledger.free(target)
-        wide = _fir_pass(ledger, maps, (h_in, w_in), (h_in, 2 * w_in), taps)
-        new_up = _fir_pass(ledger, maps, (h_in, w), (2 * h_in, w), taps)
-        ledger.free(wide + up)
-        up, target = new_up, 0
+        maps = n_grids - 1 - level
+        new = 0 if level == 0 else (maps + 1) * h * w * _FLOAT
+        ledger.alloc(new)
+        pad = header.upsampling_kernel
+        wide = maps * h_in * w * _FLOAT
+        band = max(BAND_SAMPLES, w_in + pad) * _FLOAT
+        ledger.alloc(wide)
+        ledger.transient(band)
+        ledger.free(wide)
         if header.preconcat_kernel:
-            k = header.preconcat_kernel
-            rows = _fir_pass(ledger, 1, (h, w), (h, w), k)
-            filtered = _fir_pass(ledger, 1, (h, w), (h, w), k)
-            target = h * w * _FLOAT
-            ledger.alloc(target)  # x + filtered
-            ledger.free(rows + filtered)
-        new_stack = (maps + 1) * h * w * _FLOAT
-        ledger.alloc(new_stack)
-        ledger.free(stack)
-        stack, maps = new_stack, maps + 1
-    ledger.free(up + target)
+            rows = h * w * _FLOAT
+            ledger.alloc(rows)
+            ledger.transient(max(BAND_SAMPLES, w + header.preconcat_kernel) * _FLOAT)
+            ledger.free(rows)
+        ledger.free(coarser)
+        coarser = new
     return stack
 
 
-def _synthesis(ledger: _Ledger, header: StreamHeader, stack: int, threads: int) -> int:
-    """Replay :meth:`coolchic.model.synthesis.Synthesis.forward`; returns the output's bytes.
+def _synthesis(ledger: _Ledger, header: StreamHeader, stack: int) -> int:
+    """Replay :func:`coolchic.decoder.networks.synthesize`; returns the output's bytes.
 
-    The input (the upsampled stack) stays alive to the end: ``nn.Module.__call__`` holds it.
+    The input (the upsampled stack) stays alive to the end: the caller holds it.
     """
+    from coolchic.decoder.networks import MATMUL_MACS  # here: the decoder imports this module
+
     pixels = header.height * header.width
     channels = header.n_grids
     layers = header.synthesis
@@ -204,23 +187,27 @@ def _synthesis(ledger: _Ledger, header: StreamHeader, stack: int, threads: int) 
         end = index
         while end < len(layers) and layers[end].kernel == 1:
             end += 1
-        if end > index:  # a run of 1x1 layers: one chunked pointwise MLP
+        if end > index:  # a run of 1x1 layers: one MLP over chunks of pixels
             run = layers[index:end]
             out = run[-1].out_channels * pixels * _FLOAT
-            widths = channels + sum(layer.out_channels for layer in run)
-            chunks = -(-pixels // _CHUNK_COLUMNS)
-            scratch = min(threads, chunks) * min(pixels, _CHUNK_COLUMNS) * widths * _FLOAT
+            widths = [channels, *(layer.out_channels for layer in run)]
+            largest = max(a * b for a, b in pairwise(widths))
+            chunk = min(pixels, max(1, MATMUL_MACS // largest))
             ledger.alloc(out)
-            ledger.transient(scratch)
+            ledger.transient(2 * chunk * max(widths) * _FLOAT)
             channels, index = run[-1].out_channels, end
-        else:  # a k x k layer: replicate pad, channels-last copy, im2col buffer (float64)
+        else:  # a k x k layer: replicate-padded input, unfolded band, output
             layer = layers[index]
             k = layer.kernel
             padded = channels * (header.height + k - 1) * (header.width + k - 1) * _FLOAT
-            columns = channels * k * k * pixels * _FLOAT
+            unfolded = channels * k * k
+            macs_per_row = layer.out_channels * unfolded * header.width
+            rows = min(header.height, max(1, MATMUL_MACS // macs_per_row))
+            band = (unfolded + 2 * layer.out_channels) * rows * header.width * _FLOAT
             out = layer.out_channels * pixels * _FLOAT
-            ledger.alloc(2 * padded + columns + out)
-            ledger.free(2 * padded + columns)
+            ledger.alloc(padded + out)
+            ledger.transient(band)
+            ledger.free(padded)
             channels, index = layer.out_channels, index + 1
         ledger.free(x_bytes)
         x_bytes = out
@@ -235,18 +222,15 @@ def _plane_sizes(header: StreamHeader) -> list[int]:
     return [pixels] * 3
 
 
-def estimate_decode_bytes(header: StreamHeader, *, threads: int | None = None) -> int:
+def estimate_decode_bytes(header: StreamHeader) -> int:
     """Peak memory that decoding this stream and writing its frame adds to the process (bytes).
 
     Args:
         header: a validated header (:func:`~coolchic.bitstream.header.read_header`).
-        threads: torch's intra-op threads (each pointwise worker holds one chunk); default
-            the CPU count.
 
     Returns:
         The ledger's peak times :data:`HEAP_SLACK`, plus a fixed allowance.
     """
-    threads = max(1, threads or os.cpu_count() or 1)
     ledger = _Ledger()
     n_latents = sum(h * w for h, w in header.grid_shapes)
     n_coded = header.n_coded_latents
@@ -254,15 +238,11 @@ def estimate_decode_bytes(header: StreamHeader, *, threads: int | None = None) -
     # Sections sliced out of the file.
     kept = header.nn_bytes + header.latent_bytes
     ledger.alloc(kept)
-    # Model: float32 latents and parameters and the int64 grid index; then .double().
-    ledger.alloc(n_latents * _INT64 + (n_latents + n_params) * _FLOAT32)
-    ledger.alloc((n_latents + n_params) * _FLOAT)
-    ledger.free((n_latents + n_params) * _FLOAT32)
-    kept += n_latents * _INT64 + (n_latents + n_params) * _FLOAT
-    # nn section: the parse (per bit), the int64 values, their predictions and sums.
+    # nn section: the parse (per bit), the int64 values and their predictions, then the sums
+    # and the float64 values of the networks, kept.
     ledger.transient(8 * header.nn_bytes * _NN_BYTES_PER_BIT + 2 * n_params * _INT64)
-    ledger.alloc(n_params * _INT64)
-    kept += n_params * _INT64
+    ledger.alloc(n_params * (_INT64 + _FLOAT))
+    kept += n_params * (_INT64 + _FLOAT)
     # Latent section: words, the int8 buffer (every grid at the widest grid's stride), the
     # ordered positions and the schedule's temporaries, then the int64 grids it returns.
     n = header.n_ctx_rowcol
@@ -275,12 +255,14 @@ def estimate_decode_bytes(header: StreamHeader, *, threads: int | None = None) -
     ledger.alloc(n_latents * _FLOAT)  # float64 grids (the int64 ones are dropped)
     ledger.free(n_latents * _INT64)
     kept += n_latents * _FLOAT
-    x_hat = _synthesis(ledger, header, _upsampling(ledger, header), threads)
-    # Output planes: chroma pooling (4:2:0), clamp/scale/round per plane, integers, float32.
+    x_hat = _synthesis(ledger, header, _upsampling(ledger, header))
+    # Output planes: chroma pooling (4:2:0, two partial sums at a time), clamp/scale/round per
+    # plane, integers, float32.
     planes = _plane_sizes(header)
     sample = 1 if header.bit_depth <= 8 else 2
     pooled = sum(planes[1:]) * _FLOAT if header.frame_format == "yuv420" else 0
     ledger.alloc(pooled)
+    ledger.transient(pooled)
     for size in planes:
         ledger.transient(2 * size * _FLOAT)
         ledger.alloc(size * sample)
@@ -339,15 +321,12 @@ def decode_memory_limit(environ: Mapping[str, str] | None = None) -> int:
         raise CoolchicError(f"{MEMORY_LIMIT_VARIABLE}: {error}") from None
 
 
-def check_decode_memory(
-    header: StreamHeader, limit: int | None = None, *, threads: int | None = None
-) -> int:
+def check_decode_memory(header: StreamHeader, limit: int | None = None) -> int:
     """Refuse a stream whose decoding would need more than ``limit`` bytes.
 
     Args:
         header: the stream's header.
         limit: bytes; None reads :func:`decode_memory_limit`.
-        threads: see :func:`estimate_decode_bytes`.
 
     Returns:
         The estimate (bytes).
@@ -356,7 +335,7 @@ def check_decode_memory(
         LimitExceeded: the estimate is above the limit.
     """
     limit = decode_memory_limit() if limit is None else limit
-    estimate = estimate_decode_bytes(header, threads=threads)
+    estimate = estimate_decode_bytes(header)
     if estimate > limit:
         raise LimitExceeded(
             f"decoding this {header.width}x{header.height} stream ({header.n_grids} grids, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 
 from coolchic.errors import DeviceError
 
@@ -60,12 +61,17 @@ def resolve_device(spec: str = "auto") -> str:
     return spec
 
 
-def set_torch_threads(threads: int | None) -> int:
-    """Set torch's intra-op thread count explicitly (default: every core) and return it."""
-    import torch
+def set_torch_threads(threads: int | None, *, import_torch: bool = True) -> int:
+    """Set torch's intra-op thread count explicitly (default: every core) and return it.
 
+    With ``import_torch=False`` torch is only configured if something has imported it
+    already: torch-free commands (``decode``) honour ``--threads`` without loading torch.
+    """
     count = threads if threads is not None else max(1, os.cpu_count() or 1)
     if count < 1:
         raise ValueError(f"threads must be at least 1, found {count}")
-    torch.set_num_threads(count)
+    if import_torch or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(count)
     return count

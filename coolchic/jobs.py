@@ -43,6 +43,7 @@ from coolchic.errors import BitstreamError, CoolchicError, EncodingError, InputE
 from coolchic.io import (
     Frame,
     FrameSamples,
+    check_output_suffix,
     inspect_yuv,
     is_png_path,
     is_yuv_path,
@@ -162,16 +163,6 @@ def sha256_of(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_output_suffix(path: Path, frame_format: str) -> None:
-    """A reconstruction is written as .png for RGB and .yuv for YUV frames."""
-    expected = ".png" if frame_format == "rgb" else ".yuv"
-    if path.suffix.lower() != expected:
-        raise InputError(
-            f"{path}: a {frame_format} frame is written as {expected}, not "
-            f"{path.suffix or '(no extension)'}"
-        )
 
 
 def encode_file(

@@ -29,9 +29,10 @@ the bound is about 2^57; with ``|w| <= 1`` it is about 2^53. Only huge weights c
 
 Kernels: the reference kernel is numpy int64 (integer ``matmul`` is exact and does not use
 BLAS). When the proven accumulator bound is below 2^53 (every realistic ARM: see above) the same
-integer arithmetic runs in float64 instead, about three times faster: every operand, product,
-partial sum, bias, ``max(·, 0)``, multiplication by ``2^-16`` / ``2^-24`` and ``floor`` then acts on
-integers (or exact dyadic quotients) of magnitude below 2^53, which IEEE-754 double arithmetic
+integer arithmetic runs in float64 instead, about three times faster, each layer's shift folded
+into its weights and bias as a factor ``2^-16`` (``2^-24`` for the output): every operand,
+product, partial sum, bias, ``max(·, 0)`` and ``floor`` then acts on integers times a power of
+two (exact dyadic values) of magnitude below 2^53, which IEEE-754 double arithmetic
 represents exactly, so no rounding ever happens, in any summation order, with or without FMA,
 on any thread count or BLAS. The results are the int64 results bit for bit (tested on random and
 near-bound networks). ``float_kernel=False`` forces the int64 kernel.
@@ -75,10 +76,13 @@ from coolchic.errors import LimitExceeded
 
 _HIDDEN_SCALE = 2.0**-WEIGHT_SHIFT
 _OUTPUT_SCALE = 2.0**-OUTPUT_SHIFT
+#: The last index of the μ table and of the scale table (the float kernel's clip).
+_LAST_INDICES = np.array([MU_TABLE_SIZE - 1, SCALE_TABLE_SIZE - 1], dtype=np.float64)
 
 __all__ = [
     "FixedPointArm",
     "QuantizedLayer",
+    "arm_from_groups",
     "log_scale_from_index",
     "mu_from_index",
     "mu_scale_table",
@@ -230,8 +234,12 @@ class FixedPointArm:
         object.__setattr__(self, "accumulator_bound", bound)
         float_layers = None
         if self.float_kernel and bound < FLOAT_EXACT_LIMIT:
+            # Each layer's right shift is folded in as its power of two (exact): the kernel
+            # then only floors.
+            scales = [_HIDDEN_SCALE] * (len(self.layers) - 1) + [_OUTPUT_SCALE]
             float_layers = tuple(
-                (weight.astype(np.float64), bias.astype(np.float64)) for weight, bias in self.layers
+                (weight.astype(np.float64) * scale, bias.astype(np.float64) * scale)
+                for (weight, bias), scale in zip(self.layers, scales, strict=True)
             )
         object.__setattr__(self, "_float_layers", float_layers)
 
@@ -316,8 +324,8 @@ class FixedPointArm:
         """The unchecked hot path of :meth:`forward` (used once per wavefront step).
 
         Args:
-            contexts: int64 numpy ``[N, C]`` with every value in [−64, 64]. Not checked: values
-                outside that range void the overflow proof.
+            contexts: integer numpy ``[N, C]`` (int8 or int64) with every value in [−64, 64].
+                Not checked: values outside that range void the overflow proof.
 
         Returns:
             ``(mu_index, scale_index)``: int64 ``[N]`` each.
@@ -338,22 +346,28 @@ class FixedPointArm:
         return mu_index, scale_index
 
     def _indices_float(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The int64 kernel's arithmetic on exactly-represented integers in float64."""
+        """The int64 kernel's arithmetic on exactly-represented values in float64.
+
+        The layers hold ``W·2^-s`` and ``B·2^-s`` (s = 16, 24 for the output): every product
+        and partial sum is the int64 kernel's integer times that power of two, exact below
+        2^53, so ``floor`` gives the shifted integer. Few operations: this runs once per
+        wavefront step.
+        """
         assert self._float_layers is not None
         x = contexts.astype(np.float64)
-        last = len(self._float_layers) - 1
-        for index, (weight, bias) in enumerate(self._float_layers):
+        *hidden, (out_weight, out_bias) = self._float_layers
+        for weight, bias in hidden:
             x = x @ weight
             x += bias
-            if index != last:
-                np.maximum(x, 0.0, out=x)
-                x *= _HIDDEN_SCALE  # exact: a power of two
-                np.floor(x, out=x)  # == >> 16 on the integer
-        x *= _OUTPUT_SCALE
+            np.maximum(x, 0.0, out=x)
+            np.floor(x, out=x)  # == >> 16 on the integer
+        x = x @ out_weight
+        x += out_bias
         np.floor(x, out=x)  # == >> 24
-        mu_index = np.clip(x[:, 0], 0, MU_TABLE_SIZE - 1).astype(np.int64)
-        scale_index = np.clip(x[:, 1], 0, SCALE_TABLE_SIZE - 1).astype(np.int64)
-        return mu_index, scale_index
+        np.minimum(x, _LAST_INDICES, out=x)
+        np.maximum(x, 0.0, out=x)
+        indices = x.astype(np.int64)
+        return indices[:, 0], indices[:, 1]
 
     def forward(self, contexts: Any) -> tuple[Any, Any]:
         """Table indices of μ and of the scale for each row of contexts.
@@ -397,6 +411,33 @@ class FixedPointArm:
         mu_index, scale_index = self.forward(_to_int64(contexts, "contexts"))
         mu, scale = mu_scale_table()
         return mu[mu_index], scale[scale_index]
+
+
+def arm_from_groups(
+    weights: Sequence[Any], biases: Sequence[Any], weight_exp: int, bias_exp: int
+) -> FixedPointArm:
+    """The integer ARM from its two transmitted parameter groups.
+
+    Args:
+        weights: integer ``[out, in]`` per layer, hidden layers first, the output layer last
+            (the ARM weight group in coding order).
+        biases: integer ``[out]`` per layer, in the same order.
+        weight_exp: the step exponent of the weight group.
+        bias_exp: the step exponent of the bias group.
+
+    Raises:
+        As :meth:`FixedPointArm.from_quantized`; ValueError also when the groups do not pair up.
+    """
+    if len(weights) != len(biases) or not weights:
+        raise ValueError(
+            f"ARM groups: expected as many biases as weights (at least one), found "
+            f"{len(weights)} weights and {len(biases)} biases"
+        )
+    layers = [
+        QuantizedLayer(weight, bias, weight_exp, bias_exp)
+        for weight, bias in zip(weights, biases, strict=True)
+    ]
+    return FixedPointArm.from_quantized(layers[:-1], layers[-1])
 
 
 def mu_from_index(mu_index: np.ndarray) -> np.ndarray:

@@ -59,6 +59,7 @@ from coolchic.bitstream.constants import (
 )
 from coolchic.bitstream.expgolomb import read_ue, ue_bits, write_ue
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
+from coolchic.model.layout import grid_shapes
 
 __all__ = [
     "FRAME_FORMAT_CODES",
@@ -72,7 +73,6 @@ __all__ = [
     "Nonlinearity",
     "StreamHeader",
     "SynthesisLayerField",
-    "grid_shapes",
     "max_latent_bytes",
     "pack_stream",
     "read_header",
@@ -185,11 +185,6 @@ def max_latent_bytes(n_symbols: int) -> int:
     if n_symbols <= 0:
         return 0
     return 4 * (-(-n_symbols * MAX_BITS_PER_LATENT // 32) + RANGE_CODER_SLACK_WORDS)
-
-
-def grid_shapes(height: int, width: int, n_grids: int) -> tuple[tuple[int, int], ...]:
-    """``(ceil(H / 2^i), ceil(W / 2^i))`` of each latent grid, grid 0 (finest) first."""
-    return tuple((-(-height // (1 << i)), -(-width // (1 << i))) for i in range(n_grids))
 
 
 @dataclass(frozen=True)
@@ -398,7 +393,7 @@ class StreamHeader:
     @property
     def grid_shapes(self) -> tuple[tuple[int, int], ...]:
         """``(h, w)`` of each latent grid, grid 0 (full resolution) first."""
-        return grid_shapes(self.height, self.width, self.n_grids)
+        return tuple(grid_shapes(self.height, self.width, self.n_grids))
 
     @property
     def zero_grid_flags(self) -> tuple[bool, ...]:

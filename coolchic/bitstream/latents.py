@@ -33,7 +33,7 @@ from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
 from coolchic.bitstream.fixed_point import FixedPointArm, mu_scale_table
 from coolchic.bitstream.header import max_latent_bytes
 from coolchic.errors import BitstreamError, LimitExceeded
-from coolchic.model.arm import context_offsets
+from coolchic.model.layout import context_offsets
 
 __all__ = [
     "EncodedLatents",
@@ -174,8 +174,7 @@ def _code_grids(
     indices = arm.table_indices
     for step in range(len(bounds) - 1):
         where = positions[bounds[step] : bounds[step + 1]]
-        contexts = buffer[where[:, None] + offsets].astype(np.int64)
-        mu_index, scale_index = indices(contexts)
+        mu_index, scale_index = indices(buffer[where[:, None] + offsets])
         mu = mu_table[mu_index]
         scale = scale_table[scale_index]
         if mode == "encode":

@@ -27,6 +27,7 @@ __all__ = [
     "FrameSamples",
     "YuvFileInfo",
     "YuvName",
+    "check_output_suffix",
     "format_yuv_name",
     "frame_metrics",
     "inspect_yuv",
@@ -61,3 +62,13 @@ def write_frame(path: str | Path, frame: Frame) -> None:
         write_png(path, frame)
     else:
         write_yuv(path, frame)
+
+
+def check_output_suffix(path: Path, frame_format: str) -> None:
+    """A reconstruction is written as .png for RGB and .yuv for YUV frames."""
+    expected = ".png" if frame_format == "rgb" else ".yuv"
+    if path.suffix.lower() != expected:
+        raise InputError(
+            f"{path}: a {frame_format} frame is written as {expected}, not "
+            f"{path.suffix or '(no extension)'}"
+        )

@@ -1,49 +1,59 @@
-"""The Cool-chic model core: latent grids, ARM, upsampling, synthesis, quantisation proxies.
+"""The Cool-chic model: latent grids, ARM, upsampling, synthesis, quantisation proxies.
 
-Everything here is torch-only and free of I/O and UI. Submodules, one concept each:
+Submodules, one concept each:
 
 * :mod:`~coolchic.model.config` — :class:`ModelConfig`, the synthesis grammar (:class:`LayerSpec`);
+* :mod:`~coolchic.model.layout` — what the model and the torch-free decoder share: grid
+  sizes, the ARM context, the parameter groups in coding order, the initial filters;
+* :mod:`~coolchic.model.complexity` — MAC per pixel and parameter counts;
 * :mod:`~coolchic.model.latents` — hierarchical latent grids;
 * :mod:`~coolchic.model.quantizer` — training-time proxies of ``round``;
 * :mod:`~coolchic.model.arm` — contexts, ARM MLP, discretised-Laplace rate;
 * :mod:`~coolchic.model.upsampling` — learned separable ×2 upsampling;
 * :mod:`~coolchic.model.synthesis` — conv synthesis;
 * :mod:`~coolchic.model.coolchic` — :class:`CoolChicModel`, the composition;
-* :mod:`~coolchic.model.output` — RGB / YUV 4:2:0 conversion of the synthesis output;
-* :mod:`~coolchic.model.complexity` — MAC per pixel and parameter counts.
+* :mod:`~coolchic.model.output` — RGB / YUV 4:2:0 conversion of the synthesis output.
+
+``config``, ``layout`` and ``complexity`` are torch-free, and so is importing this package:
+the names below are loaded on first use, so that the decoder and the CLI can read an
+architecture without importing torch. The other submodules are torch modules.
 """
 
 from __future__ import annotations
 
-from coolchic.model.complexity import MacBreakdown, ParameterCounts, mac_per_pixel, parameter_counts
-from coolchic.model.config import (
-    LayerSpec,
-    ModelConfig,
-    format_arm,
-    format_synthesis,
-    parse_arm,
-    parse_synthesis,
-)
-from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel, ModelOutput, ModuleName
-from coolchic.model.quantizer import INFERENCE, NoiseKind, QuantizerKind, QuantizerSettings
+import importlib
+from typing import Any
 
-__all__ = [
-    "INFERENCE",
-    "MODULE_NAMES",
-    "CoolChicModel",
-    "LayerSpec",
-    "MacBreakdown",
-    "ModelConfig",
-    "ModelOutput",
-    "ModuleName",
-    "NoiseKind",
-    "ParameterCounts",
-    "QuantizerKind",
-    "QuantizerSettings",
-    "format_arm",
-    "format_synthesis",
-    "mac_per_pixel",
-    "parameter_counts",
-    "parse_arm",
-    "parse_synthesis",
-]
+#: Where each exported name lives.
+_HOMES = {
+    "INFERENCE": "quantizer",
+    "MODULE_NAMES": "coolchic",
+    "CoolChicModel": "coolchic",
+    "LayerSpec": "config",
+    "MacBreakdown": "complexity",
+    "ModelConfig": "config",
+    "ModelOutput": "coolchic",
+    "ModuleName": "coolchic",
+    "NoiseKind": "quantizer",
+    "ParameterCounts": "complexity",
+    "QuantizerKind": "quantizer",
+    "QuantizerSettings": "quantizer",
+    "format_arm": "config",
+    "format_synthesis": "config",
+    "mac_per_pixel": "complexity",
+    "parameter_counts": "complexity",
+    "parse_arm": "config",
+    "parse_synthesis": "config",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """Load an exported name from its submodule on first use (PEP 562)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

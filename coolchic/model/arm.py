@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from coolchic.model.fused import fusable
+from coolchic.model.layout import context_offsets
 from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
@@ -55,24 +56,6 @@ LOG_SCALE_MAX = 5.0
 MAX_BITS_PER_SYMBOL = 16.0
 
 _LN2 = math.log(2.0)
-
-
-def context_offsets(n_ctx_rowcol: int) -> tuple[tuple[int, int], ...]:
-    """Causal context positions ``(dy, dx)`` in raster order of the window, top-left first.
-
-    Args:
-        n_ctx_rowcol: N >= 1.
-
-    Returns:
-        ``2N² + 2N`` offsets: rows ``dy = −N … −1`` with ``dx = −N … N``, then ``dy = 0`` with
-        ``dx = −N … −1`` (24 for N = 3, 12 for N = 2).
-    """
-    if n_ctx_rowcol < 1:
-        raise ValueError(f"n_ctx_rowcol: expected >= 1, found {n_ctx_rowcol}")
-    n = n_ctx_rowcol
-    above = [(dy, dx) for dy in range(-n, 0) for dx in range(-n, n + 1)]
-    left = [(0, dx) for dx in range(-n, 0)]
-    return tuple(above + left)
 
 
 def _index_dtype(n_slots: int) -> torch.dtype:

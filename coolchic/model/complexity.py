@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from coolchic.model.config import ModelConfig
-from coolchic.model.latents import grid_shapes
+from coolchic.model.layout import grid_shapes
 
 __all__ = ["MacBreakdown", "ParameterCounts", "mac_per_pixel", "parameter_counts"]
 

@@ -8,8 +8,9 @@ Training forward pass (everything batched, no loop over pixels)::
     bits   = −log2 P_Laplace(ŷ; μ, b)                  [N_total]
     x̂      = synthesis(upsampling(split(ŷ)))          [1, out_channels, H, W]
 
-The decoder only needs :meth:`CoolChicModel.decode_from_latents` (upsampling + synthesis) on the
-integer latents; entropy decoding runs the ARM in fixed point elsewhere.
+:meth:`CoolChicModel.decode_from_latents` (upsampling + synthesis of integer latents) is what
+the decoder computes; the decoder itself (:mod:`coolchic.decoder`) runs the same passes in numpy
+without torch, on the layout of :mod:`coolchic.model.layout`, and the ARM in fixed point.
 """
 
 from __future__ import annotations
@@ -106,16 +107,6 @@ class CoolChicModel(nn.Module):
             case _:
                 assert_never(name)
 
-    def initial_values(self, name: ModuleName) -> dict[str, Tensor]:
-        """Parameters of module ``name`` whose starting value is fixed (not random), by name.
-
-        Only the upsampling filters qualify; the bitstream codes them as differences from these
-        values, which the decoder rebuilds.
-        """
-        if name == "upsampling":
-            return self.upsampling.initial_values()
-        return {}
-
     def param_groups(self) -> dict[ModuleName, list[nn.Parameter]]:
         """Trainable parameters by module, in :data:`MODULE_NAMES` order."""
         return {name: list(self.module(name).parameters()) for name in MODULE_NAMES}
@@ -161,7 +152,7 @@ class CoolChicModel(nn.Module):
         return [t.clone() for t in self.latents.split(torch.round(self.latents.scaled_flat()))]
 
     def decode_from_latents(self, latents: list[Tensor], *, separable: bool = True) -> Tensor:
-        """Upsampling + synthesis of given latents (the decoder's path).
+        """Upsampling + synthesis of given latents (what the decoder computes, in torch).
 
         Args:
             latents: ``n_grids`` tensors ``[1, 1, h_i, w_i]`` (any numeric dtype, integer values),

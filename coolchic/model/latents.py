@@ -14,20 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from coolchic.model.layout import grid_shapes
+
 __all__ = ["LatentGrids", "grid_shapes", "n_latents"]
-
-
-def grid_shapes(height: int, width: int, n_grids: int) -> list[tuple[int, int]]:
-    """Sizes ``(ceil(H / 2^i), ceil(W / 2^i))`` of the grids, finest (i = 0) first.
-
-    Raises:
-        ValueError: a non-positive height, width or grid count.
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"image size: expected height, width >= 1, found {height}x{width}")
-    if n_grids < 1:
-        raise ValueError(f"n_grids: expected >= 1, found {n_grids}")
-    return [(-(-height // (1 << i)), -(-width // (1 << i))) for i in range(n_grids)]
 
 
 def n_latents(height: int, width: int, n_grids: int) -> int:

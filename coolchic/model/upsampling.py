@@ -23,22 +23,29 @@ odd taps of ``w`` (identical result, no wasted work on the padding).
 padding, initialised to a centred delta, so it starts as ``2·x`` (as upstream does; the factor is
 absorbed by the synthesis).
 
-Training and decoding both run the filters as two 1-D passes (``unfold`` + one small matmul per
-pass), with exactly K/2 (upsampling) and K_p (pre-concatenation) multiplications per output
-sample and pass; the 2-D ``w ⊗ w`` form is kept as a reference (``separable=False``), equal up
-to float rounding.
+Training runs the filters as two 1-D passes (``unfold`` + one small matmul per pass), with
+exactly K/2 (upsampling) and K_p (pre-concatenation) multiplications per output sample and
+pass; the 2-D ``w ⊗ w`` form is kept as a reference (``separable=False``), equal up to float
+rounding. The decoder runs the same passes in numpy (:mod:`coolchic.decoder.networks`); the
+polyphase description and the initial filters both use live in :mod:`coolchic.model.layout`.
 """
 
 from __future__ import annotations
-
-import functools
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from coolchic.model import layout
 from coolchic.model.fused import fusable
+from coolchic.model.layout import (
+    BICUBIC_HALF_KERNEL,
+    BILINEAR_HALF_KERNEL,
+    Polyphase,
+    odd_full_index,
+    phase_taps_index,
+    polyphase,
+)
 
 __all__ = [
     "BICUBIC_HALF_KERNEL",
@@ -51,26 +58,10 @@ __all__ = [
     "upsample2x",
 ]
 
-#: First half of the 8-tap bicubic (a = −0.75) ×2 kernel, outermost tap first.
-BICUBIC_HALF_KERNEL = (-0.03515625, -0.10546875, 0.26171875, 0.87890625)
-#: First half of the 4-tap bilinear ×2 kernel.
-BILINEAR_HALF_KERNEL = (0.25, 0.75)
-
 
 def initial_half_kernel(kernel: int) -> Tensor:
-    """Initial free taps of the ×2 filter of even size K: bicubic (K ≥ 8) or bilinear (K = 4, 6).
-
-    The half-kernel is zero-padded on its outer side (``[0, …, 0, *init]``).
-
-    Returns:
-        float32 tensor ``[K / 2]``, outermost tap first.
-    """
-    if kernel < 4 or kernel % 2:
-        raise ValueError(f"upsampling kernel: expected an even integer >= 4, found {kernel}")
-    init = BICUBIC_HALF_KERNEL if kernel >= 8 else BILINEAR_HALF_KERNEL
-    half = torch.zeros(kernel // 2)
-    half[kernel // 2 - len(init) :] = torch.tensor(init)
-    return half
+    """:func:`coolchic.model.layout.initial_half_kernel` as a float32 tensor ``[K / 2]``."""
+    return torch.from_numpy(layout.initial_half_kernel(kernel))
 
 
 def _even_full(half: Tensor) -> Tensor:
@@ -80,8 +71,7 @@ def _even_full(half: Tensor) -> Tensor:
 
 def _odd_full_index(kernel: int) -> Tensor:
     """Positions in the half-kernel ``[(K+1)/2]`` (centre last) of the K taps of the full one."""
-    centre = (kernel - 1) // 2
-    return torch.tensor([j if j <= centre else 2 * centre - j for j in range(kernel)])
+    return torch.from_numpy(odd_full_index(kernel))
 
 
 def _odd_full(half: Tensor) -> Tensor:
@@ -89,53 +79,9 @@ def _odd_full(half: Tensor) -> Tensor:
     return half[..., _odd_full_index(2 * half.shape[-1] - 1)]
 
 
-@dataclass(frozen=True)
-class Polyphase:
-    """Polyphase form of the replicate-pad / stride-2 transposed conv / crop ×2 step, even K.
-
-    With replicate padding K/2, transposed conv stride 2 and the crop ``K − 1 + K/2``, output
-    ``2q + r`` receives ``x[q − e] · w[2e + r + K/2 − 1]`` for the K/2 values of e whose tap
-    index lies in ``[0, K − 1]``. On the input replicate-padded by ``left`` (low side) and
-    ``right`` (high side), output ``2q + r`` is therefore the correlation
-    ``Σ_j padded[q + starts[r] + j] · w[taps[r][j]]``, ``j = 0 … K/2 − 1``.
-    """
-
-    kernel: int
-    left: int
-    right: int
-    starts: tuple[int, int]
-    taps: tuple[tuple[int, ...], tuple[int, ...]]
-
-    @property
-    def n_taps(self) -> int:
-        """K/2, the multiplications per output sample of one 1-D pass."""
-        return self.kernel // 2
-
-
-@functools.cache
-def polyphase(kernel: int) -> Polyphase:
-    """The :class:`Polyphase` description of the ×2 step for even ``kernel`` ≥ 2."""
-    if kernel < 2 or kernel % 2:
-        raise ValueError(f"upsampling kernel: expected an even integer >= 2, found {kernel}")
-    half = kernel // 2
-    e_max: list[int] = []
-    taps: list[tuple[int, ...]] = []
-    for r in (0, 1):
-        es = [e for e in range(-kernel, kernel + 1) if 0 <= 2 * e + r + half - 1 <= kernel - 1]
-        # Correlation order: x[q - e_max] first (increasing input index).
-        taps.append(tuple(2 * e + r + half - 1 for e in sorted(es, reverse=True)))
-        e_max.append(max(es))
-    left = max(e_max)
-    starts = (left - e_max[0], left - e_max[1])
-    right = max(start + half for start in starts) - 1 - left
-    return Polyphase(kernel, left, right, starts, (taps[0], taps[1]))
-
-
 def _taps_index(poly: Polyphase) -> Tensor:
     """``[K/2, 2]`` positions in the half-kernel of the taps of each phase (column r)."""
-    kernel = poly.kernel
-    columns = [[t if t < kernel // 2 else kernel - 1 - t for t in taps] for taps in poly.taps]
-    return torch.tensor(columns).t()
+    return torch.from_numpy(phase_taps_index(poly))
 
 
 def _taps_matrix(half: Tensor, poly: Polyphase) -> Tensor:
@@ -429,16 +375,11 @@ class Upsampling(nn.Module):
     def initial_values(self) -> dict[str, Tensor]:
         """The fixed starting value of each parameter, by name: bicubic and Dirac filters.
 
-        Deterministic, so the decoder knows them too: the bitstream codes the trained filters
-        as differences from these (smaller integers, fewer bits).
+        Deterministic, so the decoder knows them too (one home:
+        :func:`coolchic.model.layout.upsampling_initial_values`).
         """
-        n_levels = self.n_grids - 1
-        values = {"transposed_half": initial_half_kernel(self.kernel).repeat(n_levels, 1)}
-        if self.preconcat_kernel:
-            dirac = torch.zeros(n_levels, (self.preconcat_kernel + 1) // 2)
-            dirac[:, -1] = 1.0
-            values["preconcat_half"] = dirac
-        return values
+        values = layout.upsampling_initial_values(self.n_grids, self.kernel, self.preconcat_kernel)
+        return {name: torch.from_numpy(value) for name, value in values.items()}
 
     def forward(self, grids: list[Tensor], *, separable: bool = True) -> Tensor:
         """Upsample and stack all grids.

@@ -27,6 +27,7 @@ import torch
 from coolchic.bitstream.constants import NN_GROUPS, NN_Q_MAX
 from coolchic.bitstream.expgolomb import best_order
 from coolchic.model.coolchic import CoolChicModel
+from coolchic.model.layout import parameter_layout, predicted_integers
 from coolchic.train.loss import Target, decoded_output, distortion
 from coolchic.train.trainer import evaluate
 
@@ -53,19 +54,18 @@ RDOQ_MAX_MOVE = 4
 RDOQ_MAX_PIXELS = 250_000
 
 
-def parameter_kind(name: str) -> str:
-    """``"bias"`` for biases, ``"weight"`` for everything else (weights, filter taps)."""
-    return "bias" if name.rsplit(".", 1)[-1] == "bias" else "weight"
-
-
 def group_parameters(
     model: CoolChicModel, module: str, kind: str
 ) -> list[tuple[str, torch.Tensor]]:
-    """The named parameters of one group, in declaration order (the coding order)."""
+    """The named parameters of one group, in coding order.
+
+    The names and their order come from :func:`coolchic.model.layout.parameter_layout`, which
+    the decoder builds its networks from.
+    """
+    parent = model.module(module)  # type: ignore[arg-type]
     return [
-        (name, parameter)
-        for name, parameter in model.module(module).named_parameters()  # type: ignore[arg-type]
-        if parameter_kind(name) == kind
+        (name, parent.get_parameter(name))
+        for name, _ in parameter_layout(model.config)[(module, kind)]
     ]
 
 
@@ -74,7 +74,8 @@ class QuantizedGroup:
     """One quantised group: integers ``q`` (float value ``q · 2^-exponent``).
 
     The bitstream carries ``q − prediction`` (:meth:`coded`), where the prediction is what the
-    decoder knows before reading anything (:func:`predicted_integers`); ``order`` and
+    decoder knows before reading anything
+    (:func:`~coolchic.model.layout.predicted_integers`); ``order`` and
     ``n_bits`` describe that coded form.
     """
 
@@ -105,25 +106,6 @@ def quantize_tensor(value: torch.Tensor, exponent: int) -> np.ndarray:
     return scaled.to(torch.int64).cpu().numpy()
 
 
-def predicted_integers(
-    model: CoolChicModel, module: str, kind: str, exponent: int
-) -> list[np.ndarray]:
-    """What the decoder predicts for each array of a group before reading the stream.
-
-    Parameters with a fixed starting value (the upsampling's bicubic and Dirac filters) are
-    predicted by that value quantised with the group's step, the others by 0. Trained filters
-    stay near their start, so the differences are small: about 40 bits fewer per stream on
-    192x128 images, where the 48 upsampling taps cost ~380 bits as plain integers.
-    """
-    initial = model.initial_values(module)  # type: ignore[arg-type]
-    return [
-        quantize_tensor(initial[name], exponent)
-        if name in initial
-        else np.zeros(tuple(parameter.shape), dtype=np.int64)
-        for name, parameter in group_parameters(model, module, kind)
-    ]
-
-
 def _coded_flat(integers: list[np.ndarray], predictions: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([(q - p).ravel() for q, p in zip(integers, predictions, strict=True)])
 
@@ -152,7 +134,7 @@ def _search_group(
     n_evaluations = 0
     for exponent in EXPONENT_CANDIDATES[(module, kind)]:
         integers = [quantize_tensor(value, exponent) for value in originals]
-        predictions = predicted_integers(model, module, kind, exponent)
+        predictions = predicted_integers(model.config, module, kind, exponent)
         flat = _coded_flat(integers, predictions)
         if flat.size and int(np.abs(flat).max()) > NN_Q_MAX:
             continue  # too fine for the format

@@ -56,13 +56,12 @@ def decode(app: AppContext, bitstream: Path, output_text: str) -> None:
     output = Path(output_text)
     import time
 
-    from coolchic.codec import decode_stream
+    from coolchic.decoder import decode_stream
     from coolchic.device import set_torch_threads
     from coolchic.errors import InputError
-    from coolchic.io import parse_yuv_name, write_frame
-    from coolchic.jobs import check_output_suffix
+    from coolchic.io import check_output_suffix, parse_yuv_name, write_frame
 
-    set_torch_threads(app.threads)
+    set_torch_threads(app.threads, import_torch=False)  # the decoder itself is torch-free
     try:
         data = bitstream.read_bytes()
     except OSError as error:

@@ -100,7 +100,7 @@ def _describe_png(path: Path) -> dict[str, Any]:
 def _describe_stream(path: Path) -> dict[str, Any]:
     from coolchic.bitstream.constants import NN_GROUPS
     from coolchic.bitstream.header import read_header, unpack_stream
-    from coolchic.codec import model_config_from_header
+    from coolchic.decoder import model_config_from_header
     from coolchic.errors import BitstreamError, InputError
     from coolchic.model.complexity import mac_per_pixel
 

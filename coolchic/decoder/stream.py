@@ -1,0 +1,211 @@
+"""``.cool`` bytes → frame: parse, check the memory bound, decode the networks and the latents,
+upsample, synthesise, round (numpy and constriction only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from coolchic.bitstream.fixed_point import FixedPointArm, arm_from_groups
+from coolchic.bitstream.header import StreamHeader, unpack_stream
+from coolchic.bitstream.latents import decode_latents
+from coolchic.bitstream.nn_params import decode_quantized, dequantize
+from coolchic.decode_memory import check_decode_memory
+from coolchic.decoder.networks import synthesize, upsample
+from coolchic.errors import BitstreamError
+from coolchic.io.frame import Frame
+from coolchic.io.naming import YuvName, name_from_stem
+from coolchic.model.config import LayerSpec, ModelConfig
+from coolchic.model.layout import parameter_layout, predicted_integers
+
+__all__ = ["Decoded", "decode", "decode_stream", "model_config_from_header"]
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """A decoded stream: the frame and the header it was described by."""
+
+    frame: Frame
+    header: StreamHeader
+
+
+def model_config_from_header(header: StreamHeader) -> ModelConfig:
+    """The architecture a header describes."""
+    return ModelConfig(
+        n_grids=header.n_grids,
+        n_ctx_rowcol=header.n_ctx_rowcol,
+        arm_hidden=tuple(header.arm_hidden),
+        synthesis=tuple(
+            LayerSpec(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
+            for layer in header.synthesis
+        ),
+        upsampling_kernel=header.upsampling_kernel,
+        preconcat_kernel=header.preconcat_kernel,
+    )
+
+
+def decode(
+    data: bytes, *, stem: str | None = None, memory_limit: int | Literal[False] | None = None
+) -> Frame:
+    """Decode a coolchic bitstream into a frame (see :func:`decode_stream`)."""
+    return decode_stream(data, stem=stem, memory_limit=memory_limit).frame
+
+
+def decode_stream(
+    data: bytes, *, stem: str | None = None, memory_limit: int | Literal[False] | None = None
+) -> Decoded:
+    """Decode a coolchic bitstream.
+
+    Args:
+        data: the whole ``.cool`` file.
+        stem: the ``.cool`` file's stem, if there is one: the stream does not store the source
+            name, so a YUV frame's ``source`` is rebuilt from the stem (see
+            :func:`~coolchic.io.naming.name_from_stem`) and the stored frame rate; without a
+            stem, or without any frame rate, ``source`` is None.
+        memory_limit: refuse streams whose decoding is estimated to need more bytes
+            (:mod:`coolchic.decode_memory`); None: ``COOLCHIC_DECODE_MEMORY_LIMIT`` or the
+            default, 8 GiB; False: no limit (for streams this process has just written).
+
+    Raises:
+        BitstreamError: truncated, corrupted or unsupported stream (never another exception
+            type for bad bytes).
+        LimitExceeded: (a BitstreamError) the header asks for more memory than the limit,
+            checked before anything the size of the image is allocated.
+    """
+    header, nn_bytes, latent_bytes = unpack_stream(data)
+    if memory_limit is not False:
+        check_decode_memory(header, memory_limit)
+    try:
+        config = model_config_from_header(header)
+    except ValueError as error:
+        raise BitstreamError(f"header describes an invalid architecture: {error}") from None
+    parameters = _decode_parameters(nn_bytes, header, config)
+    arm = _arm(parameters, header)
+    latents = [
+        grid.astype(np.float64)  # the int64 grids are dropped as they are converted
+        for grid in decode_latents(
+            latent_bytes,
+            header.grid_shapes,
+            arm,
+            header.n_ctx_rowcol,
+            zero_grids=header.zero_grids or None,
+        )
+    ]
+    with np.errstate(over="ignore", invalid="ignore"):  # only hostile weights overflow
+        x_hat = _reconstruct(latents, parameters, header, config)
+        frame = _to_frame(x_hat, header, _source_for(header, stem))
+    return Decoded(frame=frame, header=header)
+
+
+#: The decoded network parameters: ``(module, kind) → {name: integers}``.
+_Parameters = dict[tuple[str, str], dict[str, np.ndarray]]
+
+
+def _decode_parameters(nn_bytes: bytes, header: StreamHeader, config: ModelConfig) -> _Parameters:
+    """The integers of every parameter, the prediction of the fixed filters added back."""
+    layout = parameter_layout(config)
+    shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
+    for (module, kind), specs in layout.items():
+        if specs:
+            shapes.setdefault(module, {})[kind] = [shape for _, shape in specs]
+    q = decode_quantized(nn_bytes, shapes, header.nn_orders)
+    exps = header.nn_exps
+    parameters: _Parameters = {}
+    for (module, kind), specs in layout.items():
+        if not specs:
+            continue
+        predictions = predicted_integers(config, module, kind, exps[(module, kind)])
+        parameters[(module, kind)] = {
+            name: coded + predicted
+            for (name, _), coded, predicted in zip(specs, q[module][kind], predictions, strict=True)
+        }
+    return parameters
+
+
+def _arm(parameters: _Parameters, header: StreamHeader) -> FixedPointArm:
+    try:
+        return arm_from_groups(
+            list(parameters[("arm", "weight")].values()),
+            list(parameters[("arm", "bias")].values()),
+            header.nn_exps[("arm", "weight")],
+            header.nn_exps[("arm", "bias")],
+        )
+    except ValueError as error:
+        raise BitstreamError(f"invalid ARM parameters: {error}") from None
+
+
+def _float_group(
+    parameters: _Parameters, header: StreamHeader, module: str, kind: str
+) -> dict[str, np.ndarray]:
+    """A group's values as float64 by name, de-quantised as the encoder's float32 model holds
+    them (exact for every step the encoder picks)."""
+    exp = header.nn_exps[(module, kind)]
+    return {
+        name: dequantize(integers, exp).astype(np.float64)
+        for name, integers in parameters.get((module, kind), {}).items()
+    }
+
+
+def _reconstruct(
+    latents: list[np.ndarray], parameters: _Parameters, header: StreamHeader, config: ModelConfig
+) -> np.ndarray:
+    """Upsampling and synthesis of the latents (float64): ``[3, H, W]``, unclamped."""
+    filters = _float_group(parameters, header, "upsampling", "weight")
+    stack = upsample(
+        latents,
+        filters["transposed_half"],
+        filters.get("preconcat_half"),
+        kernel=config.upsampling_kernel,
+    )
+    weights = _float_group(parameters, header, "synthesis", "weight")
+    biases = _float_group(parameters, header, "synthesis", "bias")
+    return synthesize(stack, config.synthesis, list(weights.values()), list(biases.values()))
+
+
+def _source_for(header: StreamHeader, stem: str | None) -> YuvName | None:
+    """The YUV name fields of a decoded stream: name from the file stem, frame rate stored."""
+    if stem is None or header.frame_format == "rgb":
+        return None
+    name, stem_fps = name_from_stem(stem)
+    fps_text = header.fps_text or stem_fps
+    if not fps_text:
+        return None
+    try:
+        return YuvName(
+            name,
+            header.width,
+            header.height,
+            fps_text,
+            header.frame_format,  # type: ignore[arg-type]
+            header.bit_depth,
+        )
+    except ValueError:
+        return None
+
+
+def _to_frame(x_hat: np.ndarray, header: StreamHeader, source: YuvName | None) -> Frame:
+    """Synthesis output ``[3, H, W]`` (float64) → clamped, rounded frame.
+
+    4:2:0 chroma is the mean of each 2x2 block, summed in the order torch's ``avg_pool2d``
+    sums it (top-left, top-right, bottom-left, bottom-right), taken before clamping.
+    """
+    peak = float((1 << header.bit_depth) - 1)
+    if header.frame_format == "yuv420":
+        chroma = x_hat[1:3]
+        pooled = ((chroma[:, 0::2, 0::2] + chroma[:, 0::2, 1::2]) + chroma[:, 1::2, 0::2]) + chroma[
+            :, 1::2, 1::2
+        ]
+        pooled *= 0.25
+        planes = [x_hat[0], pooled[0], pooled[1]]
+    else:
+        planes = list(x_hat)
+    dtype = np.uint8 if header.bit_depth <= 8 else np.uint16
+    integers = tuple(np.rint(np.clip(plane, 0.0, 1.0) * peak).astype(dtype) for plane in planes)
+    return Frame.from_integer_planes(
+        integers,  # type: ignore[arg-type]
+        fmt=header.frame_format,
+        bit_depth=header.bit_depth,
+        source=source,
+    )

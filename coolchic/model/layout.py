@@ -1,0 +1,263 @@
+"""What the torch model and the torch-free decoder must agree on, written once (numpy only).
+
+The encoder trains a torch :class:`~coolchic.model.coolchic.CoolChicModel`; the decoder
+(:mod:`coolchic.decoder`) rebuilds the same networks from the stream without torch. Everything
+both ends derive from the architecture lives here, so that it cannot drift apart:
+
+* the latent grid sizes (:func:`grid_shapes`);
+* the ARM's causal context (:func:`context_offsets`);
+* the polyphase form of the ×2 upsampling step (:func:`polyphase`) and the index maps from the
+  free filter taps to the filters (:func:`phase_taps_index`, :func:`odd_full_index`);
+* the fixed starting values of the upsampling filters (:func:`upsampling_initial_values`),
+  from which the stream codes the trained filters as differences (:func:`predicted_integers`);
+* the network parameters of each ``(module, kind)`` group in coding order, with their shapes
+  (:func:`parameter_layout`); the torch model looks its parameters up by these names.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from coolchic.bitstream.constants import NN_GROUPS
+from coolchic.bitstream.nn_params import quantize
+from coolchic.model.config import ModelConfig
+
+__all__ = [
+    "BICUBIC_HALF_KERNEL",
+    "BILINEAR_HALF_KERNEL",
+    "ParameterSpec",
+    "Polyphase",
+    "context_offsets",
+    "grid_shapes",
+    "initial_half_kernel",
+    "odd_full_index",
+    "parameter_layout",
+    "phase_taps_index",
+    "polyphase",
+    "predicted_integers",
+    "upsampling_initial_values",
+]
+
+#: First half of the 8-tap bicubic (a = −0.75) ×2 kernel, outermost tap first.
+BICUBIC_HALF_KERNEL = (-0.03515625, -0.10546875, 0.26171875, 0.87890625)
+#: First half of the 4-tap bilinear ×2 kernel.
+BILINEAR_HALF_KERNEL = (0.25, 0.75)
+
+
+def grid_shapes(height: int, width: int, n_grids: int) -> list[tuple[int, int]]:
+    """Sizes ``(ceil(H / 2^i), ceil(W / 2^i))`` of the latent grids, finest (i = 0) first.
+
+    Raises:
+        ValueError: a non-positive height, width or grid count.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image size: expected height, width >= 1, found {height}x{width}")
+    if n_grids < 1:
+        raise ValueError(f"n_grids: expected >= 1, found {n_grids}")
+    return [(-(-height // (1 << i)), -(-width // (1 << i))) for i in range(n_grids)]
+
+
+def context_offsets(n_ctx_rowcol: int) -> tuple[tuple[int, int], ...]:
+    """Causal context positions ``(dy, dx)`` in raster order of the window, top-left first.
+
+    Args:
+        n_ctx_rowcol: N >= 1.
+
+    Returns:
+        ``2N² + 2N`` offsets: rows ``dy = −N … −1`` with ``dx = −N … N``, then ``dy = 0`` with
+        ``dx = −N … −1`` (24 for N = 3, 12 for N = 2).
+    """
+    if n_ctx_rowcol < 1:
+        raise ValueError(f"n_ctx_rowcol: expected >= 1, found {n_ctx_rowcol}")
+    n = n_ctx_rowcol
+    above = [(dy, dx) for dy in range(-n, 0) for dx in range(-n, n + 1)]
+    left = [(0, dx) for dx in range(-n, 0)]
+    return tuple(above + left)
+
+
+# --------------------------------------------------------------------------------------------
+# Upsampling filters
+
+
+@dataclass(frozen=True)
+class Polyphase:
+    """Polyphase form of the replicate-pad / stride-2 transposed conv / crop ×2 step, even K.
+
+    With replicate padding K/2, transposed conv stride 2 and the crop ``K − 1 + K/2``, output
+    ``2q + r`` receives ``x[q − e] · w[2e + r + K/2 − 1]`` for the K/2 values of e whose tap
+    index lies in ``[0, K − 1]``. On the input replicate-padded by ``left`` (low side) and
+    ``right`` (high side), output ``2q + r`` is therefore the correlation
+    ``Σ_j padded[q + starts[r] + j] · w[taps[r][j]]``, ``j = 0 … K/2 − 1``.
+    """
+
+    kernel: int
+    left: int
+    right: int
+    starts: tuple[int, int]
+    taps: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def n_taps(self) -> int:
+        """K/2, the multiplications per output sample of one 1-D pass."""
+        return self.kernel // 2
+
+
+@functools.cache
+def polyphase(kernel: int) -> Polyphase:
+    """The :class:`Polyphase` description of the ×2 step for even ``kernel`` ≥ 2."""
+    if kernel < 2 or kernel % 2:
+        raise ValueError(f"upsampling kernel: expected an even integer >= 2, found {kernel}")
+    half = kernel // 2
+    e_max: list[int] = []
+    taps: list[tuple[int, ...]] = []
+    for r in (0, 1):
+        es = [e for e in range(-kernel, kernel + 1) if 0 <= 2 * e + r + half - 1 <= kernel - 1]
+        # Correlation order: x[q - e_max] first (increasing input index).
+        taps.append(tuple(2 * e + r + half - 1 for e in sorted(es, reverse=True)))
+        e_max.append(max(es))
+    left = max(e_max)
+    starts = (left - e_max[0], left - e_max[1])
+    right = max(start + half for start in starts) - 1 - left
+    return Polyphase(kernel, left, right, starts, (taps[0], taps[1]))
+
+
+def phase_taps_index(poly: Polyphase) -> np.ndarray:
+    """``[K/2, 2]`` positions in the half-kernel of the taps of each phase (column r).
+
+    The symmetric filter ``w`` of size K is its half-kernel followed by the mirror image, so
+    tap t is half-kernel entry ``t`` or ``K − 1 − t``: ``half[..., index]`` gives the taps of
+    both phases in correlation order.
+    """
+    kernel = poly.kernel
+    columns = [[t if t < kernel // 2 else kernel - 1 - t for t in taps] for taps in poly.taps]
+    return np.array(columns, dtype=np.int64).T.copy()
+
+
+def odd_full_index(kernel: int) -> np.ndarray:
+    """Positions in the half-kernel ``[(K+1)/2]`` (centre last) of the K taps of the full one."""
+    centre = (kernel - 1) // 2
+    return np.array([j if j <= centre else 2 * centre - j for j in range(kernel)], dtype=np.int64)
+
+
+def initial_half_kernel(kernel: int) -> np.ndarray:
+    """Initial free taps of the ×2 filter of even size K: bicubic (K ≥ 8) or bilinear (K = 4, 6).
+
+    The half-kernel is zero-padded on its outer side (``[0, …, 0, *init]``).
+
+    Returns:
+        float32 array ``[K / 2]``, outermost tap first (the values are exact in float32).
+    """
+    if kernel < 4 or kernel % 2:
+        raise ValueError(f"upsampling kernel: expected an even integer >= 4, found {kernel}")
+    init = BICUBIC_HALF_KERNEL if kernel >= 8 else BILINEAR_HALF_KERNEL
+    half = np.zeros(kernel // 2, dtype=np.float32)
+    half[kernel // 2 - len(init) :] = init
+    return half
+
+
+def upsampling_initial_values(
+    n_grids: int, kernel: int, preconcat_kernel: int
+) -> dict[str, np.ndarray]:
+    """The fixed starting value of each upsampling parameter, by name: bicubic and Dirac filters.
+
+    Deterministic, so the decoder knows them too: the bitstream codes the trained filters as
+    differences from these (smaller integers, fewer bits).
+
+    Returns:
+        ``transposed_half`` float32 ``[n_grids − 1, K/2]`` and, when ``preconcat_kernel`` is
+        not 0, ``preconcat_half`` float32 ``[n_grids − 1, (K_p + 1)/2]`` (a centred delta).
+    """
+    n_levels = n_grids - 1
+    values = {"transposed_half": np.tile(initial_half_kernel(kernel), (n_levels, 1))}
+    if preconcat_kernel:
+        dirac = np.zeros((n_levels, (preconcat_kernel + 1) // 2), dtype=np.float32)
+        dirac[:, -1] = 1.0
+        values["preconcat_half"] = dirac
+    return values
+
+
+# --------------------------------------------------------------------------------------------
+# Network parameters as the stream carries them
+
+#: A parameter's name inside its module (``torch.nn.Module.named_parameters`` spelling) and
+#: its shape.
+ParameterSpec = tuple[str, tuple[int, ...]]
+
+
+def _arm_parameters(config: ModelConfig) -> list[ParameterSpec]:
+    specs: list[ParameterSpec] = []
+    width = config.n_contexts
+    for index, out in enumerate(config.arm_hidden):
+        specs += [(f"hidden.{index}.weight", (out, width)), (f"hidden.{index}.bias", (out,))]
+        width = out
+    return [*specs, ("output.weight", (2, width)), ("output.bias", (2,))]
+
+
+def _upsampling_parameters(config: ModelConfig) -> list[ParameterSpec]:
+    n_levels = config.n_grids - 1
+    specs: list[ParameterSpec] = [("transposed_half", (n_levels, config.upsampling_kernel // 2))]
+    if config.preconcat_kernel:
+        specs.append(("preconcat_half", (n_levels, (config.preconcat_kernel + 1) // 2)))
+    return specs
+
+
+def _synthesis_parameters(config: ModelConfig) -> list[ParameterSpec]:
+    specs: list[ParameterSpec] = []
+    width = config.n_grids
+    for index, layer in enumerate(config.synthesis):
+        shape = (layer.out_channels, width, layer.kernel, layer.kernel)
+        bias = (layer.out_channels,)
+        specs += [(f"layers.{index}.weight", shape), (f"layers.{index}.bias", bias)]
+        width = layer.out_channels
+    return specs
+
+
+def parameter_layout(config: ModelConfig) -> dict[tuple[str, str], tuple[ParameterSpec, ...]]:
+    """The network parameters of each ``(module, kind)`` group, in coding order.
+
+    Keys are the six :data:`~coolchic.bitstream.constants.NN_GROUPS`, in that order; a group
+    is its module's parameters of that kind (biases end in ``.bias``, every other parameter is
+    a weight) in declaration order, which is the order the parameter section carries them in.
+    Groups without parameters (the upsampling biases) are empty.
+    """
+    by_module = {
+        "arm": _arm_parameters(config),
+        "upsampling": _upsampling_parameters(config),
+        "synthesis": _synthesis_parameters(config),
+    }
+    return {
+        (module, kind): tuple(spec for spec in by_module[module] if _kind(spec[0]) == kind)
+        for module, kind in NN_GROUPS
+    }
+
+
+def _kind(name: str) -> str:
+    return "bias" if name.rsplit(".", 1)[-1] == "bias" else "weight"
+
+
+def predicted_integers(
+    config: ModelConfig, module: str, kind: str, exponent: int
+) -> list[np.ndarray]:
+    """What the decoder predicts for each array of a group before reading the stream.
+
+    Parameters with a fixed starting value (the upsampling's bicubic and Dirac filters) are
+    predicted by that value quantised with the group's step, the others by 0; the stream
+    carries the differences. Trained filters stay near their start, so the differences are
+    small: about 40 bits fewer per stream on 192x128 images, where the 48 upsampling taps cost
+    ~380 bits as plain integers.
+
+    Returns:
+        One int64 array per parameter of the group, in coding order.
+    """
+    initial = (
+        upsampling_initial_values(config.n_grids, config.upsampling_kernel, config.preconcat_kernel)
+        if module == "upsampling"
+        else {}
+    )
+    return [
+        quantize(initial[name], exponent) if name in initial else np.zeros(shape, dtype=np.int64)
+        for name, shape in parameter_layout(config)[(module, kind)]
+    ]
