@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coolchic.allocator import keep_freed_memory
 from coolchic.io.frame import Frame, FrameFormat, plane_shapes
 from coolchic.model.config import ModelConfig
 from coolchic.model.coolchic import CoolChicModel
@@ -37,14 +38,17 @@ from coolchic.train.trainer import (
     training_step,
 )
 
-#: Calibration keeps timing steps until it has this many and has spent this long.
-MIN_TIMED_STEPS = 3
-MIN_CALIBRATION_S = 1.0
+#: Untimed calls before timing each kind of step: the first compiles and allocates, and the
+#: next ones may still run slower than the steady state.
+WARMUP_CALLS = 3
+#: Calibration times each kind of step until it has this many and has spent this long on it.
+MIN_TIMED_STEPS = 5
+MIN_TIMED_S = 0.5
 #: The networks' quantisation and the checks after training, counted in evaluations of the
-#: whole model: about 156 step-size trials (partial passes) without RDOQ, and a few hundred
-#: more partial ones with it (only frames up to RDOQ_MAX_PIXELS). Fitted to encodes at
-#: 192x128, 416x240 and 1152x768 (BENCHMARKS.md, "time known up front").
-POST_TRAINING_EVALUATIONS = {False: 60.0, True: 600.0}
+#: whole model (the step-size trials are partial passes): measured 80 to 93 at 1152x768, where
+#: RDOQ does not run, and 300 to 510 at 416x240 and 192x128, where it does (RDOQ_MAX_PIXELS;
+#: its count depends on how many integer moves pay). BENCHMARKS.md, "time known up front".
+POST_TRAINING_EVALUATIONS = {False: 85.0, True: 400.0}
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,11 @@ def synthetic_target(
 def calibrate(target: Target, config: ModelConfig, lmbda: float, device: str = "cpu") -> StepTimes:
     """Time the encode's steps on ``target`` (already on ``device``) with a throwaway model.
 
-    The first step of each kind is not timed: it compiles and allocates what the encode reuses.
+    The first steps of each kind are not timed: they compile and allocate what the encode
+    reuses.
     """
     started = time.perf_counter()
+    keep_freed_memory()  # as the trainer does: without it every step maps fresh pages
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = CoolChicModel(config, target.height, target.width).to(device)
@@ -162,17 +168,16 @@ def _time_steps(
 
 
 def _median_seconds(run: Callable[[], object], device: str) -> float:
-    """Median wall time of ``run()`` after one untimed call."""
-    run()
+    """Median wall time of ``run()`` once it runs at its steady pace."""
+    for _ in range(WARMUP_CALLS):
+        run()
     _synchronize(device)
     samples: list[float] = []
-    spent = 0.0
-    while len(samples) < MIN_TIMED_STEPS or spent < MIN_CALIBRATION_S / 3:
+    while len(samples) < MIN_TIMED_STEPS or sum(samples) < MIN_TIMED_S:
         start = time.perf_counter()
         run()
         _synchronize(device)
         samples.append(time.perf_counter() - start)
-        spent += samples[-1]
     return statistics.median(samples)
 
 
