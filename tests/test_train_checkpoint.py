@@ -16,7 +16,7 @@ import torch
 from coolchic.codec import EncoderConfig, encode
 from coolchic.io.frame import Frame
 from coolchic.train.checkpoint import INTERVAL_ENV, Checkpoint, TrainingState
-from coolchic.train.progress import ProgressEvent
+from coolchic.train.progress import FORECAST_PHASE, ProgressEvent
 from tests.conftest import yuv420_planes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,9 +59,11 @@ def test_an_interrupted_encode_resumes_to_the_same_bytes(
     events: list[ProgressEvent] = []
     resumed = encode(frame, CONFIG, events.append, checkpoint_path=path)
     assert resumed.bitstream == plain
-    first = events[0]
-    assert first.kind == "start" and "resumed" in first.message
-    assert first.iteration >= iteration - 20  # it went on, it did not start over
+    forecast, restart = events[0], events[1]
+    assert restart.kind == "start" and "resumed" in restart.message
+    assert restart.iteration >= iteration - 20  # it went on, it did not start over
+    # The expected time announced first counts only what is left.
+    assert forecast.phase == FORECAST_PHASE and forecast.iteration == restart.iteration
     with_checkpoints = encode(_frame(), CONFIG, checkpoint_path=tmp_path / "other.pt")
     assert with_checkpoints.bitstream == plain  # saving never changes the result
 
@@ -94,7 +96,8 @@ def test_bad_checkpoints_are_set_aside_with_a_warning(tmp_path: Path, caplog) ->
         warnings = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
         assert len(warnings) == 1 and reason in warnings[0], warnings
         assert path.with_name(path.name + ".rejected").is_file()
-        assert events[0].stage == "warmup"  # a full encode, from the start
+        assert events[0].phase == FORECAST_PHASE and events[0].iteration == 0
+        assert events[1].stage == "warmup"  # a full encode, from the start
         if config == CONFIG:
             assert encoded.bitstream == plain
 
