@@ -165,7 +165,7 @@ def test_header_layout_is_the_documented_one() -> None:
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
-    assert header.nn_exps[("synthesis", "bias")] == 13
+    assert header.group_coding("synthesis", "bias").exp == 13
     assert header.group_coding("arm", "bias") == GroupCoding(9, 1)
 
 

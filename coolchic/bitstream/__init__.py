@@ -7,7 +7,11 @@ Modules (import the one you need; this package imports nothing on its own):
 * :mod:`~coolchic.bitstream.expgolomb`: vectorised signed exp-Golomb codes;
 * :mod:`~coolchic.bitstream.header`: the self-describing header and the file container
   (torch-free);
-* :mod:`~coolchic.bitstream.nn_params`: quantisation and coding of the network parameters;
+* :mod:`~coolchic.bitstream.header_fields`: the header's fields as one table, with their ranges
+  and rules, walked by the writer, the reader and the validator
+  (:mod:`~coolchic.bitstream.bitfields`);
+* :mod:`~coolchic.bitstream.nn_params`: exp-Golomb coding of the network parameters' integers
+  (their steps and predictions are :mod:`coolchic.nnquant.params`);
 * :mod:`~coolchic.bitstream.fixed_point`: the bit-exact integer ARM and the shipped μ/scale table;
 * :mod:`~coolchic.bitstream.latents`: wavefront range coding of the latent grids.
 

@@ -160,20 +160,51 @@ def decode(reader: BitReader, count: int, k: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     start = reader.position
     max_zeros = _MAX_VALUE_BITS - 1 - k
-    longest = 2 * max_zeros + k + 1
-    region = min(reader.remaining, count * longest)
-    bits = reader.bit_array()[start : start + region]
-    # next_one[p]: first position >= p holding a 1 (``region`` if none), for p in 0..region.
+    # No code is longer than 2 * max_zeros + k + 1 bits: look no further than count of those.
+    region = min(reader.remaining, count * (2 * max_zeros + k + 1))
+    next_one = _next_one_table(reader.bit_array()[start : start + region])
+    code_ends = _code_ends(next_one, count, k, max_zeros)
+    code_starts = np.concatenate(([0], code_ends[:-1]))
+    first_one = next_one[code_starts]
+    zeros = first_one - code_starts
+    if int(zeros.max()) > max_zeros:
+        bad = int(np.argmax(zeros > max_zeros))
+        raise BitstreamError(
+            f"exp-Golomb data: code {bad} has {int(zeros[bad])} leading zeros, expected at most "
+            f"{max_zeros} for order {k} (corrupt)"
+        )
+    # The value part of a code is its first 1 bit and the zeros + k bits after it (<= 32 bits).
+    v = _read_bits_at(reader.data, first_one + start, zeros + (k + 1))
+    u = v - (1 << k)
+    reader.skip(int(code_ends[-1]), "exp-Golomb data")
+    return np.where(u & 1, (u + 1) >> 1, -(u >> 1))
+
+
+def _next_one_table(bits: np.ndarray) -> np.ndarray:
+    """``next_one[p]``: the first position >= p holding a 1 (``len(bits)`` if none), for p in
+    ``0..len(bits)``; one vectorised pass instead of a bit-by-bit scan per code."""
+    region = bits.size
     next_one = np.full(region + 1, region, dtype=np.int64)
     ones = np.flatnonzero(bits)
     next_one[ones] = ones
-    next_one = np.minimum.accumulate(next_one[::-1])[::-1]
+    return np.minimum.accumulate(next_one[::-1])[::-1]
+
+
+def _code_ends(next_one: np.ndarray, count: int, k: int, max_zeros: int) -> np.ndarray:
+    """Where each of the ``count`` codes ends, relative to the first one's start.
+
+    A code starting at p has its first 1 at o = next_one[p], z = o − p leading zeros and ends
+    at o + z + k + 1 = 2o − p + k + 1: one cheap scalar step a code, on a Python list.
+
+    Raises:
+        BitstreamError: the bits run out before ``count`` codes (a run of zeros longer than
+            ``max_zeros`` is reported as such).
+    """
+    region = next_one.size - 1
     table = next_one.tolist()
-    # Walk the codes: a code starting at p has its first 1 at o = next_one[p], z = o - p
-    # leading zeros and ends at o + z + k + 1 = 2o - p + k + 1.
     ends: list[int] = []
     append = ends.append
-    p = 0
+    p = o = 0
     step = k + 1
     for _ in range(count):
         o = table[p]
@@ -192,32 +223,21 @@ def decode(reader: BitReader, count: int, k: int) -> np.ndarray:
             f"exp-Golomb data: expected {count} codes of order {k}, the bits ran out after "
             f"{len(ends)} (truncated or corrupt)"
         )
-    code_ends = np.asarray(ends, dtype=np.int64)
-    code_starts = np.empty_like(code_ends)
-    code_starts[0] = 0
-    code_starts[1:] = code_ends[:-1]
-    first_one = next_one[code_starts]
-    zeros = first_one - code_starts
-    if int(zeros.max()) > max_zeros:
-        bad = int(np.argmax(zeros > max_zeros))
-        raise BitstreamError(
-            f"exp-Golomb data: code {bad} has {int(zeros[bad])} leading zeros, expected at most "
-            f"{max_zeros} for order {k} (corrupt)"
-        )
-    width = zeros + (k + 1)  # bits of v, <= 32
-    absolute = first_one + start
-    data = np.frombuffer(reader.data, dtype=np.uint8)
-    padded = np.zeros(data.size + 8, dtype=np.uint64)
-    padded[: data.size] = data
-    byte_index = absolute >> 3
-    window = np.zeros(count, dtype=np.uint64)
+    return np.asarray(ends, dtype=np.int64)
+
+
+def _read_bits_at(data: bytes, positions: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The ``widths[i]``-bit unsigned integers (<= 56 bits) starting at bit ``positions[i]`` of
+    ``data``, MSB first: an 8-byte window at each position's byte, shifted into place."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    padded = np.zeros(raw.size + 8, dtype=np.uint64)
+    padded[: raw.size] = raw
+    byte_index = positions >> 3
+    window = np.zeros(positions.size, dtype=np.uint64)
     for j in range(8):
         window = (window << np.uint64(8)) | padded[byte_index + j]
-    window = window << (absolute & 7).astype(np.uint64)
-    v = (window >> (64 - width).astype(np.uint64)).astype(np.int64)
-    u = v - (1 << k)
-    reader.skip(int(code_ends[-1]), "exp-Golomb data")
-    return np.where(u & 1, (u + 1) >> 1, -(u >> 1))
+    window = window << (positions & 7).astype(np.uint64)
+    return (window >> (64 - widths).astype(np.uint64)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,7 +82,6 @@ _LAST_INDICES = np.array([MU_TABLE_SIZE - 1, SCALE_TABLE_SIZE - 1], dtype=np.flo
 __all__ = [
     "FixedPointArm",
     "QuantizedLayer",
-    "arm_from_groups",
     "log_scale_from_index",
     "mu_from_index",
     "mu_scale_table",
@@ -411,33 +410,6 @@ class FixedPointArm:
         mu_index, scale_index = self.forward(_to_int64(contexts, "contexts"))
         mu, scale = mu_scale_table()
         return mu[mu_index], scale[scale_index]
-
-
-def arm_from_groups(
-    weights: Sequence[Any], biases: Sequence[Any], weight_exp: int, bias_exp: int
-) -> FixedPointArm:
-    """The integer ARM from its two transmitted parameter groups.
-
-    Args:
-        weights: integer ``[out, in]`` per layer, hidden layers first, the output layer last
-            (the ARM weight group in coding order).
-        biases: integer ``[out]`` per layer, in the same order.
-        weight_exp: the step exponent of the weight group.
-        bias_exp: the step exponent of the bias group.
-
-    Raises:
-        As :meth:`FixedPointArm.from_quantized`; ValueError also when the groups do not pair up.
-    """
-    if len(weights) != len(biases) or not weights:
-        raise ValueError(
-            f"ARM groups: expected as many biases as weights (at least one), found "
-            f"{len(weights)} weights and {len(biases)} biases"
-        )
-    layers = [
-        QuantizedLayer(weight, bias, weight_exp, bias_exp)
-        for weight, bias in zip(weights, biases, strict=True)
-    ]
-    return FixedPointArm.from_quantized(layers[:-1], layers[-1])
 
 
 def mu_from_index(mu_index: np.ndarray) -> np.ndarray:

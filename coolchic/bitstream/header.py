@@ -9,57 +9,62 @@ unsigned exp-Golomb codes ``ue(v)`` (a typical header is about 30 bytes, against
 on files of 500 to 2,000 bytes). Zero bits pad it to a byte, and one CRC-32 of everything before
 it *and* of both sections ends it.
 
+The fields, their codes, ranges and rules are one table,
+:data:`~coolchic.bitstream.header_fields.HEADER_FIELDS`: :func:`write_header` writes it,
+:func:`read_header` reads it and :class:`StreamHeader` is validated against it. This module
+holds the header object, its size bounds, the one constructor from a model architecture
+(:func:`header_for_model`) and the container.
+
 Torch-free: plain frozen dataclasses and bytes. :func:`read_header` trusts nothing: it checks
 magic and version, reads the fields with every loop count and code length bounded, checks that
 the declared sections are present and that the CRC matches, and only then validates every field
 against the decoder limits of :mod:`coolchic.bitstream.constants`, before the caller allocates
 anything.
-
-Every enum has an explicit, permanent integer code (``FRAME_FORMAT_CODES`` …): never reorder
-them, only append (a fifth frame format needs a wider field, hence a new format version).
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
+from coolchic.bitstream.bitfields import (
+    FieldError,
+    bit_bounds,
+    build,
+    check_fields,
+    field_error,
+    read_fields,
+    write_fields,
+)
 from coolchic.bitstream.bits import BitReader, BitWriter
 from coolchic.bitstream.constants import (
-    ARM_MAX_WEIGHT_EXP,
     FORMAT_VERSION,
     MAGIC,
     MAGIC_V1,
-    MAX_ARM_HIDDEN_LAYERS,
-    MAX_ARM_WIDTH,
-    MAX_BIT_DEPTH,
     MAX_BITS_PER_LATENT,
     MAX_EG_BITS_PER_PARAM,
-    MAX_EG_ORDER,
-    MAX_FPS_CHARS,
-    MAX_HEIGHT,
-    MAX_N_CTX_ROWCOL,
-    MAX_N_GRIDS,
-    MAX_PRECONCAT_KERNEL,
     MAX_SECTION_BYTES,
-    MAX_STEP_EXPONENT,
-    MAX_SYNTHESIS_CHANNELS,
-    MAX_SYNTHESIS_KERNEL,
-    MAX_SYNTHESIS_LAYERS,
-    MAX_UPSAMPLING_KERNEL,
-    MAX_WIDTH,
-    MIN_BIT_DEPTH,
-    MIN_UPSAMPLING_KERNEL,
     NN_GROUPS,
-    OUT_CHANNELS,
     RANGE_CODER_SLACK_WORDS,
 )
-from coolchic.bitstream.expgolomb import read_ue, ue_bits, write_ue
+from coolchic.bitstream.header_fields import (
+    FRAME_FORMAT_CODES,
+    HEADER_FIELDS,
+    LAYER_KIND_CODES,
+    NONLINEARITY_CODES,
+    FrameFormat,
+    GroupCoding,
+    LayerKind,
+    Nonlinearity,
+    SynthesisLayerField,
+)
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 from coolchic.model.layout import grid_shapes
+
+if TYPE_CHECKING:
+    from coolchic.model.config import ModelConfig
 
 __all__ = [
     "FRAME_FORMAT_CODES",
@@ -73,6 +78,7 @@ __all__ = [
     "Nonlinearity",
     "StreamHeader",
     "SynthesisLayerField",
+    "header_for_model",
     "max_latent_bytes",
     "pack_stream",
     "read_header",
@@ -80,29 +86,6 @@ __all__ = [
     "write_header",
 ]
 
-FrameFormat = Literal["rgb", "yuv420", "yuv444"]
-LayerKind = Literal["linear", "residual"]
-Nonlinearity = Literal["relu", "none"]
-
-#: Permanent codes of the frame formats (a 2-bit field).
-FRAME_FORMAT_CODES: Final[Mapping[str, int]] = {"rgb": 0, "yuv420": 1, "yuv444": 2}
-#: Permanent codes of the synthesis layer kinds (a 1-bit field).
-LAYER_KIND_CODES: Final[Mapping[str, int]] = {"linear": 0, "residual": 1}
-#: Permanent codes of the synthesis non-linearities (a 1-bit field).
-NONLINEARITY_CODES: Final[Mapping[str, int]] = {"none": 0, "relu": 1}
-
-_FPS_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)?")
-
-# Widths of the fixed-width fields. The step exponent and the exp-Golomb order are fixed-width
-# because every group carries one and they are spread over 3..12: 9 bits a group, where two
-# ue codes would take about 11.
-_FRAME_FORMAT_BITS: Final = 2
-_LAYER_FLAG_BITS: Final = 1
-_EXP_BITS: Final = MAX_STEP_EXPONENT.bit_length()
-_ORDER_BITS: Final = MAX_EG_ORDER.bit_length()
-#: The frame rate is written 4 bits a character: code i is ``_FPS_ALPHABET[i]``, 11..15 unused.
-_FPS_CHAR_BITS: Final = 4
-_FPS_ALPHABET: Final = "0123456789."
 #: Magic and version byte, before the bit string.
 _PREFIX_BYTES: Final = len(MAGIC) + 1
 _CRC_BYTES: Final = 4
@@ -113,66 +96,12 @@ def _header_bytes(field_bits: int) -> int:
     return _PREFIX_BYTES + -(-field_bits // 8) + _CRC_BYTES
 
 
-_CODING_BITS: Final = len(NN_GROUPS) * (_EXP_BITS + _ORDER_BITS)
-_MAX_LAYER_BITS: Final = (
-    ue_bits(MAX_SYNTHESIS_CHANNELS - 1)
-    + ue_bits((MAX_SYNTHESIS_KERNEL - 1) // 2)
-    + 2 * _LAYER_FLAG_BITS
-)
-#: Smallest header: 1x1 RGB, one 3-channel 1x1 layer, no section, no frame rate.
-MIN_HEADER_BYTES: Final = _header_bytes(
-    9  # one bit each: width, height, bit_depth, n_grids, n_ctx, 2 kernels, 2 layer counts
-    + _FRAME_FORMAT_BITS
-    + ue_bits(OUT_CHANNELS - 1)
-    + 1
-    + 2 * _LAYER_FLAG_BITS
-    + _CODING_BITS
-    + 1  # zero flag of the one grid
-    + 3  # one bit each: nn_bytes, latent words, frame-rate length
-)
+_MIN_BITS, _MAX_BITS = bit_bounds(HEADER_FIELDS)
+#: Smallest header, every field at its smallest (1x1 RGB, one 3-channel 1x1 layer, no section,
+#: no frame rate: 17 bytes).
+MIN_HEADER_BYTES: Final = _header_bytes(_MIN_BITS)
 #: A bound on the largest header (every field at its limit; not every combination is valid).
-MAX_HEADER_BYTES: Final = _header_bytes(
-    ue_bits(MAX_WIDTH - 1)
-    + ue_bits(MAX_HEIGHT - 1)
-    + _FRAME_FORMAT_BITS
-    + ue_bits(MAX_BIT_DEPTH - MIN_BIT_DEPTH)
-    + ue_bits(MAX_N_GRIDS - 1)
-    + ue_bits(MAX_N_CTX_ROWCOL - 1)
-    + ue_bits(MAX_UPSAMPLING_KERNEL // 2 - 2)
-    + ue_bits((MAX_PRECONCAT_KERNEL + 1) // 2)
-    + ue_bits(MAX_ARM_HIDDEN_LAYERS)
-    + MAX_ARM_HIDDEN_LAYERS * ue_bits(MAX_ARM_WIDTH - 1)
-    + ue_bits(MAX_SYNTHESIS_LAYERS - 1)
-    + MAX_SYNTHESIS_LAYERS * _MAX_LAYER_BITS
-    + _CODING_BITS
-    + MAX_N_GRIDS
-    + ue_bits(MAX_SECTION_BYTES)
-    + ue_bits(MAX_SECTION_BYTES // 4)
-    + ue_bits(MAX_FPS_CHARS)
-    + MAX_FPS_CHARS * _FPS_CHAR_BITS
-)
-
-
-class _FieldError(ValueError):
-    """A header field out of range; ``is_limit`` marks sizes and counts (→ LimitExceeded)."""
-
-    def __init__(self, message: str, *, is_limit: bool) -> None:
-        super().__init__(message)
-        self.is_limit = is_limit
-
-
-def _field_error(name: str, expected: str, found: object, *, is_limit: bool) -> _FieldError:
-    return _FieldError(f"{name}: expected {expected}, found {found!r}", is_limit=is_limit)
-
-
-def _check_int(value: object, low: int, high: int, name: str, *, is_limit: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _field_error(name, f"an integer in {low}..{high}", value, is_limit=is_limit)
-
-
-def _check_code(value: object, codes: Mapping[str, int], name: str) -> None:
-    if value not in codes:
-        raise _field_error(name, f"one of {tuple(codes)}", value, is_limit=False)
+MAX_HEADER_BYTES: Final = _header_bytes(_MAX_BITS)
 
 
 def max_latent_bytes(n_symbols: int) -> int:
@@ -185,49 +114,6 @@ def max_latent_bytes(n_symbols: int) -> int:
     if n_symbols <= 0:
         return 0
     return 4 * (-(-n_symbols * MAX_BITS_PER_LATENT // 32) + RANGE_CODER_SLACK_WORDS)
-
-
-@dataclass(frozen=True)
-class SynthesisLayerField:
-    """One synthesis layer as written in the header (``ue(out − 1)``, ``ue((kernel − 1) / 2)``,
-    then one bit each for kind and non-linearity).
-
-    Attributes:
-        out_channels: 1..128.
-        kernel: odd, 1..15.
-        kind: ``"linear"`` (code 0) or ``"residual"`` (code 1, needs in == out channels).
-        nonlinearity: ``"none"`` (code 0) or ``"relu"`` (code 1).
-    """
-
-    out_channels: int
-    kernel: int
-    kind: LayerKind
-    nonlinearity: Nonlinearity
-
-    def __post_init__(self) -> None:
-        _check_int(self.out_channels, 1, MAX_SYNTHESIS_CHANNELS, "synthesis out_channels")
-        _check_int(self.kernel, 1, MAX_SYNTHESIS_KERNEL, "synthesis kernel")
-        if self.kernel % 2 == 0:
-            raise _field_error("synthesis kernel", "an odd size", self.kernel, is_limit=False)
-        _check_code(self.kind, LAYER_KIND_CODES, "synthesis kind")
-        _check_code(self.nonlinearity, NONLINEARITY_CODES, "synthesis nonlinearity")
-
-
-@dataclass(frozen=True)
-class GroupCoding:
-    """How one (module, weight|bias) parameter group is coded (5 + 4 bits in the header).
-
-    Attributes:
-        exp: step exponent, the quantisation step is ``2^-exp``; 0..31.
-        order: exp-Golomb order, 0..12.
-    """
-
-    exp: int = 0
-    order: int = 0
-
-    def __post_init__(self) -> None:
-        _check_int(self.exp, 0, MAX_STEP_EXPONENT, "step exponent")
-        _check_int(self.order, 0, MAX_EG_ORDER, "exp-Golomb order")
 
 
 def _default_coding() -> tuple[GroupCoding, ...]:
@@ -263,6 +149,9 @@ class StreamHeader:
             names its output after the ``.cool`` file.
         format_version: must be :data:`~coolchic.bitstream.constants.FORMAT_VERSION`.
 
+    Every field is checked when the header is built, against the ranges and rules of
+    :data:`~coolchic.bitstream.header_fields.HEADER_FIELDS`.
+
     The CRC-32 is not a field: it depends on the payload, so :func:`write_header` computes it
     and :func:`read_header` checks it.
     """
@@ -286,107 +175,10 @@ class StreamHeader:
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
-            raise _field_error(
+            raise field_error(
                 "format_version", str(FORMAT_VERSION), self.format_version, is_limit=False
             )
-        _check_code(self.frame_format, FRAME_FORMAT_CODES, "frame_format")
-        _check_int(self.width, 1, MAX_WIDTH, "width")
-        _check_int(self.height, 1, MAX_HEIGHT, "height")
-        if self.frame_format == "yuv420" and (self.width % 2 or self.height % 2):
-            raise _field_error(
-                "yuv420 size", "even width and height", (self.width, self.height), is_limit=False
-            )
-        _check_int(self.bit_depth, MIN_BIT_DEPTH, MAX_BIT_DEPTH, "bit_depth", is_limit=False)
-        _check_int(self.n_grids, 1, MAX_N_GRIDS, "n_grids")
-        _check_int(self.n_ctx_rowcol, 1, MAX_N_CTX_ROWCOL, "n_ctx_rowcol")
-        self._check_arm()
-        _check_int(
-            self.upsampling_kernel,
-            MIN_UPSAMPLING_KERNEL,
-            MAX_UPSAMPLING_KERNEL,
-            "upsampling_kernel",
-        )
-        if self.upsampling_kernel % 2:
-            raise _field_error(
-                "upsampling_kernel", "an even size", self.upsampling_kernel, is_limit=False
-            )
-        _check_int(self.preconcat_kernel, 0, MAX_PRECONCAT_KERNEL, "preconcat_kernel")
-        if self.preconcat_kernel and self.preconcat_kernel % 2 == 0:
-            raise _field_error(
-                "preconcat_kernel", "0 or an odd size", self.preconcat_kernel, is_limit=False
-            )
-        self._check_synthesis()
-        self._check_coding()
-        self._check_sections()
-        self._check_metadata()
-
-    def _check_arm(self) -> None:
-        if not isinstance(self.arm_hidden, tuple):
-            raise _field_error("arm_hidden", "a tuple", self.arm_hidden, is_limit=False)
-        _check_int(len(self.arm_hidden), 0, MAX_ARM_HIDDEN_LAYERS, "number of ARM hidden layers")
-        for width in self.arm_hidden:
-            _check_int(width, 1, MAX_ARM_WIDTH, "ARM hidden width")
-
-    def _check_synthesis(self) -> None:
-        if not isinstance(self.synthesis, tuple):
-            raise _field_error("synthesis", "a tuple", self.synthesis, is_limit=False)
-        _check_int(len(self.synthesis), 1, MAX_SYNTHESIS_LAYERS, "number of synthesis layers")
-        channels = self.n_grids
-        for index, layer in enumerate(self.synthesis):
-            if not isinstance(layer, SynthesisLayerField):
-                raise _field_error(
-                    f"synthesis layer {index}", "a SynthesisLayerField", layer, is_limit=False
-                )
-            if layer.kind == "residual" and layer.out_channels != channels:
-                raise _field_error(
-                    f"synthesis layer {index} (residual) out_channels",
-                    f"its input channel count {channels}",
-                    layer.out_channels,
-                    is_limit=False,
-                )
-            channels = layer.out_channels
-        if channels != OUT_CHANNELS:
-            raise _field_error(
-                "last synthesis layer out_channels", str(OUT_CHANNELS), channels, is_limit=False
-            )
-
-    def _check_coding(self) -> None:
-        if not (isinstance(self.nn_coding, tuple) and len(self.nn_coding) == len(NN_GROUPS)):
-            raise _field_error(
-                "nn_coding", f"{len(NN_GROUPS)} GroupCoding entries", self.nn_coding, is_limit=False
-            )
-        for (module, kind), coding in zip(NN_GROUPS, self.nn_coding, strict=True):
-            if not isinstance(coding, GroupCoding):
-                raise _field_error(
-                    f"{module} {kind} coding", "a GroupCoding", coding, is_limit=False
-                )
-        arm_weight = self.group_coding("arm", "weight")
-        _check_int(arm_weight.exp, 0, ARM_MAX_WEIGHT_EXP, "arm weight step exponent")
-
-    def _check_sections(self) -> None:
-        if self.zero_grids != () and not (
-            isinstance(self.zero_grids, tuple)
-            and len(self.zero_grids) == self.n_grids
-            and all(isinstance(flag, bool) for flag in self.zero_grids)
-        ):
-            raise _field_error(
-                "zero_grids", f"() or {self.n_grids} booleans", self.zero_grids, is_limit=False
-            )
-        if not any(self.zero_grids):
-            object.__setattr__(self, "zero_grids", ())  # canonical form: no grid is zero
-        _check_int(self.nn_bytes, 0, self.max_nn_bytes, "nn_bytes")
-        _check_int(self.latent_bytes, 0, self.max_latent_bytes, "latent_bytes")
-        if self.latent_bytes % 4:
-            raise _field_error("latent_bytes", "a multiple of 4", self.latent_bytes, is_limit=False)
-
-    def _check_metadata(self) -> None:
-        if not isinstance(self.fps_text, str):
-            raise _field_error("fps_text", "a string", self.fps_text, is_limit=False)
-        _check_int(len(self.fps_text), 0, MAX_FPS_CHARS, "fps_text length")
-        if self.fps_text and not _FPS_PATTERN.fullmatch(self.fps_text):
-            raise _field_error(
-                "fps_text", "digits with an optional decimal part", self.fps_text, is_limit=False
-            )
+        check_fields(self, HEADER_FIELDS)
 
     # ----------------------------------------------------------------------------------------
 
@@ -455,52 +247,53 @@ class StreamHeader:
                 f"parameter group: expected one of {NN_GROUPS}, found {(module, kind)!r}"
             ) from None
 
-    @property
-    def nn_exps(self) -> dict[tuple[str, str], int]:
-        """Step exponent of each ``(module, kind)`` group."""
-        return {group: coding.exp for group, coding in zip(NN_GROUPS, self.nn_coding, strict=True)}
 
-    @property
-    def nn_orders(self) -> dict[tuple[str, str], int]:
-        """Exp-Golomb order of each ``(module, kind)`` group."""
-        return {
-            group: coding.order for group, coding in zip(NN_GROUPS, self.nn_coding, strict=True)
-        }
+#: The header fields a model architecture gives as they are (the lists are converted).
+_ARCHITECTURE_NUMBERS: Final = ("n_grids", "n_ctx_rowcol", "upsampling_kernel", "preconcat_kernel")
+
+
+def header_for_model(
+    config: ModelConfig,
+    width: int,
+    height: int,
+    frame_format: FrameFormat,
+    bit_depth: int,
+    *,
+    exps: Mapping[tuple[str, str], int],
+    orders: Mapping[tuple[str, str], int],
+    zero_grids: tuple[bool, ...] = (),
+    fps_text: str = "",
+) -> StreamHeader:
+    """The header of a stream coded with the architecture ``config`` (a
+    :class:`~coolchic.model.config.ModelConfig`, read by attribute: no model import here).
+
+    The one place where an architecture and the facts of a frame become header fields, for the
+    encoder and for tests and benchmarks that build streams without training.
+
+    Args:
+        exps: step exponent of every ``(module, kind)`` group of ``NN_GROUPS``.
+        orders: exp-Golomb order of each group; a group without parameters may be absent (0).
+        zero_grids: per grid, True when it is all zero and not coded (``()``: none is).
+    """
+    return StreamHeader(
+        width=width,
+        height=height,
+        frame_format=frame_format,
+        bit_depth=bit_depth,
+        **{name: getattr(config, name) for name in _ARCHITECTURE_NUMBERS},
+        arm_hidden=tuple(config.arm_hidden),
+        synthesis=tuple(
+            SynthesisLayerField(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
+            for layer in config.synthesis
+        ),
+        nn_coding=tuple(GroupCoding(exps[group], orders.get(group, 0)) for group in NN_GROUPS),
+        zero_grids=tuple(zero_grids),
+        fps_text=fps_text,
+    )
 
 
 # --------------------------------------------------------------------------------------------
-# Writing
-
-
-def _write_fields(writer: BitWriter, header: StreamHeader) -> None:
-    """The bit string, in the order of docs/bitstream.md §1."""
-    write_ue(writer, header.width - 1)
-    write_ue(writer, header.height - 1)
-    writer.write_uint(FRAME_FORMAT_CODES[header.frame_format], _FRAME_FORMAT_BITS)
-    write_ue(writer, header.bit_depth - MIN_BIT_DEPTH)
-    write_ue(writer, header.n_grids - 1)
-    write_ue(writer, header.n_ctx_rowcol - 1)
-    write_ue(writer, header.upsampling_kernel // 2 - 2)
-    write_ue(writer, (header.preconcat_kernel + 1) // 2)  # 0 stays 0 (no pre-concatenation)
-    write_ue(writer, len(header.arm_hidden))
-    for width in header.arm_hidden:
-        write_ue(writer, width - 1)
-    write_ue(writer, len(header.synthesis) - 1)
-    for layer in header.synthesis:
-        write_ue(writer, layer.out_channels - 1)
-        write_ue(writer, (layer.kernel - 1) // 2)
-        writer.write_uint(LAYER_KIND_CODES[layer.kind], _LAYER_FLAG_BITS)
-        writer.write_uint(NONLINEARITY_CODES[layer.nonlinearity], _LAYER_FLAG_BITS)
-    for coding in header.nn_coding:
-        writer.write_uint(coding.exp, _EXP_BITS)
-        writer.write_uint(coding.order, _ORDER_BITS)
-    for zero in header.zero_grid_flags:
-        writer.write_bit(int(zero))
-    write_ue(writer, header.nn_bytes)
-    write_ue(writer, header.latent_bytes // 4)
-    write_ue(writer, len(header.fps_text))
-    for char in header.fps_text:
-        writer.write_uint(_FPS_ALPHABET.index(char), _FPS_CHAR_BITS)
+# Writing and reading
 
 
 def write_header(header: StreamHeader, payload: bytes | bytearray | memoryview = b"") -> bytes:
@@ -520,44 +313,10 @@ def write_header(header: StreamHeader, payload: bytes | bytearray | memoryview =
             f"section lengths), found {len(payload)}"
         )
     writer = BitWriter()
-    _write_fields(writer, header)
+    write_fields(writer, header, HEADER_FIELDS)
     writer.align()
     head = MAGIC + bytes([header.format_version]) + writer.to_bytes()
     return head + zlib.crc32(payload, zlib.crc32(head)).to_bytes(_CRC_BYTES, "big")
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-
-
-class _FieldReader:
-    """Reads the header's bit string; every error names the field it was reading."""
-
-    def __init__(self, data: bytes) -> None:
-        self.bits = BitReader(data, 8 * _PREFIX_BYTES)
-
-    def ue(self, name: str, offset: int = 0) -> int:
-        """``ue(v) + offset``; a truncated or over-long code raises BitstreamError."""
-        return read_ue(self.bits, f"header field {name}") + offset
-
-    def count(self, name: str, high: int, offset: int = 0) -> int:
-        """A value that sizes a loop of the parser: refused above ``high`` before it is used."""
-        value = self.ue(name, offset)
-        if value > high:
-            raise LimitExceeded(f"header field {name}: expected at most {high}, found {value}")
-        return value
-
-    def uint(self, n_bits: int, name: str) -> int:
-        return self.bits.read_uint(n_bits, f"header field {name}")
-
-    def code(self, n_bits: int, codes: Mapping[str, int], name: str) -> str:
-        value = self.uint(n_bits, name)
-        for label, code in codes.items():
-            if code == value:
-                return label
-        raise BitstreamError(
-            f"header field {name}: expected a code in {dict(codes)}, found {value}"
-        )
 
 
 def _check_identification(data: bytes) -> None:
@@ -581,67 +340,11 @@ def _check_identification(data: bytes) -> None:
         )
 
 
-def _parse_fields(reader: _FieldReader) -> dict[str, Any]:
-    """The raw field values, as :class:`StreamHeader` arguments; only loop counts are checked."""
-    fields: dict[str, Any] = {
-        "width": reader.ue("width", 1),
-        "height": reader.ue("height", 1),
-        "frame_format": reader.code(_FRAME_FORMAT_BITS, FRAME_FORMAT_CODES, "frame_format"),
-        "bit_depth": reader.ue("bit_depth", MIN_BIT_DEPTH),
-        "n_grids": reader.count("n_grids", MAX_N_GRIDS, 1),
-        "n_ctx_rowcol": reader.ue("n_ctx_rowcol", 1),
-        "upsampling_kernel": 2 * reader.ue("upsampling_kernel", 2),
-    }
-    preconcat = reader.ue("preconcat_kernel")
-    fields["preconcat_kernel"] = 2 * preconcat - 1 if preconcat else 0
-    n_hidden = reader.count("n_arm_hidden", MAX_ARM_HIDDEN_LAYERS)
-    fields["arm_hidden"] = tuple(reader.ue(f"arm_hidden[{i}]", 1) for i in range(n_hidden))
-    layers = []
-    for index in range(reader.count("n_synthesis_layers", MAX_SYNTHESIS_LAYERS, 1)):
-        layers.append(
-            (
-                reader.ue(f"synthesis[{index}].out_channels", 1),
-                2 * reader.ue(f"synthesis[{index}].kernel") + 1,
-                reader.code(_LAYER_FLAG_BITS, LAYER_KIND_CODES, f"synthesis[{index}].kind"),
-                reader.code(
-                    _LAYER_FLAG_BITS, NONLINEARITY_CODES, f"synthesis[{index}].nonlinearity"
-                ),
-            )
-        )
-    fields["synthesis"] = layers
-    fields["nn_coding"] = [
-        (reader.uint(_EXP_BITS, f"{m}.{k}.step_exp"), reader.uint(_ORDER_BITS, f"{m}.{k}.eg_order"))
-        for m, k in NN_GROUPS
-    ]
-    fields["zero_grids"] = tuple(
-        bool(reader.uint(1, f"zero_grids[{i}]")) for i in range(fields["n_grids"])
-    )
-    fields["nn_bytes"] = reader.ue("nn_bytes")
-    fields["latent_bytes"] = 4 * reader.ue("latent_words")
-    chars = []
-    for index in range(reader.count("fps length", MAX_FPS_CHARS)):
-        code = reader.uint(_FPS_CHAR_BITS, f"fps[{index}]")
-        if code >= len(_FPS_ALPHABET):
-            raise BitstreamError(
-                f"header field fps[{index}]: expected a code in 0..{len(_FPS_ALPHABET) - 1} "
-                f"(digits, then '.'), found {code}"
-            )
-        chars.append(_FPS_ALPHABET[code])
-    fields["fps_text"] = "".join(chars)
-    return fields
-
-
 def _build(fields: dict[str, Any]) -> StreamHeader:
-    """The header the parsed fields describe; out-of-range values become bitstream errors."""
+    """The header the read values describe; out-of-range values become bitstream errors."""
     try:
-        return StreamHeader(
-            **{
-                **fields,
-                "synthesis": tuple(SynthesisLayerField(*layer) for layer in fields["synthesis"]),
-                "nn_coding": tuple(GroupCoding(exp, order) for exp, order in fields["nn_coding"]),
-            }
-        )
-    except _FieldError as error:
+        return StreamHeader(**build(fields, HEADER_FIELDS))
+    except FieldError as error:
         kind = LimitExceeded if error.is_limit else BitstreamError
         raise kind(f"header field {error}") from None
 
@@ -667,15 +370,15 @@ def read_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int
     """
     data = bytes(data)
     _check_identification(data)
-    reader = _FieldReader(data)
-    fields = _parse_fields(reader)
-    padding = reader.bits.align()
+    reader = BitReader(data, 8 * _PREFIX_BYTES)
+    fields = read_fields(reader, HEADER_FIELDS)
+    padding = reader.align()
     if padding:
         raise BitstreamError(
-            f"header padding: expected zero bits before byte {reader.bits.position // 8}, "
+            f"header padding: expected zero bits before byte {reader.position // 8}, "
             f"found 0b{padding:b} (corrupt header)"
         )
-    crc_at = reader.bits.position // 8
+    crc_at = reader.position // 8
     length = crc_at + _CRC_BYTES
     if length > len(data):
         raise BitstreamError(

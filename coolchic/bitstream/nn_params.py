@@ -1,23 +1,19 @@
-"""Quantisation and exp-Golomb coding of the network parameters (as Cool-chic v3.2 → v5).
+"""Exp-Golomb coding of the quantised network parameters (as Cool-chic v3.2 → v5).
 
-Model-agnostic: parameters arrive as plain arrays grouped by module and kind,
-``groups[module][kind] -> [array, …]`` with ``module`` in ``NN_MODULES`` (``"arm"``,
+Model-agnostic: the integers arrive grouped by module and kind,
+``groups[module][kind] -> [int array, …]`` with ``module`` in ``NN_MODULES`` (``"arm"``,
 ``"upsampling"``, ``"synthesis"``) and ``kind`` in ``NN_KINDS`` (``"weight"``, ``"bias"``); the
 list order is the module's parameter declaration order and must be the same at both ends.
 
-Per (module, kind) group there is one step ``2^-exp`` (``q = round(θ·2^exp)``, half to even) and
-one exp-Golomb order (the one giving the fewest bits). The section is the concatenation of the
-six groups' codes in ``NN_GROUPS`` order (each group's arrays flattened in C order, one after
-the other), zero-padded to a byte boundary at the end. Exponents and orders travel in the
-header; the decoder knows every array's shape from the architecture.
-
-The step search that needs the model (rate–distortion per candidate step) is built on top of
-:func:`quantize`, :func:`fits` and :func:`estimate_bits`.
+Each (module, kind) group has one exp-Golomb order (the one giving the fewest bits). The section
+is the concatenation of the six groups' codes in ``NN_GROUPS`` order (each group's arrays
+flattened in C order, one after the other), zero-padded to a byte boundary at the end. Orders
+and step exponents travel in the header; the decoder knows every array's shape from the
+architecture. What the integers mean (steps, predictions) is :mod:`coolchic.nnquant.params`.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,28 +21,10 @@ import numpy as np
 
 from coolchic.bitstream import expgolomb
 from coolchic.bitstream.bits import BitReader, BitWriter
-from coolchic.bitstream.constants import (
-    MAX_STEP_EXPONENT,
-    NN_GROUPS,
-    NN_KINDS,
-    NN_MODULES,
-    NN_Q_MAX,
-)
+from coolchic.bitstream.constants import NN_GROUPS, NN_KINDS, NN_MODULES, NN_Q_MAX
 from coolchic.errors import BitstreamError, LimitExceeded
 
-__all__ = [
-    "GroupKey",
-    "ParamGroups",
-    "decode_nn",
-    "decode_quantized",
-    "dequantize",
-    "encode_nn",
-    "encode_quantized",
-    "estimate_bits",
-    "fits",
-    "quantize",
-    "usable_exps",
-]
+__all__ = ["GroupKey", "ParamGroups", "decode_quantized", "encode_quantized", "fits"]
 
 #: ``(module, kind)``, e.g. ``("arm", "weight")``.
 GroupKey = tuple[str, str]
@@ -54,91 +32,21 @@ GroupKey = tuple[str, str]
 ParamGroups = Mapping[str, Mapping[str, Sequence[Any]]]
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _check_exp(exp: int) -> int:
-    if isinstance(exp, bool) or not isinstance(exp, int | np.integer):
-        raise TypeError(f"step exponent: expected an integer, found {exp!r}")
-    if not 0 <= exp <= MAX_STEP_EXPONENT:
-        raise ValueError(f"step exponent: expected 0..{MAX_STEP_EXPONENT}, found {exp}")
-    return int(exp)
-
-
-def quantize(values: Any, exp: int) -> np.ndarray:
-    """``q = round(θ · 2^exp)`` (half to even), the integers sent for step ``2^-exp``.
-
-    Args:
-        values: real array or tensor, any shape, finite.
-        exp: step exponent, 0..31.
-
-    Returns:
-        int64 array of the same shape. It may exceed ``2^15``: check with :func:`fits`.
-
-    Raises:
-        ValueError: non-finite values or an exponent out of range.
-    """
-    exp = _check_exp(exp)
-    array = _to_numpy(values).astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValueError("values: expected finite parameters, found NaN or infinity")
-    scaled = np.rint(np.ldexp(array, exp))
-    if scaled.size and float(np.abs(scaled).max()) >= 2.0**62:
-        raise ValueError(f"values: too large for step 2^-{exp} (|q| >= 2^62)")
-    return scaled.astype(np.int64)
-
-
-def dequantize(q: Any, exp: int) -> np.ndarray:
-    """``q · 2^-exp`` as float32 (exact for ``|q| <= 2^24``).
-
-    Args:
-        q: integer array, any shape.
-        exp: step exponent, 0..31.
-    """
-    exp = _check_exp(exp)
-    array = _to_numpy(q)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"q: expected an integer array, found dtype {array.dtype}")
-    return np.ldexp(array.astype(np.float64), -exp).astype(np.float32)
-
-
 def fits(q: Any) -> bool:
     """True when every ``|q| <= 2^15``, the range the format carries (else skip this step)."""
-    array = _to_numpy(q)
+    array = np.asarray(q)
     return not array.size or int(np.abs(array.astype(np.int64)).max()) <= NN_Q_MAX
 
 
-def usable_exps(values: Any, candidates: Sequence[int]) -> list[int]:
-    """The candidate step exponents whose integers :func:`fits` (order kept)."""
-    return [exp for exp in candidates if fits(quantize(values, exp))]
-
-
-def estimate_bits(q: Any) -> int:
-    """Exact exp-Golomb length of one group's integers at its best order (bits).
-
-    Args:
-        q: integer array or a sequence of them (flattened and concatenated).
-    """
-    return expgolomb.best_order(_flatten(q))[1]
-
-
-def _flatten(arrays: Any) -> np.ndarray:
-    if isinstance(arrays, (list, tuple)):
-        parts = [_to_numpy(a).ravel() for a in arrays]
-        if not parts:
-            return np.zeros(0, dtype=np.int64)
-        for part in parts:
-            if part.dtype.kind not in "iu":
-                raise TypeError(f"q: expected integer arrays, found dtype {part.dtype}")
-        return np.concatenate([p.astype(np.int64) for p in parts])
-    array = _to_numpy(arrays)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"q: expected an integer array, found dtype {array.dtype}")
-    return array.astype(np.int64).ravel()
+def _flatten(arrays: Sequence[Any]) -> np.ndarray:
+    """One group's integer arrays, flattened and concatenated as int64."""
+    parts = [np.asarray(a).ravel() for a in arrays]
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    for part in parts:
+        if part.dtype.kind not in "iu":
+            raise TypeError(f"q: expected integer arrays, found dtype {part.dtype}")
+    return np.concatenate([p.astype(np.int64) for p in parts])
 
 
 def _check_groups(groups: ParamGroups, what: str) -> None:
@@ -173,7 +81,7 @@ def encode_quantized(q_groups: ParamGroups) -> tuple[bytes, dict[GroupKey, int]]
     writer = BitWriter()
     orders: dict[GroupKey, int] = {}
     for key in NN_GROUPS:
-        values = _flatten(list(_group(q_groups, key)))
+        values = _flatten(_group(q_groups, key))
         if not fits(values):
             raise ValueError(
                 f"{key[0]} {key[1]}: expected |q| <= {NN_Q_MAX}, found {int(np.abs(values).max())}"
@@ -182,35 +90,6 @@ def encode_quantized(q_groups: ParamGroups) -> tuple[bytes, dict[GroupKey, int]]
         orders[key] = order
         writer.write_bits(expgolomb.encode(values, order))
     return writer.to_bytes(), orders
-
-
-def encode_nn(
-    groups: ParamGroups, exps: Mapping[GroupKey, int]
-) -> tuple[bytes, dict[GroupKey, int]]:
-    """Quantise float groups with their steps and code them (see :func:`encode_quantized`).
-
-    Args:
-        groups: ``groups[module][kind] -> [float array or tensor, …]``.
-        exps: step exponent of each non-empty ``(module, kind)`` group.
-
-    Returns:
-        ``(section, orders)``.
-
-    Raises:
-        ValueError: a missing exponent, or a step whose integers exceed ``2^15``.
-    """
-    _check_groups(groups, "groups")
-    q_groups: dict[str, dict[str, list[np.ndarray]]] = {}
-    for module, kind in NN_GROUPS:
-        arrays = _group(groups, (module, kind))
-        if not arrays:
-            continue
-        if (module, kind) not in exps:
-            raise ValueError(f"exps: expected a step exponent for {(module, kind)!r}")
-        q_groups.setdefault(module, {})[kind] = [
-            quantize(array, exps[(module, kind)]) for array in arrays
-        ]
-    return encode_quantized(q_groups)
 
 
 def decode_quantized(
@@ -267,35 +146,3 @@ def decode_quantized(
     if reader.align():
         raise BitstreamError("nn section: expected zero padding bits at the end, found ones")
     return result
-
-
-def decode_nn(
-    data: bytes,
-    shapes: Mapping[str, Mapping[str, Sequence[Sequence[int]]]],
-    exps: Mapping[GroupKey, int],
-    orders: Mapping[GroupKey, int],
-) -> dict[str, dict[str, list[np.ndarray]]]:
-    """Decode and de-quantise the parameter section: float32 arrays ``q · 2^-exp``.
-
-    Args:
-        data: the section.
-        shapes: ``shapes[module][kind] -> [shape, …]``.
-        exps: step exponent of each group (from the header).
-        orders: exp-Golomb order of each group (from the header).
-
-    Returns:
-        ``values[module][kind] -> [float32 array, …]`` (the ARM needs the integers: use
-        :func:`decode_quantized` for it).
-    """
-    q = decode_quantized(data, shapes, orders)
-    for module, kinds in q.items():
-        for kind in kinds:
-            if (module, kind) not in exps:
-                raise ValueError(f"exps: expected a step exponent for {(module, kind)!r}")
-    return {
-        module: {
-            kind: [dequantize(array, exps[(module, kind)]) for array in arrays]
-            for kind, arrays in kinds.items()
-        }
-        for module, kinds in q.items()
-    }

@@ -1,0 +1,299 @@
+"""The stream header's bit string as one table: :data:`HEADER_FIELDS`.
+
+Each entry gives a field of ``docs/bitstream.md`` §1, in stream order: how it is coded (``ue``
+with an offset and a scale, ``u(n)``, a permanent enum code, a flag), the range it must lie in,
+and the rules that tie it to the fields before it (a yuv420 size is even, a residual layer
+keeps its channel count …). The writer, the reader and the validator of
+:mod:`coolchic.bitstream.header` all walk this table (:mod:`coolchic.bitstream.bitfields`), so a
+field's code and its limits are written down once.
+
+Every enum has an explicit, permanent integer code (:data:`FRAME_FORMAT_CODES` …): never
+reorder them, only append (a fifth frame format needs a wider field, hence a new format
+version).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from coolchic.bitstream.bitfields import (
+    Bits,
+    Code,
+    Entry,
+    Field,
+    Flag,
+    Record,
+    Repeated,
+    Rule,
+    Ue,
+    check_fields,
+    check_int,
+    field_error,
+)
+from coolchic.bitstream.constants import (
+    ARM_MAX_WEIGHT_EXP,
+    MAX_ARM_HIDDEN_LAYERS,
+    MAX_ARM_WIDTH,
+    MAX_BIT_DEPTH,
+    MAX_EG_ORDER,
+    MAX_FPS_CHARS,
+    MAX_HEIGHT,
+    MAX_N_CTX_ROWCOL,
+    MAX_N_GRIDS,
+    MAX_PRECONCAT_KERNEL,
+    MAX_SECTION_BYTES,
+    MAX_STEP_EXPONENT,
+    MAX_SYNTHESIS_CHANNELS,
+    MAX_SYNTHESIS_KERNEL,
+    MAX_SYNTHESIS_LAYERS,
+    MAX_UPSAMPLING_KERNEL,
+    MAX_WIDTH,
+    MIN_BIT_DEPTH,
+    MIN_UPSAMPLING_KERNEL,
+    NN_GROUPS,
+    OUT_CHANNELS,
+)
+
+__all__ = [
+    "FPS_ALPHABET",
+    "FRAME_FORMAT_CODES",
+    "GROUP_CODING_FIELDS",
+    "HEADER_FIELDS",
+    "LAYER_KIND_CODES",
+    "NONLINEARITY_CODES",
+    "SYNTHESIS_LAYER_FIELDS",
+    "FrameFormat",
+    "GroupCoding",
+    "LayerKind",
+    "Nonlinearity",
+    "SynthesisLayerField",
+]
+
+FrameFormat = Literal["rgb", "yuv420", "yuv444"]
+LayerKind = Literal["linear", "residual"]
+Nonlinearity = Literal["relu", "none"]
+
+#: Permanent codes of the frame formats (a 2-bit field).
+FRAME_FORMAT_CODES: Final[Mapping[str, int]] = {"rgb": 0, "yuv420": 1, "yuv444": 2}
+#: Permanent codes of the synthesis layer kinds (a 1-bit field).
+LAYER_KIND_CODES: Final[Mapping[str, int]] = {"linear": 0, "residual": 1}
+#: Permanent codes of the synthesis non-linearities (a 1-bit field).
+NONLINEARITY_CODES: Final[Mapping[str, int]] = {"none": 0, "relu": 1}
+#: Frame-rate characters, 4 bits each: code i is ``FPS_ALPHABET[i]``, 11..15 unused.
+FPS_ALPHABET: Final = "0123456789."
+
+_FPS_CHAR: Final = Code(
+    4,
+    {char: code for code, char in enumerate(FPS_ALPHABET)},
+    f"0..{len(FPS_ALPHABET) - 1} (digits, then '.')",
+)
+_FPS_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+# --------------------------------------------------------------------------------------------
+# The records and their fields
+
+
+@dataclass(frozen=True)
+class SynthesisLayerField:
+    """One synthesis layer as written in the header (:data:`SYNTHESIS_LAYER_FIELDS`).
+
+    Attributes:
+        out_channels: 1..128.
+        kernel: odd, 1..15.
+        kind: ``"linear"`` (code 0) or ``"residual"`` (code 1, needs in == out channels).
+        nonlinearity: ``"none"`` (code 0) or ``"relu"`` (code 1).
+    """
+
+    out_channels: int
+    kernel: int
+    kind: LayerKind
+    nonlinearity: Nonlinearity
+
+    def __post_init__(self) -> None:
+        check_fields(self, SYNTHESIS_LAYER_FIELDS)
+
+
+@dataclass(frozen=True)
+class GroupCoding:
+    """How one (module, weight|bias) parameter group is coded (:data:`GROUP_CODING_FIELDS`).
+
+    Attributes:
+        exp: step exponent, the quantisation step is ``2^-exp``; 0..31.
+        order: exp-Golomb order, 0..12.
+    """
+
+    exp: int = 0
+    order: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, GROUP_CODING_FIELDS)
+
+
+def _odd(value: int) -> bool:
+    return value % 2 == 1
+
+
+SYNTHESIS_LAYER_FIELDS: Final = (
+    Field("out_channels", Ue(offset=1), 1, MAX_SYNTHESIS_CHANNELS, "synthesis out_channels"),
+    Field(
+        "kernel",
+        Ue(offset=1, scale=2),
+        1,
+        MAX_SYNTHESIS_KERNEL,
+        "synthesis kernel",
+        rule=Rule(_odd, "an odd size"),
+    ),
+    Field("kind", Code(1, LAYER_KIND_CODES), label="synthesis kind"),
+    Field("nonlinearity", Code(1, NONLINEARITY_CODES), label="synthesis nonlinearity"),
+)
+
+# The step exponent and the exp-Golomb order are fixed-width: every group carries one and they
+# are spread over 3..12, so 9 bits a group beat the ~11 that two ue codes would take.
+GROUP_CODING_FIELDS: Final = (
+    Field(
+        "exp",
+        Bits(MAX_STEP_EXPONENT.bit_length()),
+        0,
+        MAX_STEP_EXPONENT,
+        "step exponent",
+        wire="step_exp",
+    ),
+    Field(
+        "order", Bits(MAX_EG_ORDER.bit_length()), 0, MAX_EG_ORDER, "exp-Golomb order", "eg_order"
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Rules across fields (each runs once the field it is attached to is valid)
+
+
+def _even_yuv420_size(header: Any) -> None:
+    if header.frame_format == "yuv420" and (header.width % 2 or header.height % 2):
+        raise field_error(
+            "yuv420 size", "even width and height", (header.width, header.height), is_limit=False
+        )
+
+
+def _synthesis_channels(header: Any) -> None:
+    """Residual layers keep their channel count (layer 0 reads the grids); the last makes 3."""
+    channels = header.n_grids
+    for index, layer in enumerate(header.synthesis):
+        if layer.kind == "residual" and layer.out_channels != channels:
+            raise field_error(
+                f"synthesis layer {index} (residual) out_channels",
+                f"its input channel count {channels}",
+                layer.out_channels,
+                is_limit=False,
+            )
+        channels = layer.out_channels
+    if channels != OUT_CHANNELS:
+        raise field_error(
+            "last synthesis layer out_channels", str(OUT_CHANNELS), channels, is_limit=False
+        )
+
+
+def _arm_weight_exp(header: Any) -> None:
+    """The integer ARM shifts weights left by ``16 − exp`` bits: no larger exponent."""
+    arm_weight = header.nn_coding[NN_GROUPS.index(("arm", "weight"))]
+    check_int(arm_weight.exp, 0, ARM_MAX_WEIGHT_EXP, "arm weight step exponent")
+
+
+def _canonical_zero_grids(header: Any) -> None:
+    """No grid all zero is stored as ``()``, so that headers compare equal whatever the spelling."""
+    if not isinstance(header.zero_grids, tuple):
+        raise field_error(
+            "zero_grids", f"() or {header.n_grids} booleans", header.zero_grids, is_limit=False
+        )
+    if not any(header.zero_grids):
+        object.__setattr__(header, "zero_grids", ())
+
+
+# --------------------------------------------------------------------------------------------
+# The table (docs/bitstream.md §1, "Fields")
+
+#: The header's bit string, in stream order.
+HEADER_FIELDS: Final[tuple[Entry, ...]] = (
+    Field("width", Ue(offset=1), 1, MAX_WIDTH),
+    Field("height", Ue(offset=1), 1, MAX_HEIGHT),
+    Field("frame_format", Code(2, FRAME_FORMAT_CODES), relations=(_even_yuv420_size,)),
+    Field("bit_depth", Ue(offset=MIN_BIT_DEPTH), MIN_BIT_DEPTH, MAX_BIT_DEPTH, is_limit=False),
+    Field("n_grids", Ue(offset=1), 1, MAX_N_GRIDS, sizes_loop=True),
+    Field("n_ctx_rowcol", Ue(offset=1), 1, MAX_N_CTX_ROWCOL),
+    Field(
+        "upsampling_kernel",
+        Ue(offset=MIN_UPSAMPLING_KERNEL, scale=2),
+        MIN_UPSAMPLING_KERNEL,
+        MAX_UPSAMPLING_KERNEL,
+        rule=Rule(lambda kernel: kernel % 2 == 0, "an even size"),
+    ),
+    # 0 stays 0 (no pre-concatenation); p > 0 is the size 2p − 1.
+    Field(
+        "preconcat_kernel",
+        Ue(offset=-1, scale=2, keep_zero=True),
+        0,
+        MAX_PRECONCAT_KERNEL,
+        rule=Rule(lambda kernel: kernel == 0 or _odd(kernel), "0 or an odd size"),
+    ),
+    Repeated(
+        "arm_hidden",
+        Field("arm_hidden", Ue(offset=1), 1, MAX_ARM_WIDTH, "ARM hidden width"),
+        Field(
+            "n_arm_hidden",
+            Ue(),
+            0,
+            MAX_ARM_HIDDEN_LAYERS,
+            "number of ARM hidden layers",
+            sizes_loop=True,
+        ),
+    ),
+    Repeated(
+        "synthesis",
+        Record(SynthesisLayerField, SYNTHESIS_LAYER_FIELDS),
+        Field(
+            "n_synthesis_layers",
+            Ue(offset=1),
+            1,
+            MAX_SYNTHESIS_LAYERS,
+            "number of synthesis layers",
+            sizes_loop=True,
+        ),
+        relations=(_synthesis_channels,),
+    ),
+    Repeated(
+        "nn_coding",
+        Record(GroupCoding, GROUP_CODING_FIELDS),
+        tuple(f"{module}.{kind}" for module, kind in NN_GROUPS),
+        relations=(_arm_weight_exp,),
+    ),
+    Repeated(
+        "zero_grids",
+        Field("zero_grids", Flag()),
+        "n_grids",
+        source="zero_grid_flags",
+        relations=(_canonical_zero_grids,),
+    ),
+    Field("nn_bytes", Ue(), 0, MAX_SECTION_BYTES, bound=lambda header: header.max_nn_bytes),
+    Field(
+        "latent_bytes",
+        Ue(scale=4),
+        0,
+        MAX_SECTION_BYTES,
+        wire="latent_words",
+        rule=Rule(lambda size: size % 4 == 0, "a multiple of 4"),
+        bound=lambda header: header.max_latent_bytes,
+    ),
+    Repeated(
+        "fps_text",
+        Field("fps", _FPS_CHAR, label="fps_text"),
+        Field("fps length", Ue(), 0, MAX_FPS_CHARS, "fps_text length", sizes_loop=True),
+        text=True,
+        rule=Rule(
+            lambda text: not text or _FPS_PATTERN.fullmatch(text) is not None,
+            "digits with an optional decimal part",
+        ),
+    ),
+)

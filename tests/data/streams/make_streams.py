@@ -1,0 +1,98 @@
+"""Write the stored test streams and what they must decode to (tests/test_stored_streams.py).
+
+The streams pin the format: once written, they are never regenerated for the same
+``FORMAT_VERSION``, so that a change to the writer or the reader that alters a byte of the
+layout, or a decoded sample, fails the test instead of moving the expectation with it.
+
+    python tests/data/streams/make_streams.py [--overwrite]   # only with a new FORMAT_VERSION
+
+Without ``--overwrite`` it writes only the streams that are missing.
+
+Each ``<name>.cool`` gets a ``<name>.json`` beside it: the header fields as the reader parsed
+them, the header length, the frame facts and the SHA-256 of each decoded plane's samples
+(little-endian integers).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parents[2]) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(HERE.parents[2]))
+
+from coolchic.codec import EncoderConfig, encode  # noqa: E402
+from coolchic.io import read_frame  # noqa: E402
+from coolchic.io.frame import Frame  # noqa: E402
+from coolchic.io.naming import parse_yuv_name  # noqa: E402
+from coolchic.model.config import ModelConfig, parse_synthesis  # noqa: E402
+from tests.test_stored_streams import describe  # noqa: E402
+
+SAMPLES = HERE.parents[2] / "samples"
+
+
+def _yuv444_10b() -> Frame:
+    """The 10-bit 4:2:0 sample with its chroma repeated to 4:4:4, frame rate 29.97."""
+    frame = read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv")
+    y, u, v = frame.integer_planes()
+    up = tuple(np.repeat(np.repeat(p, 2, axis=0), 2, axis=1) for p in (u, v))
+    source = parse_yuv_name("hills-synthetic_128x96_29.97p_yuv444_10b.yuv")
+    return Frame.from_integer_planes((y, *up), fmt="yuv444", bit_depth=10, source=source)
+
+
+def _architecture(
+    grids: int, ctx: int, arm: tuple[int, ...], synthesis: str, kernel: int, preconcat: int
+) -> ModelConfig:
+    return ModelConfig(
+        grids,
+        ctx,
+        arm,
+        parse_synthesis(synthesis),
+        upsampling_kernel=kernel,
+        preconcat_kernel=preconcat,
+    )
+
+
+#: name → (frame, λ, architecture; None: the encoder's choice): three frame formats, two bit
+#: depths, with and without a frame rate, a grid flagged all zero, and architectures away from
+#: the defaults (a residual 3x3 layer, two ARM layers or none, K = 4, no pre-concatenation,
+#: N = 1 and 3).
+CASES = {
+    "hills_yuv420_8b": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        1e-3,
+        None,
+    ),
+    "hills_yuv444_10b_residual": (
+        _yuv444_10b,
+        1e-3,
+        _architecture(5, 3, (8, 8), "8-1-linear-relu,3-1-linear-relu,3-3-residual-none", 4, 0),
+    ),
+    "hills_rgb_no_arm_hidden": (
+        lambda: read_frame(SAMPLES / "hills-synthetic.png"),
+        2e-2,
+        _architecture(7, 1, (), "4-1-linear-relu,3-1-linear-none", 8, 3),
+    ),
+}
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    for name, (load, lmbda, model) in CASES.items():
+        if (HERE / f"{name}.cool").exists() and "--overwrite" not in sys.argv[1:]:
+            continue
+        config = EncoderConfig(lmbda=lmbda, recipe="instant", model=model)
+        data = encode(load(), config).bitstream
+        (HERE / f"{name}.cool").write_bytes(data)
+        text = json.dumps(describe(data), indent=1, sort_keys=True)
+        (HERE / f"{name}.json").write_text(text + "\n")
+        print(f"{name}: {len(data)} bytes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
