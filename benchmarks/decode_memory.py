@@ -39,9 +39,8 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
 from coolchic.bitstream.constants import NN_GROUPS  # noqa: E402
 from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer  # noqa: E402
 from coolchic.bitstream.header import (  # noqa: E402
-    GroupCoding,
-    StreamHeader,
-    SynthesisLayerField,
+    FrameFormat,
+    header_for_model,
     pack_stream,
     read_header,
 )
@@ -49,7 +48,8 @@ from coolchic.bitstream.latents import encode_latents  # noqa: E402
 from coolchic.bitstream.nn_params import encode_quantized  # noqa: E402
 from coolchic.decode_memory import estimate_decode_bytes, format_bytes  # noqa: E402
 from coolchic.model.config import ModelConfig, parse_synthesis  # noqa: E402
-from coolchic.model.layout import grid_shapes, parameter_layout  # noqa: E402
+from coolchic.model.layout import grid_shapes  # noqa: E402
+from coolchic.nnquant.params import parameter_layout  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from fuzz_decode import hostile_stream  # noqa: E402
@@ -71,7 +71,12 @@ _EXP = 8
 
 
 def synthetic_stream(
-    width: int, height: int, fmt: str, config: ModelConfig, bit_depth: int = 8, seed: int = 0
+    width: int,
+    height: int,
+    fmt: FrameFormat,
+    config: ModelConfig,
+    bit_depth: int = 8,
+    seed: int = 0,
 ) -> bytes:
     """A valid stream of this size and architecture, built without training."""
     rng = np.random.default_rng(seed)
@@ -92,22 +97,10 @@ def synthetic_stream(
     arm = FixedPointArm.from_quantized(layers[:-1], layers[-1])
     shapes = grid_shapes(height, width, config.n_grids)
     latents = encode_latents([rng.integers(-2, 3, shape) for shape in shapes], arm, 2)
-    header = StreamHeader(
-        width=width,
-        height=height,
-        frame_format=fmt,  # type: ignore[arg-type]
-        bit_depth=bit_depth,
-        n_grids=config.n_grids,
-        n_ctx_rowcol=config.n_ctx_rowcol,
-        arm_hidden=config.arm_hidden,
-        upsampling_kernel=config.upsampling_kernel,
-        preconcat_kernel=config.preconcat_kernel,
-        synthesis=tuple(
-            SynthesisLayerField(s.out_channels, s.kernel, s.kind, s.nonlinearity)
-            for s in config.synthesis
-        ),
-        nn_coding=tuple(GroupCoding(_EXP, orders.get(group, 0)) for group in NN_GROUPS),
-        zero_grids=latents.zero_grids,
+    exps = dict.fromkeys(NN_GROUPS, _EXP)
+    zero = latents.zero_grids
+    header = header_for_model(
+        config, width, height, fmt, bit_depth, exps=exps, orders=orders, zero_grids=zero
     )
     return pack_stream(header, nn, latents.data)
 

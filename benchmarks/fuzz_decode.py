@@ -64,22 +64,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from coolchic.bitstream.constants import (  # noqa: E402
-    MAX_ARM_HIDDEN_LAYERS,
-    MAX_ARM_WIDTH,
-    MAX_EG_ORDER,
-    MAX_HEIGHT,
-    MAX_N_CTX_ROWCOL,
-    MAX_N_GRIDS,
-    MAX_PRECONCAT_KERNEL,
-    MAX_STEP_EXPONENT,
-    MAX_SYNTHESIS_CHANNELS,
-    MAX_SYNTHESIS_KERNEL,
-    MAX_SYNTHESIS_LAYERS,
-    MAX_UPSAMPLING_KERNEL,
-    MAX_WIDTH,
-    OUT_CHANNELS,
-)
+from coolchic.bitstream import constants as limits  # noqa: E402
 from coolchic.bitstream.header import (  # noqa: E402
     GroupCoding,
     StreamHeader,
@@ -168,15 +153,19 @@ def _restamp(body: bytearray, header_length: int) -> bytes:
 
 
 def _random_layers(rng: random.Random, n_grids: int) -> tuple[SynthesisLayerField, ...]:
-    count = rng.choice([1, 2, 3, rng.randint(1, MAX_SYNTHESIS_LAYERS)])
+    count = rng.choice([1, 2, 3, rng.randint(1, limits.MAX_SYNTHESIS_LAYERS)])
     layers = []
     channels = n_grids
     for index in range(count):
         last = index == count - 1
-        out = OUT_CHANNELS if last else rng.choice([channels, rng.randint(1, 16), 3])
-        out = rng.randint(1, MAX_SYNTHESIS_CHANNELS) if not last and rng.random() < 0.05 else out
+        out = limits.OUT_CHANNELS if last else rng.choice([channels, rng.randint(1, 16), 3])
+        out = (
+            rng.randint(1, limits.MAX_SYNTHESIS_CHANNELS)
+            if not last and rng.random() < 0.05
+            else out
+        )
         kind = "residual" if out == channels and rng.random() < 0.5 else "linear"
-        kernel = rng.choice([1, 1, 3, 5, rng.randrange(1, MAX_SYNTHESIS_KERNEL + 1, 2)])
+        kernel = rng.choice([1, 1, 3, 5, rng.randrange(1, limits.MAX_SYNTHESIS_KERNEL + 1, 2)])
         layers.append(SynthesisLayerField(out, kernel, kind, rng.choice(["relu", "none"])))
         channels = out
     return tuple(layers)
@@ -184,7 +173,7 @@ def _random_layers(rng: random.Random, n_grids: int) -> tuple[SynthesisLayerFiel
 
 def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
     """A legal (or nearly legal: the header re-validates it) new value of field ``name``."""
-    size_limit = {"width": MAX_WIDTH, "height": MAX_HEIGHT}
+    size_limit = {"width": limits.MAX_WIDTH, "height": limits.MAX_HEIGHT}
     match name:
         case "width" | "height":
             current = getattr(header, name)
@@ -200,26 +189,30 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
         case "frame_format":
             return rng.choice(["rgb", "yuv420", "yuv444"])
         case "bit_depth":
-            return rng.randint(8, 16)
+            return rng.randint(limits.MIN_BIT_DEPTH, limits.MAX_BIT_DEPTH)
         case "n_grids":
-            return rng.randint(1, MAX_N_GRIDS)
+            return rng.randint(1, limits.MAX_N_GRIDS)
         case "n_ctx_rowcol":
-            return rng.randint(1, MAX_N_CTX_ROWCOL)
+            return rng.randint(1, limits.MAX_N_CTX_ROWCOL)
         case "arm_hidden":
-            count = rng.randint(0, MAX_ARM_HIDDEN_LAYERS)
-            return tuple(rng.choice([8, rng.randint(1, MAX_ARM_WIDTH)]) for _ in range(count))
+            count = rng.randint(0, limits.MAX_ARM_HIDDEN_LAYERS)
+            return tuple(
+                rng.choice([8, rng.randint(1, limits.MAX_ARM_WIDTH)]) for _ in range(count)
+            )
         case "upsampling_kernel":
-            return rng.randrange(4, MAX_UPSAMPLING_KERNEL + 1, 2)
+            return rng.randrange(limits.MIN_UPSAMPLING_KERNEL, limits.MAX_UPSAMPLING_KERNEL + 1, 2)
         case "preconcat_kernel":
-            return rng.choice([0, rng.randrange(1, MAX_PRECONCAT_KERNEL + 1, 2)])
+            return rng.choice([0, rng.randrange(1, limits.MAX_PRECONCAT_KERNEL + 1, 2)])
         case "synthesis":
             return _random_layers(rng, header.n_grids)
         case "nn_coding":
             coding = list(header.nn_coding)
             index = rng.randrange(len(coding))
             coding[index] = GroupCoding(
-                exp=rng.randint(0, MAX_STEP_EXPONENT if index else 16),
-                order=rng.randint(0, MAX_EG_ORDER),
+                exp=rng.randint(
+                    0, limits.MAX_STEP_EXPONENT if index else limits.ARM_MAX_WEIGHT_EXP
+                ),
+                order=rng.randint(0, limits.MAX_EG_ORDER),
             )
             return tuple(coding)
         case "zero_grids":
@@ -227,7 +220,7 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
         case "size":  # both sides at once, log-uniform up to the limits
             return tuple(
                 round(2 ** rng.uniform(0, limit.bit_length() - 1))
-                for limit in (MAX_WIDTH, MAX_HEIGHT)
+                for limit in (limits.MAX_WIDTH, limits.MAX_HEIGHT)
             )
         case "split":  # move bytes between the two sections (latent section stays whole words)
             return 4 * rng.randint(-2, 2)
@@ -291,7 +284,7 @@ def _large(rng: random.Random, stream: bytes) -> bytes:
     for _ in range(50):
         width, height = (round(2 ** rng.uniform(10, 14)) & ~1 for _ in range(2))
         if rng.random() < 0.5:
-            n_grids = rng.randint(1, MAX_N_GRIDS)
+            n_grids = rng.randint(1, limits.MAX_N_GRIDS)
             changes = {
                 "n_grids": n_grids,
                 "zero_grids": (),
@@ -578,8 +571,9 @@ def main() -> int:
         args.hostile.write_bytes(data)
         estimate = estimate_decode_bytes(largest_header())
         print(
-            f"{args.hostile}: {len(data)} bytes, {MAX_WIDTH}x{MAX_HEIGHT}, decoding would need "
-            f"about {format_bytes(estimate)} (limit {format_bytes(decode_memory_limit())})"
+            f"{args.hostile}: {len(data)} bytes, {limits.MAX_WIDTH}x{limits.MAX_HEIGHT}, "
+            f"decoding would need about {format_bytes(estimate)} "
+            f"(limit {format_bytes(decode_memory_limit())})"
         )
         return 0
     if args.cap_extra is None:

@@ -27,16 +27,8 @@ import torch
 from coolchic import __version__
 from coolchic.allocator import release_freed_memory
 from coolchic.bitstream.constants import FORMAT_VERSION
-from coolchic.bitstream.fixed_point import arm_from_groups
-from coolchic.bitstream.header import (
-    GroupCoding,
-    StreamHeader,
-    SynthesisLayerField,
-    pack_stream,
-    unpack_stream,
-)
+from coolchic.bitstream.header import header_for_model, pack_stream, unpack_stream
 from coolchic.bitstream.latents import encode_latents
-from coolchic.bitstream.nn_params import encode_quantized
 from coolchic.decode_memory import (
     MEMORY_LIMIT_VARIABLE,
     decode_memory_limit,
@@ -48,27 +40,24 @@ from coolchic.decoder import decode as decode
 from coolchic.decoder import decode_stream as decode_stream
 from coolchic.decoder import model_config_from_header as model_config_from_header
 from coolchic.errors import EncodingError
-from coolchic.forecast import calibrate, forecast
+from coolchic.forecast import Forecast, calibrate, forecast
 from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
 from coolchic.io.naming import YuvName
-from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.train.checkpoint import CHECKPOINT_FORMAT, Checkpoint
+from coolchic.nnquant.params import QuantizedNetworks
+from coolchic.nnquant.search import RDOQ_MAX_PIXELS, quantize_networks
+from coolchic.report import stream_report
+from coolchic.train.checkpoint import CHECKPOINT_FORMAT, Checkpoint, TrainingState
 from coolchic.train.loss import Target
-from coolchic.train.nn_quantization import (
-    RDOQ_MAX_PIXELS,
-    QuantizedGroup,
-    quantize_networks,
-)
 from coolchic.train.progress import (
     FORECAST_PHASE,
     ProgressCallback,
     ProgressEvent,
     ignore_progress,
 )
-from coolchic.train.recipes import get_recipe
+from coolchic.train.recipes import Recipe, get_recipe
 from coolchic.train.trainer import Trainer, TrainingDiverged
 
 logger = logging.getLogger(__name__)
@@ -196,144 +185,182 @@ def encode(
     """
     config = config or EncoderConfig()
     started = time.perf_counter()
-    model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
-    recipe = get_recipe(config.recipe)
+    job = _Job(
+        frame=frame,
+        config=config,
+        model_config=config.model or default_model_config(frame, config.lmbda, config.recipe),
+        recipe=get_recipe(config.recipe),
+        progress=progress,
+    )
     target = Target.from_frame(frame, config.device)
+    checkpoint, resume = _open_checkpoint(job, checkpoint_path)
+    expected = _announce_forecast(job, target, resume)
+    model, seed = _train(job, target, checkpoint, resume)
+    trained_at = time.perf_counter()
+    release_freed_memory()
+    bitstream, n_clamped = _quantise_and_write(job, model)
+    quantised_at = time.perf_counter()
+    decoded = _decode_written(bitstream, frame)
+    decoded_at = time.perf_counter()
+    seconds = {
+        "encode": decoded_at - started,
+        "train": trained_at - started,
+        "quantise": quantised_at - trained_at,
+        "decode": decoded_at - quantised_at,
+    }
+    report = _report(job, seed, bitstream, decoded, n_clamped, expected, seconds)
+    iterations = job.recipe.iterations
+    psnr = report.get("psnr_yuv", report.get("psnr_rgb"))
+    progress(
+        ProgressEvent(
+            "done", "bitstream", "done", iterations, iterations, psnr_db=psnr, bpp=report["bpp"]
+        )
+    )
+    return Encoded(bitstream=bitstream, decoded=decoded, report=report)
 
-    checkpoint, resume = None, None
-    if checkpoint_path is not None:
-        checkpoint = Checkpoint(checkpoint_path, encode_key(frame, config, model_config))
-        resume = checkpoint.load()
+
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """What every phase of one encode reads."""
+
+    frame: Frame
+    config: EncoderConfig
+    model_config: ModelConfig
+    recipe: Recipe
+    progress: ProgressCallback
+
+
+def _open_checkpoint(
+    job: _Job, path: str | Path | None
+) -> tuple[Checkpoint | None, TrainingState | None]:
+    """The checkpoint to save to, and the state it holds for this very encode (if any)."""
+    if path is None:
+        return None, None
+    checkpoint = Checkpoint(path, encode_key(job.frame, job.config, job.model_config))
+    return checkpoint, checkpoint.load()
+
+
+def _announce_forecast(job: _Job, target: Target, resume: TrainingState | None) -> Forecast:
+    """Time a few training steps here and send the expected time as the first event."""
+    done = 0 if resume is None else resume.iterations_done
+    config, frame = job.config, job.frame
     expected = forecast(
-        recipe,
-        calibrate(target, model_config, config.lmbda, config.device),
+        job.recipe,
+        calibrate(target, job.model_config, config.lmbda, config.device),
         pixels=frame.width * frame.height,
-        iterations_done=0 if resume is None else resume.iterations_done,
+        iterations_done=done,
     )
     logger.debug("%s", expected.describe())
-    progress(
+    job.progress(
         ProgressEvent(
             "start",
             "train",
             FORECAST_PHASE,
-            0 if resume is None else resume.iterations_done,
-            recipe.iterations,
+            done,
+            job.recipe.iterations,
             eta_s=expected.seconds,
             message=expected.describe(),
         )
     )
-    model = None
+    return expected
+
+
+def _train(
+    job: _Job, target: Target, checkpoint: Checkpoint | None, resume: TrainingState | None
+) -> tuple[CoolChicModel, int]:
+    """The trained model and its seed: a diverged run starts again from scratch, next seed."""
+    config, frame = job.config, job.frame
     seed = config.seed if resume is None else resume.seed
     for attempt in range(1, MAX_SEED_ATTEMPTS + 1):
         trainer = Trainer(
             target=target,
             lmbda=config.lmbda,
-            recipe=recipe,
-            model_factory=lambda _seed: CoolChicModel(model_config, frame.height, frame.width).to(
-                config.device
-            ),
+            recipe=job.recipe,
+            model_factory=lambda _seed: CoolChicModel(
+                job.model_config, frame.height, frame.width
+            ).to(config.device),
             seed=seed,
-            progress=progress,
+            progress=job.progress,
             start_lr=config.start_lr,
             checkpoint=checkpoint,
             resume=resume,
         )
         try:
             model, _ = trainer.run()
-            break
+            return model, seed
         except TrainingDiverged as error:
             resume = None  # another seed starts from scratch
             if attempt == MAX_SEED_ATTEMPTS:
                 raise EncodingError(f"{error}; gave up after {attempt} seeds") from error
             message = f"{error}; retrying with seed {seed + 1}"
             logger.warning("%s", message)
-            progress(
-                ProgressEvent("warning", "train", "retry", 0, recipe.iterations, message=message)
-            )
+            total = job.recipe.iterations
+            job.progress(ProgressEvent("warning", "train", "retry", 0, total, message=message))
             seed += 1
-    assert model is not None
-    trained_s = time.perf_counter() - started
-    release_freed_memory()
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
-    progress(
+
+def _quantise_and_write(job: _Job, model: CoolChicModel) -> tuple[bytes, int]:
+    """Quantise the networks on the CPU (RDOQ on small images) and write the stream."""
+    iterations = job.recipe.iterations
+    job.progress(
         ProgressEvent(
             "progress",
             "bitstream",
             "quantise",
-            recipe.iterations,
-            recipe.iterations,
+            iterations,
+            iterations,
             message="quantising the networks",
         )
     )
     model = model.cpu()
-    cpu_target = Target.from_frame(frame, "cpu")
+    frame = job.frame
     rdoq = frame.width * frame.height <= RDOQ_MAX_PIXELS
-    groups = quantize_networks(model, cpu_target, config.lmbda, rdoq=rdoq)
-    bitstream, n_clamped = _write_stream(model, groups, frame)
-    quantised_s = time.perf_counter() - started - trained_s
+    groups = quantize_networks(model, Target.from_frame(frame, "cpu"), job.config.lmbda, rdoq=rdoq)
+    return _write_stream(model, groups, frame)
 
-    decode_start = time.perf_counter()
-    # The real decoder's output; the stream has no source name, so the source's is kept. The
-    # stream was just written here: no memory limit, but say if decoders will refuse it.
+
+def _decode_written(bitstream: bytes, frame: Frame) -> Frame:
+    """The real decoder's output; the stream has no source name, so the source's is kept.
+
+    The stream was just written here: no memory limit, but say if decoders will refuse it.
+    """
     _warn_if_over_decode_limit(bitstream)
-    decoded = dataclasses.replace(decode(bitstream, memory_limit=False), source=frame.source)
-    decode_s = time.perf_counter() - decode_start
-    encode_s = time.perf_counter() - started
-    bits = 8 * len(bitstream)
-    nn_bytes, latent_bytes = _section_bytes(bitstream)
-    n_pixels = frame.width * frame.height
-    macs = mac_per_pixel(model_config, frame.height, frame.width)
-    report: dict[str, Any] = {
-        "width": frame.width,
-        "height": frame.height,
-        "format": frame.format,
-        "bit_depth": frame.bit_depth,
+    return dataclasses.replace(decode(bitstream, memory_limit=False), source=frame.source)
+
+
+def _report(
+    job: _Job,
+    seed: int,
+    bitstream: bytes,
+    decoded: Frame,
+    n_clamped: int,
+    expected: Forecast,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The encode's report: what the stream says about itself, then how it was made."""
+    header, nn_bytes, latent_bytes = unpack_stream(bitstream)
+    config = job.config
+    return {
+        **stream_report(header, len(bitstream)),
         "recipe": config.recipe,
         "lmbda": config.lmbda,
         "seed": seed,
-        "iterations": recipe.iterations,
-        "bits": bits,
-        "bpp": bits / n_pixels,
-        "nn_bits": 8 * nn_bytes,
-        "latent_bits": 8 * latent_bytes,
-        **frame_metrics(frame, decoded).as_dict(),
-        "encode_seconds": round(encode_s, 3),
+        "iterations": job.recipe.iterations,
+        "nn_bits": 8 * len(nn_bytes),
+        "latent_bits": 8 * len(latent_bytes),
+        **frame_metrics(job.frame, decoded).as_dict(),
+        "encode_seconds": round(seconds["encode"], 3),
         "expected_seconds": round(expected.seconds, 3),
         "forecast": expected.steps.as_dict(),
-        "train_seconds": round(trained_s, 3),
-        "quantise_seconds": round(quantised_s, 3),
-        "decode_seconds": round(decode_s, 3),
+        "train_seconds": round(seconds["train"], 3),
+        "quantise_seconds": round(seconds["quantise"], 3),
+        "decode_seconds": round(seconds["decode"], 3),
         "device": config.device,
         "threads": torch.get_num_threads(),
         "version": __version__,
-        "mac_per_pixel": round(macs.total, 1),
-        "mac_per_pixel_detail": {
-            "arm": round(macs.arm, 1),
-            "upsampling": round(macs.upsampling, 1),
-            "synthesis": round(macs.synthesis, 1),
-        },
-        "architecture": {
-            "n_grids": model_config.n_grids,
-            "n_ctx_rowcol": model_config.n_ctx_rowcol,
-            "layers_arm": ",".join(str(w) for w in model_config.arm_hidden),
-            "layers_synthesis": model_config.synthesis_text,
-            "upsampling_kernel": model_config.upsampling_kernel,
-            "preconcat_kernel": model_config.preconcat_kernel,
-        },
         "latents_clamped": n_clamped,
     }
-    progress(
-        ProgressEvent(
-            "done",
-            "bitstream",
-            "done",
-            recipe.iterations,
-            recipe.iterations,
-            psnr_db=report.get("psnr_yuv", report.get("psnr_rgb")),
-            bpp=report["bpp"],
-        )
-    )
-    return Encoded(bitstream=bitstream, decoded=decoded, report=report)
 
 
 def encode_key(frame: Frame, config: EncoderConfig, model_config: ModelConfig) -> str:
@@ -375,47 +402,27 @@ def _warn_if_over_decode_limit(bitstream: bytes) -> None:
         )
 
 
-def _section_bytes(bitstream: bytes) -> tuple[int, int]:
-    header, nn_bytes, latent_bytes = unpack_stream(bitstream)
-    del header
-    return len(nn_bytes), len(latent_bytes)
-
-
 def _write_stream(
-    model: CoolChicModel, groups: tuple[QuantizedGroup, ...], frame: Frame
+    model: CoolChicModel, groups: QuantizedNetworks, frame: Frame
 ) -> tuple[bytes, int]:
-    by_key = {(g.module, g.kind): g for g in groups}
-    arm_w, arm_b = by_key[("arm", "weight")], by_key[("arm", "bias")]
-    arm = arm_from_groups(arm_w.integers, arm_b.integers, arm_w.exponent, arm_b.exponent)
+    """Range-code the latents with the integer ARM, code the networks, pack the stream."""
+    arm = groups.arm()
     latents = [
         grid.reshape(grid.shape[-2:]).to(torch.int64).numpy() for grid in model.quantized_latents()
     ]
     coded = encode_latents(latents, arm, model.config.n_ctx_rowcol)
     if coded.n_clamped:
         logger.warning("%d latent values were outside [-64, 63] and were clamped", coded.n_clamped)
-    q_groups: dict[str, dict[str, list[np.ndarray]]] = {}
-    for group in groups:
-        if group.integers:
-            q_groups.setdefault(group.module, {})[group.kind] = list(group.coded())
-    nn_bytes, orders = encode_quantized(q_groups)
+    nn_bytes, orders = groups.encode()
     source: YuvName | None = frame.source
-    header = StreamHeader(
-        width=frame.width,
-        height=frame.height,
-        frame_format=frame.format,
-        bit_depth=frame.bit_depth,
-        n_grids=model.config.n_grids,
-        n_ctx_rowcol=model.config.n_ctx_rowcol,
-        arm_hidden=tuple(model.config.arm_hidden),
-        upsampling_kernel=model.config.upsampling_kernel,
-        preconcat_kernel=model.config.preconcat_kernel,
-        synthesis=tuple(
-            SynthesisLayerField(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
-            for layer in model.config.synthesis
-        ),
-        nn_coding=tuple(
-            GroupCoding(exp=g.exponent, order=orders.get((g.module, g.kind), 0)) for g in groups
-        ),
+    header = header_for_model(
+        model.config,
+        frame.width,
+        frame.height,
+        frame.format,
+        frame.bit_depth,
+        exps={(g.module, g.kind): g.exponent for g in groups},
+        orders=orders,
         zero_grids=coded.zero_grids,
         fps_text=source.fps_text if source else "",
     )

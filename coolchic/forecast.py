@@ -28,8 +28,8 @@ from coolchic.allocator import keep_freed_memory
 from coolchic.io.frame import Frame, FrameFormat, plane_shapes
 from coolchic.model.config import ModelConfig
 from coolchic.model.coolchic import CoolChicModel
+from coolchic.nnquant.search import RDOQ_MAX_PIXELS
 from coolchic.train.loss import Target
-from coolchic.train.nn_quantization import RDOQ_MAX_PIXELS
 from coolchic.train.recipes import NETWORKS, Phase, Recipe
 from coolchic.train.trainer import (
     evaluate,

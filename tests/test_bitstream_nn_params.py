@@ -1,4 +1,8 @@
-"""Network-parameter quantisation and coding: round trips, orders, corrupt sections."""
+"""Network-parameter quantisation and coding: round trips, orders, corrupt sections.
+
+The steps are :mod:`coolchic.nnquant.params`, the codes :mod:`coolchic.bitstream.nn_params`:
+together they are what the encoder writes and the decoder reads.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,9 @@ import torch
 
 from coolchic.bitstream import expgolomb
 from coolchic.bitstream.constants import NN_GROUPS
-from coolchic.bitstream.nn_params import (
-    decode_nn,
-    decode_quantized,
-    dequantize,
-    encode_nn,
-    encode_quantized,
-    estimate_bits,
-    fits,
-    quantize,
-    usable_exps,
-)
+from coolchic.bitstream.nn_params import decode_quantized, encode_quantized, fits
 from coolchic.errors import BitstreamError, LimitExceeded
+from coolchic.nnquant.params import QuantizedGroup, coded_flat, dequantize, quantize
 
 
 def model_groups(seed: int = 0) -> dict[str, dict[str, list[np.ndarray]]]:
@@ -57,6 +52,16 @@ EXPS = {
 }
 
 
+def quantized(
+    groups: dict[str, dict[str, list[np.ndarray]]],
+) -> dict[str, dict[str, list[np.ndarray]]]:
+    """Every array quantised with its group's step in :data:`EXPS`."""
+    return {
+        m: {k: [quantize(a, EXPS[(m, k)]) for a in arrays] for k, arrays in kinds.items()}
+        for m, kinds in groups.items()
+    }
+
+
 def shapes_of(
     groups: dict[str, dict[str, list[np.ndarray]]],
 ) -> dict[str, dict[str, list[tuple[int, ...]]]]:
@@ -86,17 +91,15 @@ def test_range_check_and_usable_steps() -> None:
     assert fits(np.array([2**15, -(2**15)])) and not fits(np.array([2**15 + 1]))
     assert fits(np.zeros(0, np.int64))
     values = np.array([1.0, -0.7])
-    assert usable_exps(values, range(20)) == list(range(16))  # 2^15 fits, 2^16 does not
+    usable = [exp for exp in range(20) if fits(quantize(values, exp))]  # the search's test
+    assert usable == list(range(16))  # 2^15 fits, 2^16 does not
 
 
 def test_round_trip_and_best_orders() -> None:
     groups = model_groups()
-    data, orders = encode_nn(groups, EXPS)
+    q = quantized(groups)
+    data, orders = encode_quantized(q)
     assert set(orders) == set(NN_GROUPS) and orders[("upsampling", "bias")] == 0
-    q = {
-        m: {k: [quantize(a, EXPS[(m, k)]) for a in arrays] for k, arrays in kinds.items()}
-        for m, kinds in groups.items()
-    }
     decoded_q = decode_quantized(data, shapes_of(groups), orders)
     total_bits = 0
     for module, kinds in q.items():
@@ -105,16 +108,23 @@ def test_round_trip_and_best_orders() -> None:
                 assert back.dtype == np.int64 and np.array_equal(sent, back)
             flat = np.concatenate([a.ravel() for a in arrays])
             assert orders[(module, kind)] == expgolomb.best_order(flat)[0]
-            assert estimate_bits(arrays) == expgolomb.n_bits(flat, orders[(module, kind)])
-            total_bits += estimate_bits(arrays)
+            # The order and the bits the step search costs a group at.
+            zeros = tuple(np.zeros_like(a) for a in arrays)
+            group = QuantizedGroup.best_coded(
+                (module, kind), (), tuple(arrays), EXPS[(module, kind)], zeros
+            )
+            assert group.order == orders[(module, kind)]
+            assert group.n_bits == expgolomb.n_bits(flat, orders[(module, kind)])
+            np.testing.assert_array_equal(coded_flat(group.integers, zeros), flat)
+            total_bits += group.n_bits
     assert len(data) == (total_bits + 7) // 8
-    values = decode_nn(data, shapes_of(groups), EXPS, orders)
     for module, kinds in groups.items():
         for kind, arrays in kinds.items():
-            for original, back in zip(arrays, values[module][kind], strict=True):
-                assert back.dtype == np.float32 and back.shape == original.shape
-                assert np.abs(back - original).max() <= 2.0 ** -(EXPS[(module, kind)] + 1) + 1e-7
-    assert encode_quantized(q) == (data, orders)
+            exp = EXPS[(module, kind)]
+            for original, back in zip(arrays, decoded_q[module][kind], strict=True):
+                value = dequantize(back, exp)
+                assert value.dtype == np.float32 and value.shape == original.shape
+                assert np.abs(value - original).max() <= 2.0 ** -(exp + 1) + 1e-7
 
 
 def test_empty_groups_and_errors() -> None:
@@ -127,15 +137,13 @@ def test_empty_groups_and_errors() -> None:
         encode_quantized({"arm": {"scale": [np.zeros(3, np.int64)]}})
     with pytest.raises(ValueError, match="32768"):
         encode_quantized({"arm": {"weight": [np.array([2**15 + 1])]}})
-    with pytest.raises(ValueError, match="step exponent"):
-        encode_nn({"arm": {"weight": [np.zeros(3)]}}, {})
     with pytest.raises(ValueError, match="32768"):
-        encode_nn({"arm": {"weight": [np.array([1.0])]}}, {("arm", "weight"): 16})
+        encode_quantized({"arm": {"weight": [quantize(np.array([1.0]), 16)]}})
 
 
 def test_corrupt_sections_raise_bitstream_errors() -> None:
     groups = model_groups(1)
-    data, orders = encode_nn(groups, EXPS)
+    data, orders = encode_quantized(quantized(groups))
     shapes = shapes_of(groups)
     for end in range(0, len(data), 7):
         with pytest.raises(BitstreamError):

@@ -16,16 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import coolchic.decoder.stream
-from coolchic.bitstream.constants import (
-    MAX_HEIGHT,
-    MAX_N_CTX_ROWCOL,
-    MAX_N_GRIDS,
-    MAX_PRECONCAT_KERNEL,
-    MAX_SYNTHESIS_CHANNELS,
-    MAX_SYNTHESIS_KERNEL,
-    MAX_UPSAMPLING_KERNEL,
-    MAX_WIDTH,
-)
+from coolchic.bitstream import constants as limits
 from coolchic.bitstream.header import (
     StreamHeader,
     SynthesisLayerField,
@@ -94,7 +85,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the decoder decoded the networks of a stream it should refuse")
 
-    monkeypatch.setattr(coolchic.decoder.stream, "_decode_parameters", refuse)
+    monkeypatch.setattr(coolchic.decoder.stream.QuantizedNetworks, "decode", staticmethod(refuse))
 
 
 def test_hostile_header_is_refused_before_allocating(no_model: None) -> None:
@@ -123,8 +114,8 @@ def test_hostile_stream_is_one_line_on_the_command_line(
 
 def test_any_16384_square_stream_is_refused_by_default(no_model: None) -> None:
     smallest = StreamHeader(
-        width=MAX_WIDTH,
-        height=MAX_HEIGHT,
+        width=limits.MAX_WIDTH,
+        height=limits.MAX_HEIGHT,
         frame_format="yuv420",
         bit_depth=8,
         n_grids=1,
@@ -214,8 +205,8 @@ def test_parse_bytes_refuses(text: str) -> None:
 
 _LAYER = st.builds(
     SynthesisLayerField,
-    st.sampled_from([1, 3, 8, 40, MAX_SYNTHESIS_CHANNELS]),
-    st.sampled_from([1, 3, 5, MAX_SYNTHESIS_KERNEL]),
+    st.sampled_from([1, 3, 8, 40, limits.MAX_SYNTHESIS_CHANNELS]),
+    st.sampled_from([1, 3, 5, limits.MAX_SYNTHESIS_KERNEL]),
     st.just("linear"),
     st.sampled_from(["relu", "none"]),
 )
@@ -235,13 +226,13 @@ def test_header_field_mutants_end_in_a_decode_or_a_coolchic_error(
         st.fixed_dictionaries(
             {},
             optional={
-                "width": st.integers(1, MAX_WIDTH),
-                "height": st.integers(1, MAX_HEIGHT),
+                "width": st.integers(1, limits.MAX_WIDTH),
+                "height": st.integers(1, limits.MAX_HEIGHT),
                 "frame_format": st.sampled_from(["rgb", "yuv420", "yuv444"]),
-                "n_grids": st.integers(1, MAX_N_GRIDS),
-                "n_ctx_rowcol": st.integers(1, MAX_N_CTX_ROWCOL),
-                "upsampling_kernel": st.sampled_from([4, 8, MAX_UPSAMPLING_KERNEL]),
-                "preconcat_kernel": st.sampled_from([0, 3, MAX_PRECONCAT_KERNEL]),
+                "n_grids": st.integers(1, limits.MAX_N_GRIDS),
+                "n_ctx_rowcol": st.integers(1, limits.MAX_N_CTX_ROWCOL),
+                "upsampling_kernel": st.sampled_from([4, 8, limits.MAX_UPSAMPLING_KERNEL]),
+                "preconcat_kernel": st.sampled_from([0, 3, limits.MAX_PRECONCAT_KERNEL]),
                 "synthesis": st.lists(_LAYER, max_size=3).map(
                     lambda layers: (*layers, SynthesisLayerField(3, 1, "linear", "none"))
                 ),

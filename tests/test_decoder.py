@@ -14,16 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from coolchic.bitstream.constants import NN_GROUPS
-from coolchic.bitstream.fixed_point import arm_from_groups
+from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
 from coolchic.bitstream.header import (
-    GroupCoding,
+    FrameFormat,
     StreamHeader,
     SynthesisLayerField,
+    header_for_model,
     pack_stream,
     unpack_stream,
 )
 from coolchic.bitstream.latents import decode_latents, encode_latents
-from coolchic.bitstream.nn_params import decode_quantized, dequantize, encode_quantized
+from coolchic.bitstream.nn_params import decode_quantized, encode_quantized
 from coolchic.codec import SMALL_DECODER, EncoderConfig, encode
 from coolchic.decoder import decode, decode_stream, model_config_from_header
 from coolchic.decoder.networks import synthesize, upsample
@@ -34,7 +35,9 @@ from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.model.synthesis import Synthesis
 from coolchic.model.upsampling import Upsampling
-from coolchic.train.nn_quantization import group_parameters
+from coolchic.nnquant import params
+from coolchic.nnquant.params import dequantize
+from coolchic.nnquant.search import group_parameters
 
 V2 = ModelConfig()
 
@@ -53,18 +56,29 @@ def _declared_group(model: CoolChicModel, module: str, kind: str) -> list[tuple[
     ]
 
 
+def fixed_point_arm(
+    weights: list[np.ndarray], biases: list[np.ndarray], weight_exp: int, bias_exp: int
+) -> FixedPointArm:
+    """The integer ARM of the ARM groups: hidden layers first, the output layer last."""
+    layers = [
+        QuantizedLayer(w, b, weight_exp, bias_exp) for w, b in zip(weights, biases, strict=True)
+    ]
+    return FixedPointArm.from_quantized(layers[:-1], layers[-1])
+
+
 def torch_decode(data: bytes) -> tuple[np.ndarray, ...]:
     """The integer planes the torch model decodes (float64, upsampling and synthesis in torch)."""
     header, nn_bytes, latent_bytes = unpack_stream(data)
     config = model_config_from_header(header)
-    exps = header.nn_exps
+    exps = {group: coding.exp for group, coding in zip(NN_GROUPS, header.nn_coding, strict=True)}
+    orders = {group: c.order for group, c in zip(NN_GROUPS, header.nn_coding, strict=True)}
     with torch.inference_mode():
         model = CoolChicModel(config, header.height, header.width).double()
         shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
         for module, kind in NN_GROUPS:
             if parameters := _declared_group(model, module, kind):
                 shapes.setdefault(module, {})[kind] = [tuple(p.shape) for _, p in parameters]
-        q = decode_quantized(nn_bytes, shapes, header.nn_orders)
+        q = decode_quantized(nn_bytes, shapes, orders)
         initial = model.upsampling.initial_values()
         for module, kinds in q.items():
             for kind, arrays in kinds.items():
@@ -73,7 +87,7 @@ def torch_decode(data: bytes) -> tuple[np.ndarray, ...]:
                     if module == "upsampling" and name in initial:
                         prediction = torch.round(initial[name].double() * step).long().numpy()
                         arrays[index] = arrays[index] + prediction
-        arm = arm_from_groups(
+        arm = fixed_point_arm(
             q["arm"]["weight"], q["arm"]["bias"], exps[("arm", "weight")], exps[("arm", "bias")]
         )
         grids = decode_latents(
@@ -151,7 +165,7 @@ def encoded(request: pytest.FixtureRequest) -> tuple[Frame, bytes, Frame]:
 
 
 def synthetic_stream(
-    config: ModelConfig, width: int, height: int, fmt: str, bit_depth: int, seed: int = 0
+    config: ModelConfig, width: int, height: int, fmt: FrameFormat, bit_depth: int, seed: int = 0
 ) -> bytes:
     """A valid stream of any architecture without training: random latents and synthesis,
     upsampling filters near their start, an ARM that predicts μ = 0 and b = e²."""
@@ -165,7 +179,7 @@ def synthetic_stream(
         ("synthesis", "bias"): 5,
     }
     coded: dict[str, dict[str, list[np.ndarray]]] = {}
-    for (module, kind), parameters in layout.parameter_layout(config).items():
+    for (module, kind), parameters in params.parameter_layout(config).items():
         if parameters:
             low, high = (0, 1) if module == "arm" else (-4, 5)
             arrays = [rng.integers(low, high, shape) for _, shape in parameters]
@@ -173,25 +187,12 @@ def synthetic_stream(
     coded["arm"]["bias"][-1] = np.array([0, 6 << 8])
     coded["synthesis"]["bias"][-1] += 16  # centre the output near 0.5
     nn, orders = encode_quantized(coded)
-    arm = arm_from_groups(coded["arm"]["weight"], coded["arm"]["bias"], 8, 8)
+    arm = fixed_point_arm(coded["arm"]["weight"], coded["arm"]["bias"], 8, 8)
     shapes = layout.grid_shapes(height, width, config.n_grids)
     latents = encode_latents([rng.integers(-3, 4, s) for s in shapes], arm, config.n_ctx_rowcol)
-    header = StreamHeader(
-        width=width,
-        height=height,
-        frame_format=fmt,  # type: ignore[arg-type]
-        bit_depth=bit_depth,
-        n_grids=config.n_grids,
-        n_ctx_rowcol=config.n_ctx_rowcol,
-        arm_hidden=config.arm_hidden,
-        upsampling_kernel=config.upsampling_kernel,
-        preconcat_kernel=config.preconcat_kernel,
-        synthesis=tuple(
-            SynthesisLayerField(s.out_channels, s.kernel, s.kind, s.nonlinearity)
-            for s in config.synthesis
-        ),
-        nn_coding=tuple(GroupCoding(exps[group], orders[group]) for group in NN_GROUPS),
-        zero_grids=latents.zero_grids,
+    zero = latents.zero_grids
+    header = header_for_model(
+        config, width, height, fmt, bit_depth, exps=exps, orders=orders, zero_grids=zero
     )
     return pack_stream(header, nn, latents.data)
 
@@ -408,7 +409,7 @@ CONFIGS = [V2, SMALL_DECODER, *(config for config, *_ in UNUSUAL.values())]
 @pytest.mark.parametrize("config", CONFIGS, ids=range(len(CONFIGS)))
 def test_the_layout_is_the_models_coding_order(config: ModelConfig) -> None:
     model = CoolChicModel(config, 12, 20)
-    planned = layout.parameter_layout(config)
+    planned = params.parameter_layout(config)
     assert list(planned) == list(NN_GROUPS)
     for module, kind in NN_GROUPS:
         declared = [(name, tuple(p.shape)) for name, p in _declared_group(model, module, kind)]
@@ -424,17 +425,17 @@ def test_the_layout_is_the_models_coding_order(config: ModelConfig) -> None:
 
 def test_predictions_are_the_initial_filters_quantised() -> None:
     config = ModelConfig(n_grids=3, upsampling_kernel=10, preconcat_kernel=5)
-    transposed, preconcat = layout.predicted_integers(config, "upsampling", "weight", 8)
+    transposed, preconcat = params.predicted_integers(config, "upsampling", "weight", 8)
     bicubic = np.rint(np.array(layout.BICUBIC_HALF_KERNEL) * 256).astype(np.int64)
     np.testing.assert_array_equal(transposed, [[0, *bicubic]] * 2)
     np.testing.assert_array_equal(preconcat, [[0, 0, 256]] * 2)
-    assert [p.shape for p in layout.predicted_integers(config, "synthesis", "bias", 3)] == [
+    assert [p.shape for p in params.predicted_integers(config, "synthesis", "bias", 3)] == [
         (40,),
         (3,),
         (3,),
         (3,),
     ]
-    assert not any(p.any() for p in layout.predicted_integers(config, "arm", "weight", 5))
+    assert not any(p.any() for p in params.predicted_integers(config, "arm", "weight", 5))
 
 
 def test_shared_definitions_have_one_home() -> None:

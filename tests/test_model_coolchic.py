@@ -6,10 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from coolchic.errors import InputError
+from coolchic.io.naming import check_dimensions
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
-from coolchic.model.output import round_to_bit_depth, to_rgb, to_yuv420
+from coolchic.model.output import round_to_bit_depth
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
+from coolchic.train.loss import decoded_output, split_output
 
 
 def _model(height: int = 34, width: int = 66, **changes: object) -> CoolChicModel:
@@ -140,24 +143,37 @@ def test_small_configuration() -> None:
     assert out.x_hat.shape == (1, 3, 20, 12)
 
 
-def test_to_yuv420_averages_chroma() -> None:
+def test_yuv420_output_averages_chroma() -> None:
+    """The training side's 4:2:0 conversion (the decoder's numpy one is checked against torch's
+    ``avg_pool2d`` in ``test_decoder.py``)."""
     x = torch.rand(1, 3, 4, 6) * 1.4 - 0.2
     original = x.clone()
-    y, u, v = to_yuv420(x)
-    assert y.shape == (1, 1, 4, 6) and u.shape == v.shape == (1, 1, 2, 3)
-    torch.testing.assert_close(y, x[:, :1].clamp(0, 1))
-    torch.testing.assert_close(u[0, 0, 1, 2], x[0, 1, 2:4, 4:6].mean().clamp(0, 1))
-    torch.testing.assert_close(v[0, 0, 0, 0], x[0, 2, 0:2, 0:2].mean().clamp(0, 1))
+    y, chroma = split_output(x, "yuv420")
+    assert chroma is not None
+    assert y.shape == (1, 1, 4, 6) and chroma.shape == (1, 2, 2, 3)
+    torch.testing.assert_close(y, x[:, :1])
+    torch.testing.assert_close(chroma[0, 0, 1, 2], x[0, 1, 2:4, 4:6].mean())
+    torch.testing.assert_close(chroma[0, 1, 0, 0], x[0, 2, 0:2, 0:2].mean())
+    decoded = decoded_output(x, "yuv420", 16)  # clamped after the mean, then rounded
+    assert decoded.shape == x.shape
+    torch.testing.assert_close(decoded[:, :1], round_to_bit_depth(x[:, :1].clamp(0, 1), 16))
+    u = round_to_bit_depth(x[0, 1, 2:4, 4:6].mean().clamp(0, 1), 16)
+    torch.testing.assert_close(decoded[0, 1, 2:4, 4:6], u.expand(2, 2))
+    v = round_to_bit_depth(x[0, 2, 0:2, 0:2].mean().clamp(0, 1), 16)
+    torch.testing.assert_close(decoded[0, 2, 0:2, 0:2], v.expand(2, 2))
     assert torch.equal(x, original)
-    with pytest.raises(ValueError, match="even"):
-        to_yuv420(torch.rand(1, 3, 5, 6))
-    with pytest.raises(ValueError, match="shape"):
-        to_yuv420(torch.rand(1, 1, 4, 6))
+    with pytest.raises(InputError, match="even"):
+        check_dimensions(5, 6, "yuv420")  # odd 4:2:0 frames never reach the model
 
 
-def test_to_rgb_and_bit_depth_rounding() -> None:
+def test_rgb_output_and_bit_depth_rounding() -> None:
     x = torch.tensor([-0.5, 0.2, 1.7]).view(1, 3, 1, 1)
-    torch.testing.assert_close(to_rgb(x), torch.tensor([0.0, 0.2, 1.0]).view(1, 3, 1, 1))
+    full, chroma = split_output(x, "rgb")
+    assert chroma is None and full is x
+    torch.testing.assert_close(
+        decoded_output(x, "rgb", 16),
+        round_to_bit_depth(torch.tensor([0.0, 0.2, 1.0]), 16).view(1, 3, 1, 1),
+    )
     values = torch.tensor([0.0, 0.5, 1.0, 0.1234])
     rounded = round_to_bit_depth(values, 8)
     torch.testing.assert_close(rounded * 255, torch.round(values * 255))

@@ -8,8 +8,9 @@ import torch
 from coolchic.io import Frame
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
+from coolchic.nnquant.params import QuantizedNetworks
+from coolchic.nnquant.search import quantize_networks
 from coolchic.train.loss import Target
-from coolchic.train.nn_quantization import QuantizedGroup, quantize_networks
 from coolchic.train.recipes import get_recipe
 from coolchic.train.trainer import Trainer, evaluate
 
@@ -27,8 +28,9 @@ def _trained_model(target: Target, config: ModelConfig) -> CoolChicModel:
     return model
 
 
-def _cost(model: CoolChicModel, target: Target, groups: tuple[QuantizedGroup, ...]) -> float:
+def _cost(model: CoolChicModel, target: Target, groups: QuantizedNetworks) -> float:
     bits = sum(group.n_bits for group in groups)
+    assert bits == groups.n_bits
     return evaluate(model, target, LMBDA).loss + LMBDA * bits / target.n_pixels
 
 
@@ -68,7 +70,7 @@ def test_upsampling_filters_are_coded_as_differences_from_their_start() -> None:
     torch.manual_seed(0)
     model = CoolChicModel(config, target.height, target.width)  # untrained: filters at start
 
-    groups = {(g.module, g.kind): g for g in quantize_networks(model, target, LMBDA, rdoq=True)}
+    groups = quantize_networks(model, target, LMBDA, rdoq=True)
     upsampling = groups[("upsampling", "weight")]
     n_taps = sum(q.size for q in upsampling.integers)
 

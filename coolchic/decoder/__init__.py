@@ -2,8 +2,9 @@
 
 Importing it, or decoding, loads neither torch nor any training code, so that ``coolchic
 decode`` starts in a fraction of a second. It rebuilds the networks from the architecture in
-the header and the shared layout (:mod:`coolchic.model.layout`), decodes the latents with the
-integer ARM (:mod:`coolchic.bitstream`), then runs upsampling and synthesis in float64
+the header, the shared layout (:mod:`coolchic.model.layout`) and the parameter groups
+(:mod:`coolchic.nnquant.params`), decodes the latents with the integer ARM
+(:mod:`coolchic.bitstream`), then runs upsampling and synthesis in float64
 (:mod:`coolchic.decoder.networks`), so that the 8/10-bit rounding of the output does not
 depend on the thread count or on the BLAS kernels picked.
 

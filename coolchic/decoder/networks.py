@@ -22,6 +22,7 @@ Nothing here depends on the thread count.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,15 +59,18 @@ def _band_matrix(taps: np.ndarray, starts: Sequence[int], count: int) -> np.ndar
     return matrix
 
 
-def _filter_rows(
-    x: np.ndarray,
-    taps: np.ndarray,
-    starts: Sequence[int],
-    pad: tuple[int, int],
-    *,
-    edge: bool,
-    length: int,
-) -> np.ndarray:
+class _Filter(NamedTuple):
+    """A 1-D polyphase filter, as both of its passes (rows, then columns) apply it: ``taps``
+    ``[T, R]``, phase r reading the input padded by ``pad`` from ``starts[r]``, the padding
+    replicated (``edge``) or zero."""
+
+    taps: np.ndarray
+    starts: Sequence[int]
+    pad: tuple[int, int]
+    edge: bool
+
+
+def _filter_rows(x: np.ndarray, fir: _Filter, *, length: int) -> np.ndarray:
     """Polyphase FIR along the last axis: ``[rows, n]`` → ``[rows, length]``.
 
     Output ``R·q + r`` (R phases) is ``Σ_j taps[j, r] · padded[q + starts[r] + j]``, on the
@@ -75,7 +79,7 @@ def _filter_rows(
     :func:`_band_matrix` (transposed), written in place.
     """
     rows, n = x.shape
-    left, right = pad
+    taps, starts, (left, right), edge = fir
     n_phases = taps.shape[1]
     low = min(starts)
     positions = -(-length // n_phases)
@@ -103,15 +107,7 @@ def _filter_rows(
     return out
 
 
-def _filter_columns(
-    x: np.ndarray,
-    taps: np.ndarray,
-    starts: Sequence[int],
-    pad: tuple[int, int],
-    *,
-    edge: bool,
-    out: np.ndarray,
-) -> None:
+def _filter_columns(x: np.ndarray, fir: _Filter, *, out: np.ndarray) -> None:
     """Polyphase FIR along the first axis: ``[n, width]`` → ``out`` ``[length, width]``.
 
     As :func:`_filter_rows`, down the columns: each block of :data:`BLOCK_POSITIONS` positions
@@ -119,7 +115,7 @@ def _filter_columns(
     gather of whole rows where the block reaches into the padding).
     """
     n, width = x.shape
-    left = pad[0]
+    taps, starts, (left, _), edge = fir
     n_phases = taps.shape[1]
     low = min(starts)
     length = out.shape[0]
@@ -151,22 +147,19 @@ def _filter_columns(
 def _upsample_level(stack: np.ndarray, taps: np.ndarray, kernel: int, out: np.ndarray) -> None:
     """Every map of ``stack`` ``[m, h, w]`` ×2 (replicate padding), cropped to ``out``."""
     poly = polyphase(kernel)
-    pad = (poly.left, poly.right)
+    fir = _Filter(taps, poly.starts, (poly.left, poly.right), edge=True)
     m, h, w = stack.shape
-    width = out.shape[2]
-    wide = _filter_rows(stack.reshape(m * h, w), taps, poly.starts, pad, edge=True, length=width)
+    wide = _filter_rows(stack.reshape(m * h, w), fir, length=out.shape[2])
     for index in range(m):
-        _filter_columns(
-            wide[index * h : (index + 1) * h], taps, poly.starts, pad, edge=True, out=out[index]
-        )
+        _filter_columns(wide[index * h : (index + 1) * h], fir, out=out[index])
 
 
 def _preconcat(grid: np.ndarray, full: np.ndarray, out: np.ndarray) -> None:
     """``out = grid + (w ⊗ w) * grid``, zero padding, ``full``: the odd kernel ``[K]``."""
     half = full.shape[0] // 2
-    taps = full[:, None]
-    rows = _filter_rows(grid, taps, (0,), (half, half), edge=False, length=grid.shape[1])
-    _filter_columns(rows, taps, (0,), (half, half), edge=False, out=out)
+    fir = _Filter(full[:, None], (0,), (half, half), edge=False)
+    rows = _filter_rows(grid, fir, length=grid.shape[1])
+    _filter_columns(rows, fir, out=out)
     out += grid
 
 

@@ -8,17 +8,16 @@ from typing import Literal
 
 import numpy as np
 
-from coolchic.bitstream.fixed_point import FixedPointArm, arm_from_groups
+from coolchic.bitstream.fixed_point import FixedPointArm
 from coolchic.bitstream.header import StreamHeader, unpack_stream
 from coolchic.bitstream.latents import decode_latents
-from coolchic.bitstream.nn_params import decode_quantized, dequantize
 from coolchic.decode_memory import check_decode_memory
 from coolchic.decoder.networks import synthesize, upsample
 from coolchic.errors import BitstreamError
 from coolchic.io.frame import Frame
 from coolchic.io.naming import YuvName, name_from_stem
 from coolchic.model.config import LayerSpec, ModelConfig
-from coolchic.model.layout import parameter_layout, predicted_integers
+from coolchic.nnquant.params import QuantizedNetworks
 
 __all__ = ["Decoded", "decode", "decode_stream", "model_config_from_header"]
 
@@ -81,8 +80,8 @@ def decode_stream(
         config = model_config_from_header(header)
     except ValueError as error:
         raise BitstreamError(f"header describes an invalid architecture: {error}") from None
-    parameters = _decode_parameters(nn_bytes, header, config)
-    arm = _arm(parameters, header)
+    parameters = QuantizedNetworks.decode(nn_bytes, config, header.nn_coding)
+    arm = _arm(parameters)
     latents = [
         grid.astype(np.float64)  # the int64 grids are dropped as they are converted
         for grid in decode_latents(
@@ -94,73 +93,31 @@ def decode_stream(
         )
     ]
     with np.errstate(over="ignore", invalid="ignore"):  # only hostile weights overflow
-        x_hat = _reconstruct(latents, parameters, header, config)
+        x_hat = _reconstruct(latents, parameters, config)
         frame = _to_frame(x_hat, header, _source_for(header, stem))
     return Decoded(frame=frame, header=header)
 
 
-#: The decoded network parameters: ``(module, kind) → {name: integers}``.
-_Parameters = dict[tuple[str, str], dict[str, np.ndarray]]
-
-
-def _decode_parameters(nn_bytes: bytes, header: StreamHeader, config: ModelConfig) -> _Parameters:
-    """The integers of every parameter, the prediction of the fixed filters added back."""
-    layout = parameter_layout(config)
-    shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
-    for (module, kind), specs in layout.items():
-        if specs:
-            shapes.setdefault(module, {})[kind] = [shape for _, shape in specs]
-    q = decode_quantized(nn_bytes, shapes, header.nn_orders)
-    exps = header.nn_exps
-    parameters: _Parameters = {}
-    for (module, kind), specs in layout.items():
-        if not specs:
-            continue
-        predictions = predicted_integers(config, module, kind, exps[(module, kind)])
-        parameters[(module, kind)] = {
-            name: coded + predicted
-            for (name, _), coded, predicted in zip(specs, q[module][kind], predictions, strict=True)
-        }
-    return parameters
-
-
-def _arm(parameters: _Parameters, header: StreamHeader) -> FixedPointArm:
+def _arm(parameters: QuantizedNetworks) -> FixedPointArm:
     try:
-        return arm_from_groups(
-            list(parameters[("arm", "weight")].values()),
-            list(parameters[("arm", "bias")].values()),
-            header.nn_exps[("arm", "weight")],
-            header.nn_exps[("arm", "bias")],
-        )
+        return parameters.arm()
     except ValueError as error:
         raise BitstreamError(f"invalid ARM parameters: {error}") from None
 
 
-def _float_group(
-    parameters: _Parameters, header: StreamHeader, module: str, kind: str
-) -> dict[str, np.ndarray]:
-    """A group's values as float64 by name, de-quantised as the encoder's float32 model holds
-    them (exact for every step the encoder picks)."""
-    exp = header.nn_exps[(module, kind)]
-    return {
-        name: dequantize(integers, exp).astype(np.float64)
-        for name, integers in parameters.get((module, kind), {}).items()
-    }
-
-
 def _reconstruct(
-    latents: list[np.ndarray], parameters: _Parameters, header: StreamHeader, config: ModelConfig
+    latents: list[np.ndarray], parameters: QuantizedNetworks, config: ModelConfig
 ) -> np.ndarray:
     """Upsampling and synthesis of the latents (float64): ``[3, H, W]``, unclamped."""
-    filters = _float_group(parameters, header, "upsampling", "weight")
+    filters = parameters[("upsampling", "weight")].values()
     stack = upsample(
         latents,
         filters["transposed_half"],
         filters.get("preconcat_half"),
         kernel=config.upsampling_kernel,
     )
-    weights = _float_group(parameters, header, "synthesis", "weight")
-    biases = _float_group(parameters, header, "synthesis", "bias")
+    weights = parameters[("synthesis", "weight")].values()
+    biases = parameters[("synthesis", "bias")].values()
     return synthesize(stack, config.synthesis, list(weights.values()), list(biases.values()))
 
 

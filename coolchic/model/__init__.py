@@ -4,7 +4,7 @@ Submodules, one concept each:
 
 * :mod:`~coolchic.model.config` — :class:`ModelConfig`, the synthesis grammar (:class:`LayerSpec`);
 * :mod:`~coolchic.model.layout` — what the model and the torch-free decoder share: grid
-  sizes, the ARM context, the parameter groups in coding order, the initial filters;
+  sizes, the ARM context, the upsampling's polyphase form and initial filters;
 * :mod:`~coolchic.model.complexity` — MAC per pixel and parameter counts;
 * :mod:`~coolchic.model.latents` — hierarchical latent grids;
 * :mod:`~coolchic.model.quantizer` — training-time proxies of ``round``;
@@ -12,7 +12,7 @@ Submodules, one concept each:
 * :mod:`~coolchic.model.upsampling` — learned separable ×2 upsampling;
 * :mod:`~coolchic.model.synthesis` — conv synthesis;
 * :mod:`~coolchic.model.coolchic` — :class:`CoolChicModel`, the composition;
-* :mod:`~coolchic.model.output` — RGB / YUV 4:2:0 conversion of the synthesis output.
+* :mod:`~coolchic.model.output` — rounding to the bit depth of the decoded file.
 
 ``config``, ``layout`` and ``complexity`` are torch-free, and so is importing this package:
 the names below are loaded on first use, so that the decoder and the CLI can read an

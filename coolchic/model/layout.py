@@ -9,9 +9,11 @@ both ends derive from the architecture lives here, so that it cannot drift apart
 * the polyphase form of the ×2 upsampling step (:func:`polyphase`) and the index maps from the
   free filter taps to the filters (:func:`phase_taps_index`, :func:`odd_full_index`);
 * the fixed starting values of the upsampling filters (:func:`upsampling_initial_values`),
-  from which the stream codes the trained filters as differences (:func:`predicted_integers`);
-* the network parameters of each ``(module, kind)`` group in coding order, with their shapes
-  (:func:`parameter_layout`); the torch model looks its parameters up by these names.
+  from which the stream codes the trained filters as differences
+  (:func:`coolchic.nnquant.params.predicted_integers`).
+
+The network parameters as the stream carries them (their groups, names and shapes in coding
+order) are :mod:`coolchic.nnquant.params`.
 """
 
 from __future__ import annotations
@@ -21,23 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coolchic.bitstream.constants import NN_GROUPS
-from coolchic.bitstream.nn_params import quantize
-from coolchic.model.config import ModelConfig
-
 __all__ = [
     "BICUBIC_HALF_KERNEL",
     "BILINEAR_HALF_KERNEL",
-    "ParameterSpec",
     "Polyphase",
     "context_offsets",
     "grid_shapes",
     "initial_half_kernel",
     "odd_full_index",
-    "parameter_layout",
     "phase_taps_index",
     "polyphase",
-    "predicted_integers",
     "upsampling_initial_values",
 ]
 
@@ -177,87 +172,3 @@ def upsampling_initial_values(
         dirac[:, -1] = 1.0
         values["preconcat_half"] = dirac
     return values
-
-
-# --------------------------------------------------------------------------------------------
-# Network parameters as the stream carries them
-
-#: A parameter's name inside its module (``torch.nn.Module.named_parameters`` spelling) and
-#: its shape.
-ParameterSpec = tuple[str, tuple[int, ...]]
-
-
-def _arm_parameters(config: ModelConfig) -> list[ParameterSpec]:
-    specs: list[ParameterSpec] = []
-    width = config.n_contexts
-    for index, out in enumerate(config.arm_hidden):
-        specs += [(f"hidden.{index}.weight", (out, width)), (f"hidden.{index}.bias", (out,))]
-        width = out
-    return [*specs, ("output.weight", (2, width)), ("output.bias", (2,))]
-
-
-def _upsampling_parameters(config: ModelConfig) -> list[ParameterSpec]:
-    n_levels = config.n_grids - 1
-    specs: list[ParameterSpec] = [("transposed_half", (n_levels, config.upsampling_kernel // 2))]
-    if config.preconcat_kernel:
-        specs.append(("preconcat_half", (n_levels, (config.preconcat_kernel + 1) // 2)))
-    return specs
-
-
-def _synthesis_parameters(config: ModelConfig) -> list[ParameterSpec]:
-    specs: list[ParameterSpec] = []
-    width = config.n_grids
-    for index, layer in enumerate(config.synthesis):
-        shape = (layer.out_channels, width, layer.kernel, layer.kernel)
-        bias = (layer.out_channels,)
-        specs += [(f"layers.{index}.weight", shape), (f"layers.{index}.bias", bias)]
-        width = layer.out_channels
-    return specs
-
-
-def parameter_layout(config: ModelConfig) -> dict[tuple[str, str], tuple[ParameterSpec, ...]]:
-    """The network parameters of each ``(module, kind)`` group, in coding order.
-
-    Keys are the six :data:`~coolchic.bitstream.constants.NN_GROUPS`, in that order; a group
-    is its module's parameters of that kind (biases end in ``.bias``, every other parameter is
-    a weight) in declaration order, which is the order the parameter section carries them in.
-    Groups without parameters (the upsampling biases) are empty.
-    """
-    by_module = {
-        "arm": _arm_parameters(config),
-        "upsampling": _upsampling_parameters(config),
-        "synthesis": _synthesis_parameters(config),
-    }
-    return {
-        (module, kind): tuple(spec for spec in by_module[module] if _kind(spec[0]) == kind)
-        for module, kind in NN_GROUPS
-    }
-
-
-def _kind(name: str) -> str:
-    return "bias" if name.rsplit(".", 1)[-1] == "bias" else "weight"
-
-
-def predicted_integers(
-    config: ModelConfig, module: str, kind: str, exponent: int
-) -> list[np.ndarray]:
-    """What the decoder predicts for each array of a group before reading the stream.
-
-    Parameters with a fixed starting value (the upsampling's bicubic and Dirac filters) are
-    predicted by that value quantised with the group's step, the others by 0; the stream
-    carries the differences. Trained filters stay near their start, so the differences are
-    small: about 40 bits fewer per stream on 192x128 images, where the 48 upsampling taps cost
-    ~380 bits as plain integers.
-
-    Returns:
-        One int64 array per parameter of the group, in coding order.
-    """
-    initial = (
-        upsampling_initial_values(config.n_grids, config.upsampling_kernel, config.preconcat_kernel)
-        if module == "upsampling"
-        else {}
-    )
-    return [
-        quantize(initial[name], exponent) if name in initial else np.zeros(shape, dtype=np.int64)
-        for name, shape in parameter_layout(config)[(module, kind)]
-    ]

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -44,13 +44,6 @@ CHUNK_COLUMNS = 16384
 
 
 _Chunk = TypeVar("_Chunk")
-
-
-def _column_chunks(n_columns: int) -> list[slice]:
-    return [
-        slice(start, min(start + CHUNK_COLUMNS, n_columns))
-        for start in range(0, n_columns, CHUNK_COLUMNS)
-    ]
 
 
 class _Workers:
@@ -119,6 +112,14 @@ def _forward_chunk(
     return activations
 
 
+def _sum_in_order(per_worker: Sequence[Tensor], n_workers: int) -> Tensor:
+    """The first ``n_workers`` per-worker sums added in worker order (reproducible)."""
+    total = per_worker[0]
+    for worker in range(1, n_workers):
+        total = total + per_worker[worker]
+    return total
+
+
 class _Gradients:
     """Weight and bias gradients, one accumulator per worker, summed in worker order."""
 
@@ -153,14 +154,11 @@ class _Gradients:
 
     def totals(self, n_workers: int) -> list[Tensor]:
         """Weight gradients then bias gradients, summed over the first ``n_workers``."""
-        summed = []
-        for per_worker in (self.weights, self.biases):
-            for layer in range(len(per_worker[0])):
-                total = per_worker[0][layer]
-                for worker in range(1, n_workers):
-                    total = total + per_worker[worker][layer]
-                summed.append(total)
-        return summed
+        return [
+            _sum_in_order([per_worker[layer] for per_worker in accumulators], n_workers)
+            for accumulators in (self.weights, self.biases)
+            for layer in range(len(accumulators[0]))
+        ]
 
 
 def _split(params: Sequence[Tensor], relus: Sequence[bool]) -> tuple[list[Tensor], list[Tensor]]:
@@ -168,48 +166,50 @@ def _split(params: Sequence[Tensor], relus: Sequence[bool]) -> tuple[list[Tensor
     return list(params[: len(relus)]), list(params[len(relus) :])
 
 
-class _PointwiseMlp(torch.autograd.Function):
-    """``[C_in, P]`` → ``[C_out, P]``; see :func:`pointwise_mlp`."""
+def _saved(
+    ctx: torch.autograd.function.FunctionCtx,
+) -> tuple[Tensor, tuple[bool, ...], list[Tensor], list[Tensor], _Gradients]:
+    """What a forward saved (its input, then the layers) with fresh gradient accumulators:
+    ``(input, relus, weights, biases, gradients)``."""
+    relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
+    first, *params = ctx.saved_tensors  # type: ignore[attr-defined]
+    weights, biases = _split(params, relus)
+    return first, relus, weights, biases, _Gradients(weights, biases)
 
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
-        x: Tensor,
-        relus: tuple[bool, ...],
-        *params: Tensor,
-    ) -> Tensor:
-        weights, biases = _split(params, relus)
-        out = x.new_empty(weights[-1].shape[0], x.shape[1])
 
-        def job(_worker: int, columns: slice) -> None:
-            out[:, columns] = _forward_chunk(x[:, columns], weights, biases, relus)[-1]
+class _Columns:
+    """How :func:`pointwise_mlp` cuts its input: blocks of ``CHUNK_COLUMNS`` columns.
 
-        _WORKERS.map(_column_chunks(x.shape[1]), job)
-        ctx.save_for_backward(x, *params)
-        ctx.relus = relus  # type: ignore[attr-defined]
-        return out
+    A layout of :class:`_ChunkedMlp`, like :class:`_PaddedGrids`: the chunks, the MLP's inputs
+    and output columns of each, and how the input gradient is put together.
+    """
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
-    ) -> tuple[Tensor | None, ...]:
-        relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
-        x, *params = ctx.saved_tensors  # type: ignore[attr-defined]
-        weights, biases = _split(params, relus)
-        gradients = _Gradients(weights, biases)
-        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
+    def __init__(self, n_columns: int) -> None:
+        self.n_columns = n_columns
 
-        def job(worker: int, columns: slice) -> None:
-            activations = _forward_chunk(x[:, columns], weights, biases, relus)
-            grad = gradients.backward_chunk(
-                worker, grad_out[:, columns], activations, weights, relus
-            )
-            if grad_x is not None:
-                grad_x[:, columns] = weights[0].t() @ grad
+    def pad(self, x: Tensor) -> Tensor:
+        return x  # the columns are the MLP's inputs as they are
 
-        n_workers = _WORKERS.map(_column_chunks(x.shape[1]), job)
-        return (grad_x, None, *gradients.totals(n_workers))
+    def chunks(self) -> list[slice]:
+        return [
+            slice(start, min(start + CHUNK_COLUMNS, self.n_columns))
+            for start in range(0, self.n_columns, CHUNK_COLUMNS)
+        ]
+
+    def inputs(self, x: Tensor, chunk: slice) -> Tensor:
+        return x[:, chunk]
+
+    def columns(self, chunk: slice) -> slice:
+        return chunk
+
+    def new_input_gradient(self, x: Tensor) -> Tensor:
+        return torch.empty_like(x)  # the chunks are disjoint: each column is written once
+
+    def add_input_gradient(self, grad_x: Tensor, _worker: int, chunk: slice, grad: Tensor) -> None:
+        grad_x[:, chunk] = grad
+
+    def input_gradient(self, grad_x: Tensor, _n_workers: int) -> Tensor:
+        return grad_x
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,8 @@ class _PaddedGrids:
     def unpad(self, buffer: Tensor) -> Tensor:
         return torch.cat([self.interior(buffer, g).reshape(-1) for g in range(len(self.shapes))])
 
-    def bands(self) -> list[_Band]:
+    def chunks(self) -> list[_Band]:
+        """The bands of rows, ``CHUNK_COLUMNS`` latents or so each."""
         if self.flat_starts[-1] + self.shapes[-1][0] * self.shapes[-1][1] <= CHUNK_COLUMNS:
             return [_WHOLE]  # a small image: one gather beats many small copies
         bands = []
@@ -280,8 +281,8 @@ class _PaddedGrids:
         start = self.flat_starts[band.grid]
         return slice(start + band.first * w, start + band.end * w)
 
-    def contexts(self, buffer: Tensor, band: _Band) -> Tensor:
-        """``[C, rows · w]`` contexts of a band (C contiguous rows of an unfolded window)."""
+    def inputs(self, buffer: Tensor, band: _Band) -> Tensor:
+        """The ``[C, rows · w]`` contexts of a band (C contiguous rows of an unfolded window)."""
         if band is _WHOLE:
             index = self._whole_index(buffer.device)
             return buffer.index_select(0, index.view(-1)).view(index.shape)
@@ -293,17 +294,27 @@ class _PaddedGrids:
             out[k] = rows[dy : dy + height, dx : dx + width]
         return out.view(self.n_contexts, height * width)
 
-    def add_context_gradient(self, buffer: Tensor, band: _Band, grad: Tensor) -> None:
-        """Add the gradient ``[C, rows · w]`` of a band's contexts to the padded grid."""
+    def new_input_gradient(self, buffer: Tensor) -> list[Tensor]:
+        """Bands read overlapping rows (the N above them): one accumulator per worker."""
+        return [torch.zeros_like(buffer) for _ in range(torch.get_num_threads())]
+
+    def add_input_gradient(
+        self, sums: list[Tensor], worker: int, band: _Band, grad: Tensor
+    ) -> None:
+        """Add the gradient ``[C, rows · w]`` of a band's contexts to the worker's padded grid."""
         if band is _WHOLE:
-            buffer.index_add_(0, self._whole_index(buffer.device).view(-1), grad.reshape(-1))
+            index = self._whole_index(sums[worker].device)
+            sums[worker].index_add_(0, index.view(-1), grad.reshape(-1))
             return
-        rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
+        rows = self.grid(sums[worker], band.grid)[band.first : band.end + self.n]
         height, width = band.end - band.first, self.shapes[band.grid][1]
         window_width = self.window[1]
         for k in range(self.n_contexts):
             dy, dx = divmod(k, window_width)
             rows[dy : dy + height, dx : dx + width].add_(grad[k].view(height, width))
+
+    def input_gradient(self, sums: list[Tensor], n_workers: int) -> Tensor:
+        return self.unpad(_sum_in_order(sums, n_workers))
 
     def _whole_index(self, device: torch.device) -> Tensor:
         """``[C, N]`` positions in the padded buffer of every context value (small images)."""
@@ -325,28 +336,29 @@ class _PaddedGrids:
 _WHOLE = _Band(-1, 0, 0)
 
 
-class _ContextMlp(torch.autograd.Function):
-    """Causal contexts of the flat latents (built per band) → ``[C_out, N]``."""
+class _ChunkedMlp(torch.autograd.Function):
+    """The MLP on every chunk of a layout (:class:`_Columns`, :class:`_PaddedGrids`) →
+    ``[C_out, N]``; the backward recomputes each chunk's activations."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx,
-        flat: Tensor,
-        grids: _PaddedGrids,
+        x: Tensor,
+        layout: _Columns | _PaddedGrids,
         relus: tuple[bool, ...],
         *params: Tensor,
     ) -> Tensor:
         weights, biases = _split(params, relus)
-        padded = grids.pad(flat)
-        out = flat.new_empty(weights[-1].shape[0], flat.shape[0])
+        source = layout.pad(x)
+        out = x.new_empty(weights[-1].shape[0], x.shape[-1])
 
-        def job(_worker: int, band: _Band) -> None:
-            x = grids.contexts(padded, band)
-            out[:, grids.columns(band)] = _forward_chunk(x, weights, biases, relus)[-1]
+        def job(_worker: int, chunk: Any) -> None:
+            inputs = layout.inputs(source, chunk)
+            out[:, layout.columns(chunk)] = _forward_chunk(inputs, weights, biases, relus)[-1]
 
-        _WORKERS.map(grids.bands(), job)
-        ctx.save_for_backward(padded, *params)
-        ctx.grids = grids  # type: ignore[attr-defined]
+        _WORKERS.map(layout.chunks(), job)
+        ctx.save_for_backward(source, *params)
+        ctx.layout = layout  # type: ignore[attr-defined]
         ctx.relus = relus  # type: ignore[attr-defined]
         return out
 
@@ -355,33 +367,22 @@ class _ContextMlp(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, ...]:
-        relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
-        grids: _PaddedGrids = ctx.grids  # type: ignore[attr-defined]
-        padded, *params = ctx.saved_tensors  # type: ignore[attr-defined]
-        weights, biases = _split(params, relus)
-        gradients = _Gradients(weights, biases)
-        need_flat = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
-        # Bands read overlapping rows (the N above them): one accumulator per worker.
-        grad_padded = [torch.zeros_like(padded) for _ in range(torch.get_num_threads())]
+        source, relus, weights, biases, gradients = _saved(ctx)
+        layout: _Columns | _PaddedGrids = ctx.layout  # type: ignore[attr-defined]
+        need_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
+        grad_source = layout.new_input_gradient(source) if need_x else None
 
-        def job(worker: int, band: _Band) -> None:
-            x = grids.contexts(padded, band)
-            activations = _forward_chunk(x, weights, biases, relus)
-            columns = grids.columns(band)
+        def job(worker: int, chunk: Any) -> None:
+            activations = _forward_chunk(layout.inputs(source, chunk), weights, biases, relus)
             grad = gradients.backward_chunk(
-                worker, grad_out[:, columns], activations, weights, relus
+                worker, grad_out[:, layout.columns(chunk)], activations, weights, relus
             )
-            if need_flat:
-                grids.add_context_gradient(grad_padded[worker], band, weights[0].t() @ grad)
+            if grad_source is not None:
+                layout.add_input_gradient(grad_source, worker, chunk, weights[0].t() @ grad)
 
-        n_workers = _WORKERS.map(grids.bands(), job)
-        grad_flat = None
-        if need_flat:
-            total = grad_padded[0]
-            for worker in range(1, n_workers):
-                total = total + grad_padded[worker]
-            grad_flat = grids.unpad(total)
-        return (grad_flat, None, None, *gradients.totals(n_workers))
+        n_workers = _WORKERS.map(layout.chunks(), job)
+        grad_x = None if grad_source is None else layout.input_gradient(grad_source, n_workers)
+        return (grad_x, None, None, *gradients.totals(n_workers))
 
 
 def pointwise_mlp(
@@ -398,7 +399,7 @@ def pointwise_mlp(
     Returns:
         Tensor ``[C_L, P]``, differentiable w.r.t. ``x``, the weights and the biases.
     """
-    return _PointwiseMlp.apply(x, tuple(relus), *weights, *biases)
+    return _ChunkedMlp.apply(x, _Columns(x.shape[1]), tuple(relus), *weights, *biases)
 
 
 def context_mlp(
@@ -417,7 +418,7 @@ def context_mlp(
     Returns:
         Tensor ``[C_L, N]``, differentiable w.r.t. ``flat``, the weights and the biases.
     """
-    return _ContextMlp.apply(flat, grids, tuple(relus), *weights, *biases)
+    return _ChunkedMlp.apply(flat, grids, tuple(relus), *weights, *biases)
 
 
 def context_geometry(shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int) -> _PaddedGrids:
@@ -432,4 +433,4 @@ def causal_contexts(flat: Tensor, grids: _PaddedGrids) -> Tensor:
     plain form, for inspection and tests.
     """
     padded = grids.pad(flat)
-    return torch.cat([grids.contexts(padded, band) for band in grids.bands()], dim=1).t()
+    return torch.cat([grids.inputs(padded, band) for band in grids.chunks()], dim=1).t()

@@ -32,6 +32,8 @@ polyphase description and the initial filters both use live in :mod:`coolchic.mo
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -94,6 +96,23 @@ def _taps_matrix(half: Tensor, poly: Polyphase) -> Tensor:
 FIR_MIN_ELEMENTS = 65_536
 
 
+class _FirPass(NamedTuple):
+    """Where one polyphase FIR pass runs: along ``dim`` (-1 or -2), padded by ``pad`` in
+    ``mode``, output phase r from ``starts[r]`` of the padded input, cut to ``length``."""
+
+    dim: int
+    pad: tuple[int, int]
+    mode: str
+    starts: tuple[int, ...]
+    length: int
+
+
+def _padded(x: Tensor, dim: int, pad: tuple[int, int], mode: str) -> Tensor:
+    """``x`` padded by ``pad`` along ``dim`` (-1 or -2); ``x`` itself when ``pad`` adds nothing."""
+    padding = (*pad, 0, 0) if dim == -1 else (0, 0, *pad)
+    return F.pad(x, padding, mode=mode) if any(pad) else x
+
+
 class _Fir1d(torch.autograd.Function):
     """Polyphase FIR filter along one dimension, as weighted sums of shifted slices.
 
@@ -109,15 +128,11 @@ class _Fir1d(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx,
         x: Tensor,
         taps: Tensor,
-        dim: int,
-        pad: tuple[int, int],
-        mode: str,
-        starts: tuple[int, ...],
-        length: int,
+        fir: _FirPass,
     ) -> Tensor:
+        dim, pad, mode, starts, length = fir
         n = x.shape[dim]
-        padding = (*pad, 0, 0) if dim == -1 else (0, 0, *pad)
-        padded = F.pad(x, padding, mode=mode) if any(pad) else x
+        padded = _padded(x, dim, pad, mode)
         out, phases = _phase_views(x, n, len(starts), dim)
         for r, start in enumerate(starts):
             weights = taps[:, r].tolist()
@@ -154,7 +169,7 @@ class _Fir1d(torch.autograd.Function):
                 for j, weight in enumerate(weights):
                     grad_padded.narrow(dim, start + j, n).add_(phases[r], alpha=weight)
             grad_x = _unpad_gradient(grad_padded, dim, pad, mode, x_shape[dim])
-        return grad_x, grad_taps, None, None, None, None, None
+        return grad_x, grad_taps, None
 
 
 def _phase_views(like: Tensor, n: int, n_phases: int, dim: int) -> tuple[Tensor, list[Tensor]]:
@@ -204,9 +219,8 @@ def _fir(
     n = x.shape[dim]
     compiling = torch.compiler.is_compiling()
     if not compiling and x.numel() >= FIR_MIN_ELEMENTS:
-        return _Fir1d.apply(x, taps, dim, pad, mode, starts, length)
-    padding = (*pad, 0, 0) if dim == -1 else (0, 0, *pad)
-    padded = F.pad(x, padding, mode=mode) if any(pad) else x
+        return _Fir1d.apply(x, taps, _FirPass(dim, pad, mode, starts, length))
+    padded = _padded(x, dim, pad, mode)
     if not compiling:
         # Small maps: few large operators beat many small ones (one product for all taps).
         windows = padded.unfold(dim, taps.shape[0], 1)  # window last

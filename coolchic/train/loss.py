@@ -1,4 +1,4 @@
-"""What training minimises: distortion + λ · rate, with the 4:2:0 weighting of the spec.
+"""What training minimises: distortion + λ · rate, with the planes weighted by pixel count.
 
 Distortion is the MSE on [0, 1] data. For YUV 4:2:0 it is the pixel-count-weighted mean over
 the planes, (4·MSE_Y + MSE_U + MSE_V)/6, where U and V are the 2x2 means of synthesis

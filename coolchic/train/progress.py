@@ -44,18 +44,15 @@ class ProgressEvent:
     def describe(self) -> str:
         """One plain-text line for logs."""
         parts = [f"{self.stage}/{self.phase}", f"it {self.iteration}/{self.total_iterations}"]
-        if self.loss is not None:
-            parts.append(f"loss {self.loss:.6g}")
-        if self.psnr_db is not None:
-            parts.append(f"psnr {self.psnr_db:.3f} dB")
-        if self.bpp is not None:
-            parts.append(f"{self.bpp:.4f} bpp")
-        if self.learning_rate is not None:
-            parts.append(f"lr {self.learning_rate:.2e}")
-        if self.iterations_per_s is not None:
-            parts.append(f"{self.iterations_per_s:.1f} it/s")
-        if self.eta_s is not None:
-            parts.append(f"eta {self.eta_s:.0f} s")
+        measured = (
+            ("loss {:.6g}", self.loss),
+            ("psnr {:.3f} dB", self.psnr_db),
+            ("{:.4f} bpp", self.bpp),
+            ("lr {:.2e}", self.learning_rate),
+            ("{:.1f} it/s", self.iterations_per_s),
+            ("eta {:.0f} s", self.eta_s),
+        )
+        parts += [template.format(value) for template, value in measured if value is not None]
         if self.message:
             parts.append(self.message)
         return " | ".join(parts)

@@ -94,9 +94,19 @@ class Recipe:
         return self.warmup.iterations + sum(phase.iterations for phase in self.phases)
 
 
+#: What each recipe is for (``coolchic recipes`` lists it beside the schedule).
+_DESCRIPTIONS: dict[str, str] = {
+    "instant": "a few seconds on a tiny image: a smoke test, not a real encode",
+    "faster": "quick look",
+    "fast": "the default: good compression for a small budget",
+    "medium": "smaller files for about five times the time of fast",
+    "slow": "close to the best this architecture does",
+    "placebo": "diminishing returns",
+}
+
+
 def _recipe(
     name: str,
-    description: str,
     *,
     warmup: tuple[tuple[int, int], ...],
     main: int,
@@ -107,7 +117,7 @@ def _recipe(
 ) -> Recipe:
     return Recipe(
         name=name,
-        description=description,
+        description=_DESCRIPTIONS[name],
         warmup=Warmup(stages=warmup, lr=lr),
         phases=(
             Phase(
@@ -135,44 +145,19 @@ def _recipe(
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
-        _recipe(
-            "instant",
-            "a few seconds on a tiny image: a smoke test, not a real encode",
-            warmup=((2, 10),),
-            main=60,
-            final=10,
-            eval_every=20,
-        ),
-        _recipe("faster", "quick look", warmup=((3, 50), (2, 50)), main=1200, final=100),
+        _recipe("instant", warmup=((2, 10),), main=60, final=10, eval_every=20),
+        _recipe("faster", warmup=((3, 50), (2, 50)), main=1200, final=100),
         # fast and medium spend little on the warm-up: at 192x128 more main-phase iterations
         # paid far more than more or longer warm-up candidates (BENCHMARKS.md, 2026-11-30).
-        _recipe(
-            "fast",
-            "the default: good compression for a small budget",
-            warmup=((4, 50), (2, 100)),
-            main=3900,
-            final=300,
-        ),
+        _recipe("fast", warmup=((4, 50), (2, 100)), main=3900, final=300),
         # medium: the main phase still paid at 20,000 iterations on 192x128 (about 2 % lower
         # rate-distortion cost than 11,500 at λ = 1e-3, 1 % at 4e-4; BENCHMARKS.md).
-        _recipe(
-            "medium",
-            "smaller files for about five times the time of fast",
-            warmup=((5, 100), (2, 200)),
-            main=20000,
-            final=600,
-        ),
-        _recipe(
-            "slow",
-            "close to the best this architecture does",
-            warmup=((5, 400), (2, 400)),
-            main=16000,
-            final=1000,
-            patience=3000,
-        ),
+        _recipe("medium", warmup=((5, 100), (2, 200)), main=20000, final=600),
+        # Each recipe trains more than the one before it, in the warm-up, the main phase and
+        # in all: slow's main phase is longer than medium's (20,000), not just its warm-up.
+        _recipe("slow", warmup=((5, 400), (2, 400)), main=32000, final=1000, patience=3000),
         _recipe(
             "placebo",
-            "diminishing returns",
             warmup=((8, 400), (4, 400), (2, 400)),
             main=40000,
             final=1500,

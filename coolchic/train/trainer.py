@@ -173,9 +173,9 @@ class Trainer:
         self.recipe = recipe
         self.model_factory = model_factory
         self.seed = seed
+        self.generator = torch.Generator(device=target.full.device).manual_seed(seed)
         self.progress = progress
         self.lr_scale = 1.0 if start_lr is None else start_lr / recipe.warmup.lr
-        self.generator = torch.Generator(device=target.full.device).manual_seed(seed)
         self.iterations_done = 0
         self.recoveries = 0
         self.checkpoint = checkpoint
@@ -199,7 +199,7 @@ class Trainer:
         for index in range(first, len(self.recipe.phases)):
             phase = self.recipe.phases[index]
             continued = resume if resume is not None and index == resume.phase_index else None
-            self._train_phase(candidate, phase, stage="train", index=index, resume=continued)
+            self._train_phase(candidate, phase, index=index, resume=continued)
             self._emit("phase_end", "train", phase.name, candidate.best)
             self._save(candidate, phase_index=index + 1)
         candidate.model.load_state_dict(candidate.best_state)
@@ -287,7 +287,7 @@ class Trainer:
                 eval_every=iterations,
             )
             for candidate in candidates:
-                self._train_phase(candidate, stage_phase, stage="warmup")
+                self._train_phase(candidate, stage_phase)
         best = min(candidates, key=lambda c: c.best.loss)
         best.model.load_state_dict(best.best_state)
         return best
@@ -304,11 +304,12 @@ class Trainer:
         candidate: _Candidate,
         phase: Phase,
         *,
-        stage: str,
         index: int | None = None,
         resume: TrainingState | None = None,
     ) -> None:
-        """Train ``candidate`` through ``phase``; main phases (``index`` given) checkpoint."""
+        """Train ``candidate`` through ``phase``: a warm-up stage, or main phase ``index`` (given
+        only for those, which checkpoint)."""
+        stage = "warmup" if index is None else "train"
         model = candidate.model
         networks, parameters = select_trained(model, phase.modules)
         optimizer = torch.optim.Adam(parameters, lr=phase.lr_start * self.lr_scale)
@@ -329,20 +330,7 @@ class Trainer:
                         since_best=since_best,
                         optimizer=optimizer,
                     )
-                fraction = iteration / phase.iterations
-                learning_rate = _cosine(phase.lr_start, phase.lr_end, fraction) * self.lr_scale
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate
-                quantizer = phase_quantizer(phase, fraction)
-                loss = training_step(
-                    model,
-                    optimizer,
-                    networks,
-                    target=self.target,
-                    lmbda=self.lmbda,
-                    quantizer=quantizer,
-                    generator=self.generator,
-                )
+                loss, learning_rate = self._step(model, optimizer, networks, phase, iteration)
                 iteration += 1
                 self.iterations_done += 1
                 since_best += 1
@@ -366,6 +354,31 @@ class Trainer:
             for parameter in model.parameters():
                 parameter.requires_grad_(True)
         model.load_state_dict(candidate.best_state)
+
+    def _step(
+        self,
+        model: CoolChicModel,
+        optimizer: torch.optim.Optimizer,
+        networks: list[nn.Parameter],
+        phase: Phase,
+        iteration: int,
+    ) -> tuple[Tensor, float]:
+        """Iteration ``iteration`` of ``phase`` at its scheduled learning rate and quantiser;
+        returns the loss and that learning rate."""
+        fraction = iteration / phase.iterations
+        learning_rate = _cosine(phase.lr_start, phase.lr_end, fraction) * self.lr_scale
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+        loss = training_step(
+            model,
+            optimizer,
+            networks,
+            target=self.target,
+            lmbda=self.lmbda,
+            quantizer=phase_quantizer(phase, fraction),
+            generator=self.generator,
+        )
+        return loss, learning_rate
 
     def _recover(self, candidate: _Candidate, stage: str, phase: Phase) -> None:
         self.recoveries += 1

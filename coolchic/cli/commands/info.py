@@ -53,18 +53,28 @@ def _plane_statistics(frame: Any) -> dict[str, dict[str, float]]:
     }
 
 
+def _describe_frame_file(
+    path: Path, kind: str, name: str, frame: Any, details: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``info`` says of a YUV file or a PNG image, keys in the order it prints them: the
+    file, its kind, name and size, then ``details``, then the statistics of its planes."""
+    return {
+        "path": str(path),
+        "type": kind,
+        "name": name,
+        "width": frame.width,
+        "height": frame.height,
+        **details,
+        "planes": _plane_statistics(frame),
+    }
+
+
 def _describe_yuv(path: Path) -> dict[str, Any]:
     from coolchic.io import inspect_yuv, read_yuv_frame
 
     probe = inspect_yuv(path)
     fields = probe.fields
-    frame = read_yuv_frame(path)
-    return {
-        "path": str(path),
-        "type": "yuv",
-        "name": fields.name,
-        "width": fields.width,
-        "height": fields.height,
+    details = {
         "fps": fields.fps,
         "fps_text": fields.fps_text,
         "format": fields.chroma_format,
@@ -74,35 +84,29 @@ def _describe_yuv(path: Path) -> dict[str, Any]:
         "frames": probe.frames,
         "trailing_bytes": probe.trailing_bytes,
         "warnings": list(probe.warnings),
-        "planes": _plane_statistics(frame),
     }
+    return _describe_frame_file(path, "yuv", fields.name, read_yuv_frame(path), details)
 
 
 def _describe_png(path: Path) -> dict[str, Any]:
     from coolchic.io import read_png
 
     frame = read_png(path)
-    return {
-        "path": str(path),
-        "type": "png",
-        "name": path.stem,
-        "width": frame.width,
-        "height": frame.height,
+    details = {
         "format": frame.format,
         "bit_depth": frame.bit_depth,
         "file_bytes": path.stat().st_size,
         "frames": 1,
         "warnings": [],
-        "planes": _plane_statistics(frame),
     }
+    return _describe_frame_file(path, "png", path.stem, frame, details)
 
 
 def _describe_stream(path: Path) -> dict[str, Any]:
     from coolchic.bitstream.constants import NN_GROUPS
     from coolchic.bitstream.header import read_header, unpack_stream
-    from coolchic.decoder import model_config_from_header
     from coolchic.errors import BitstreamError, InputError
-    from coolchic.model.complexity import mac_per_pixel
+    from coolchic.report import stream_report
 
     try:
         data = path.read_bytes()
@@ -111,41 +115,22 @@ def _describe_stream(path: Path) -> dict[str, Any]:
     header, header_bytes = read_header(data)
     unpack_stream(data)
     try:
-        config = model_config_from_header(header)
+        summary = stream_report(header, len(data))
     except ValueError as error:
         raise BitstreamError(f"{path}: header describes an invalid architecture: {error}") from None
-    macs = mac_per_pixel(config, header.height, header.width)
-    n_pixels = header.width * header.height
+    summary["architecture"]["zero_grids"] = [
+        i for i, zero in enumerate(header.zero_grid_flags) if zero
+    ]
     return {
         "path": str(path),
         "type": "coolchic",
         "format_version": header.format_version,
         "fps_text": header.fps_text,
-        "width": header.width,
-        "height": header.height,
-        "format": header.frame_format,
-        "bit_depth": header.bit_depth,
+        **summary,
         "file_bytes": len(data),
         "header_bytes": header_bytes,
         "nn_bytes": header.nn_bytes,
         "latent_bytes": header.latent_bytes,
-        "bits": 8 * len(data),
-        "bpp": 8 * len(data) / n_pixels,
-        "mac_per_pixel": round(macs.total, 1),
-        "mac_per_pixel_detail": {
-            "arm": round(macs.arm, 1),
-            "upsampling": round(macs.upsampling, 1),
-            "synthesis": round(macs.synthesis, 1),
-        },
-        "architecture": {
-            "n_grids": header.n_grids,
-            "n_ctx_rowcol": header.n_ctx_rowcol,
-            "layers_arm": ",".join(str(w) for w in header.arm_hidden),
-            "layers_synthesis": config.synthesis_text,
-            "upsampling_kernel": header.upsampling_kernel,
-            "preconcat_kernel": header.preconcat_kernel,
-            "zero_grids": [i for i, zero in enumerate(header.zero_grid_flags) if zero],
-        },
         "quantisation": {
             f"{module}_{kind}": {"step": f"2^-{coding.exp}", "expgolomb_order": coding.order}
             for (module, kind), coding in zip(NN_GROUPS, header.nn_coding, strict=True)

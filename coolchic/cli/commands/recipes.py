@@ -82,7 +82,14 @@ def recipes(
             )
         )
         return
+    _print_recipes()
+
+
+def _print_recipes() -> None:
+    """The recipes as a table: a row for the warm-up, then one per training phase."""
     from rich.table import Table
+
+    from coolchic.train.recipes import RECIPES
 
     table = Table(title="recipes (warm-up iterations count every candidate)")
     for column in ("recipe", "total", "step", "iterations", "learning rate", "proxy", "trains"):

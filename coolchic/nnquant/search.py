@@ -1,17 +1,18 @@
-"""Choose the quantisation steps of the network parameters by rate-distortion cost (spec §3).
+"""Choose the quantisation steps of the network parameters by rate-distortion cost (encoder).
 
-Each (module, kind) group — ARM weights, ARM biases, upsampling filters, synthesis weights,
-synthesis biases — gets one step ``2^-e``. Modules are visited in coding order; inside a
-module the weights are chosen first (biases still at full precision), then the biases. For
-each candidate exponent the group is quantised from its full-precision copy, the model is
-evaluated as the decoder sees it, and the cost ``loss + λ · bits(group) / (H·W)`` is compared;
-bits are the exact signed exp-Golomb length at the best order. The evaluations are cheap next
-to training (about 150 forward passes without gradient).
+Each (module, kind) group gets one step ``2^-e`` (:mod:`coolchic.nnquant.params`). Modules are
+visited in coding order; inside a module the weights are chosen first (biases still at full
+precision), then the biases. For each candidate exponent the group is quantised from its
+full-precision copy, the model is evaluated as the decoder sees it, and the cost
+``loss + λ · bits(group) / (H·W)`` is compared; bits are the exact signed exp-Golomb length at
+the best order. The evaluations are cheap next to training (about 150 forward passes without
+gradient).
 
-Then RDOQ (v5) moves single integers by a few steps where that lowers the same cost: a few
-hundred more evaluations, most of them partial (the ARM only changes the rate, the synthesis
-only the distortion), for about 1 % lower cost at low rates, where a 192x128 image spends a
-third of its bits on the networks.
+Then RDOQ (Cool-chic v5) moves single integers by a few steps where that lowers the same
+cost: a few hundred more evaluations, most of them partial (the ARM only changes the rate, the
+synthesis only the distortion), for about 1 % lower cost at low rates, where a 192x128 image
+spends a third of its bits on the networks. The quantisation is summed up in
+``docs/design.md``.
 """
 
 from __future__ import annotations
@@ -19,22 +20,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from coolchic.bitstream.constants import NN_GROUPS, NN_Q_MAX
 from coolchic.bitstream.expgolomb import best_order
+from coolchic.bitstream.nn_params import GroupKey, fits
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.model.layout import parameter_layout, predicted_integers
+from coolchic.nnquant.params import (
+    QuantizedGroup,
+    QuantizedNetworks,
+    coded_flat,
+    dequantize,
+    parameter_layout,
+    predicted_integers,
+    quantize,
+)
 from coolchic.train.loss import Target, decoded_output, distortion
 from coolchic.train.trainer import evaluate
 
 logger = logging.getLogger(__name__)
 
 #: Candidate step exponents per group (step = 2^-e), from Cool-chic 5.0's tables.
-EXPONENT_CANDIDATES: dict[tuple[str, str], range] = {
+EXPONENT_CANDIDATES: dict[GroupKey, range] = {
     ("arm", "weight"): range(0, 9),
     ("arm", "bias"): range(0, 17),
     ("upsampling", "weight"): range(0, 13),
@@ -59,8 +68,8 @@ def group_parameters(
 ) -> list[tuple[str, torch.Tensor]]:
     """The named parameters of one group, in coding order.
 
-    The names and their order come from :func:`coolchic.model.layout.parameter_layout`, which
-    the decoder builds its networks from.
+    The names and their order come from :func:`~coolchic.nnquant.params.parameter_layout`,
+    which the decoder builds its networks from.
     """
     parent = model.module(module)  # type: ignore[arg-type]
     return [
@@ -69,97 +78,42 @@ def group_parameters(
     ]
 
 
-@dataclass(frozen=True, eq=False)
-class QuantizedGroup:
-    """One quantised group: integers ``q`` (float value ``q · 2^-exponent``).
-
-    The bitstream carries ``q − prediction`` (:meth:`coded`), where the prediction is what the
-    decoder knows before reading anything
-    (:func:`~coolchic.model.layout.predicted_integers`); ``order`` and
-    ``n_bits`` describe that coded form.
-    """
-
-    module: str
-    kind: str
-    names: tuple[str, ...]
-    integers: tuple[np.ndarray, ...]
-    exponent: int
-    order: int
-    n_bits: int
-    predictions: tuple[np.ndarray, ...] = ()
-
-    def coded(self) -> tuple[np.ndarray, ...]:
-        """The integers as written: ``q − prediction`` per array."""
-        if not self.predictions:
-            return self.integers
-        return tuple(q - p for q, p in zip(self.integers, self.predictions, strict=True))
-
-    def flat(self) -> np.ndarray:
-        if not self.integers:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate([q.ravel() for q in self.integers])
-
-
-def quantize_tensor(value: torch.Tensor, exponent: int) -> np.ndarray:
-    """``round(value · 2^e)`` as int64 (round half to even, like torch.round)."""
-    scaled = torch.round(value.detach().double() * float(2**exponent))
-    return scaled.to(torch.int64).cpu().numpy()
-
-
-def _coded_flat(integers: list[np.ndarray], predictions: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([(q - p).ravel() for q, p in zip(integers, predictions, strict=True)])
-
-
 def _set_group(
-    parameters: list[tuple[str, torch.Tensor]], integers: list[np.ndarray], exponent: int
+    parameters: list[tuple[str, torch.Tensor]], integers: tuple[np.ndarray, ...], exponent: int
 ) -> None:
     with torch.no_grad():
         for (_, parameter), q in zip(parameters, integers, strict=True):
-            value = torch.from_numpy(np.ldexp(q.astype(np.float64), -exponent))
-            parameter.copy_(value.to(parameter.dtype))
+            parameter.copy_(torch.from_numpy(dequantize(q, exponent)).to(parameter.dtype))
 
 
 def _search_group(
     model: CoolChicModel,
     target: Target,
     lmbda: float,
-    module: str,
-    kind: str,
-    originals: list[torch.Tensor],
+    key: GroupKey,
+    originals: list[np.ndarray],
 ) -> tuple[QuantizedGroup, int]:
     """The exponent of one group with the lowest RD cost, the others held as they are."""
-    parameters = group_parameters(model, module, kind)
-    loss = _loss_function(model, target, lmbda, module)
+    parameters = group_parameters(model, *key)
+    names = tuple(name for name, _ in parameters)
+    loss = _loss_function(model, target, lmbda, key[0])
     best: tuple[float, QuantizedGroup] | None = None
     n_evaluations = 0
-    for exponent in EXPONENT_CANDIDATES[(module, kind)]:
-        integers = [quantize_tensor(value, exponent) for value in originals]
-        predictions = predicted_integers(model.config, module, kind, exponent)
-        flat = _coded_flat(integers, predictions)
-        if flat.size and int(np.abs(flat).max()) > NN_Q_MAX:
+    for exponent in EXPONENT_CANDIDATES[key]:
+        integers = tuple(quantize(value, exponent) for value in originals)
+        predictions = tuple(predicted_integers(model.config, *key, exponent))
+        if not fits(coded_flat(integers, predictions)):
             continue  # too fine for the format
-        order, n_bits = best_order(flat)
+        group = QuantizedGroup.best_coded(key, names, integers, exponent, predictions)
         _set_group(parameters, integers, exponent)
         n_evaluations += 1
-        cost = loss() + lmbda * n_bits / target.n_pixels
+        cost = loss() + lmbda * group.n_bits / target.n_pixels
         if best is None or cost < best[0]:
-            best = (
-                cost,
-                QuantizedGroup(
-                    module=module,
-                    kind=kind,
-                    names=tuple(name for name, _ in parameters),
-                    integers=tuple(integers),
-                    exponent=exponent,
-                    order=order,
-                    n_bits=n_bits,
-                    predictions=tuple(predictions),
-                ),
-            )
+            best = (cost, group)
     if best is None:
-        raise ValueError(f"no usable quantisation step for {module} {kind}s")
+        raise ValueError(f"no usable quantisation step for {key[0]} {key[1]}s")
     group = best[1]
-    _set_group(parameters, list(group.integers), group.exponent)
+    _set_group(parameters, group.integers, group.exponent)
     return group, n_evaluations
 
 
@@ -208,7 +162,6 @@ def _rdoq_group(
     """
     parameters = [p for _, p in group_parameters(model, group.module, group.kind)]
     integers = [q.copy() for q in group.integers]
-    predictions = list(group.predictions) or [np.zeros_like(q) for q in integers]
     scale = 2.0**-group.exponent
     loss = _loss_function(model, target, lmbda, group.module)
     n_evaluations = 0
@@ -216,7 +169,7 @@ def _rdoq_group(
     def cost() -> float:
         nonlocal n_evaluations
         n_evaluations += 1
-        _, n_bits = best_order(_coded_flat(integers, predictions))
+        _, n_bits = best_order(coded_flat(integers, group.predictions))
         return loss() + lmbda * n_bits / target.n_pixels
 
     def put(parameter: torch.Tensor, flat: np.ndarray, index: int, value: int) -> None:
@@ -225,7 +178,7 @@ def _rdoq_group(
             parameter.view(-1)[index] = value * scale
 
     best = cost()
-    for parameter, q, prediction in zip(parameters, integers, predictions, strict=True):
+    for parameter, q, prediction in zip(parameters, integers, group.predictions, strict=True):
         flat = q.reshape(-1)  # a view: edits reach ``integers``
         predicted = prediction.reshape(-1)
         for index in range(flat.size):
@@ -243,14 +196,14 @@ def _rdoq_group(
                 if kept != start:
                     break  # improved upwards: no need to try downwards
             put(parameter, flat, index, kept)
-    order, n_bits = best_order(_coded_flat(integers, predictions))
+    order, n_bits = best_order(coded_flat(integers, group.predictions))
     result = dataclasses.replace(group, integers=tuple(integers), order=order, n_bits=n_bits)
     return result, n_evaluations
 
 
 def quantize_networks(
     model: CoolChicModel, target: Target, lmbda: float, *, rdoq: bool = True
-) -> tuple[QuantizedGroup, ...]:
+) -> QuantizedNetworks:
     """Quantise the ARM, upsampling and synthesis in place; return what the bitstream carries.
 
     Every candidate step of every group is evaluated (a noisy cost curve makes early stopping
@@ -260,21 +213,16 @@ def quantize_networks(
     holds the de-quantised values, so evaluating it gives the decoder's result.
     """
     originals = {
-        key: [parameter.detach().clone() for _, parameter in group_parameters(model, *key)]
+        key: [p.detach().cpu().numpy().astype(np.float64) for _, p in group_parameters(model, *key)]
         for key in NN_GROUPS
     }
-    chosen: dict[tuple[str, str], QuantizedGroup] = {}
+    chosen = {key: QuantizedGroup.empty(key) for key in NN_GROUPS}
     n_evaluations = 0
     for _ in range(N_PASSES):
-        for module, kind in NN_GROUPS:
-            if not originals[(module, kind)]:
-                chosen[(module, kind)] = QuantizedGroup(module, kind, (), (), 0, 0, 0)
-                continue
-            group, count = _search_group(
-                model, target, lmbda, module, kind, originals[(module, kind)]
-            )
-            chosen[(module, kind)] = group
-            n_evaluations += count
+        for key in NN_GROUPS:
+            if originals[key]:
+                chosen[key], count = _search_group(model, target, lmbda, key, originals[key])
+                n_evaluations += count
     if rdoq:
         for key in NN_GROUPS:
             if chosen[key].integers:
@@ -290,4 +238,4 @@ def quantize_networks(
             group.n_bits,
         )
     logger.debug("network quantisation: %d evaluations", n_evaluations)
-    return tuple(chosen[key] for key in NN_GROUPS)
+    return QuantizedNetworks(tuple(chosen[key] for key in NN_GROUPS))
