@@ -21,20 +21,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from coolchic.batch import plan_batch, run_batch  # noqa: E402
 from coolchic.daemon.service import WatchConfig, WatchService  # noqa: E402
 from coolchic.executors import create_executor  # noqa: E402
 from coolchic.executors.dask_cluster import DaskExecutor  # noqa: E402
-from coolchic.jobs import (  # noqa: E402
-    EncodeSettings,
-    JobFinished,
-    JobId,
-    JobProgress,
-    JobRequest,
-    find_inputs,
-    output_paths,
-    plan_batch,
-    run_batch,
-)
+from coolchic.jobs.inputs import find_inputs, output_paths  # noqa: E402
+from coolchic.jobs.settings import EncodeSettings  # noqa: E402
+from coolchic.jobs.types import JobFinished, JobId, JobProgress, JobRequest  # noqa: E402
 from coolchic.train.progress import ProgressEvent  # noqa: E402
 from tests.conftest import planes_bytes, yuv420_planes  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""coolchic.jobs: settings fingerprint, error classes, input discovery, outputs, workers."""
+"""coolchic.jobs and coolchic.batch: settings fingerprint, error classes, input discovery,
+outputs, workers."""
 
 from __future__ import annotations
 
@@ -10,26 +11,20 @@ from pathlib import Path, PurePath
 
 import pytest
 
+from coolchic.batch import plan_batch
 from coolchic.errors import BitstreamError, DeviceError, EncodingError, InputError
 from coolchic.executors.local import LocalExecutor
 from coolchic.io.files import output_folder_lock
-from coolchic.jobs import (
-    EncodeSettings,
+from coolchic.jobs.inputs import (
     InputFile,
-    JobFinished,
-    JobId,
-    JobProgress,
-    JobRequest,
-    classify_error,
     find_inputs,
     is_input_name,
     output_paths,
-    plan_batch,
     remove_stale_temporaries,
-    run_job,
-    up_to_date_report,
-    write_outputs,
 )
+from coolchic.jobs.run import run_job, up_to_date_report, write_outputs
+from coolchic.jobs.settings import EncodeSettings
+from coolchic.jobs.types import JobFinished, JobId, JobProgress, JobRequest, classify_error
 from tests.conftest import MakeYuv
 
 INSTANT = EncodeSettings(recipe="instant", threads=1, device="cpu")
@@ -52,7 +47,7 @@ def test_fingerprint_follows_output_changing_settings_only() -> None:
 def test_fingerprint_follows_the_bitstream_format(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch must re-encode outputs of an older format: this decoder cannot read them."""
     before = INSTANT.fingerprint()
-    monkeypatch.setattr("coolchic.jobs.FORMAT_VERSION", 1)
+    monkeypatch.setattr("coolchic.jobs.settings.FORMAT_VERSION", 1)
     assert INSTANT.fingerprint() != before
 
 

@@ -11,7 +11,9 @@ import pytest
 
 from coolchic.cli import main
 from coolchic.codec import SMALL_DECODER
-from coolchic.jobs import EncodeSettings, JobId, job_memory_estimate
+from coolchic.jobs.run import job_memory_estimate
+from coolchic.jobs.settings import EncodeSettings
+from coolchic.jobs.types import JobId
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.resources import (
     BASE_BYTES,

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from coolchic.jobs import EncodeSettings, JobRequest, output_paths, run_job
+from coolchic.jobs.inputs import output_paths
+from coolchic.jobs.run import run_job
+from coolchic.jobs.settings import EncodeSettings
+from coolchic.jobs.types import JobRequest
 from coolchic.train.checkpoint import INTERVAL_ENV
 from tests.daemon_harness import ROOT, process_gone, yuv_bytes
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from coolchic.jobs import JobId, JobMessage, JobRequest
+    from coolchic.jobs.types import JobId, JobMessage, JobRequest
 
 
 class Executor(Protocol):
-    """Runs :class:`~coolchic.jobs.JobRequest` values and reports on them.
+    """Runs :class:`~coolchic.jobs.types.JobRequest` values and reports on them.
 
     The caller submits while :attr:`free` is positive and calls :meth:`wait` to collect
     progress events and results; every submitted job ends with exactly one
-    :class:`~coolchic.jobs.JobFinished` (unless it is cancelled), whatever happens to the
+    :class:`~coolchic.jobs.types.JobFinished` (unless it is cancelled), whatever happens to the
     worker that ran it.
     """
 
@@ -57,3 +57,17 @@ class Executor(Protocol):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None: ...
+
+
+class ExecutorBase:
+    """What the executors share: ``with executor:`` closes it on the way out."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop everything and release the workers."""
+        raise NotImplementedError

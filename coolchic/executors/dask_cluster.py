@@ -3,9 +3,10 @@
 The coordinator (``coolchic batch`` or ``coolchic watch``) keeps every file-system concern: it
 checks whether an output is up to date, reads the input's first frame, and writes the outputs
 atomically when the result comes back. Workers are stateless: a task carries the frame's
-samples and the settings (:class:`~coolchic.jobs.EncodeTask`) and returns the stream and the
-codec's report. So no shared file system is needed, and when a worker dies mid-encode, Dask
-runs the task again elsewhere without any risk of a half-written or duplicated output.
+samples and the settings (:class:`~coolchic.executors.remote_task.EncodeTask`) and returns
+the stream and the codec's report. So no shared file system is needed, and when a worker dies
+mid-encode, Dask runs the task again elsewhere without any risk of a half-written or
+duplicated output.
 
 Progress travels as Dask worker events on a topic private to this executor, throttled to one
 per :data:`PROGRESS_PERIOD_S` per job. A job that no worker can take (no worker at all, or
@@ -29,23 +30,24 @@ from distributed import Client, Future, LocalCluster, get_worker
 from distributed.client import FutureCancelledError
 
 from coolchic.errors import ExecutorError
-from coolchic.jobs import (
+from coolchic.executors.base import ExecutorBase
+from coolchic.executors.remote_task import (
     EncodeTask,
-    InputIdentity,
+    TaskOutcome,
+    finish_remote_job,
+    run_encode_task,
+)
+from coolchic.jobs.run import InputIdentity, read_input, up_to_date_report
+from coolchic.jobs.settings import usable_cpus
+from coolchic.jobs.types import (
     JobFinished,
     JobId,
     JobMessage,
     JobProgress,
     JobRequest,
     JobResult,
-    TaskOutcome,
     classify_error,
     describe_error,
-    finish_remote_job,
-    read_input,
-    run_encode_task,
-    up_to_date_report,
-    usable_cpus,
 )
 from coolchic.train.progress import ProgressEvent
 
@@ -86,15 +88,20 @@ def encode_on_worker(task: EncodeTask, topic: str, key: str) -> TaskOutcome:
 
 @dataclass
 class _RemoteJob:
+    """A job as the coordinator follows it: its task's key (its progress events name it), and
+    its task, or its result once known."""
+
     request: JobRequest
     key: str
     identity: InputIdentity | None = None
-    future: Future | None = None
+    """The input as read here (its path, sha256 and size go into the report)."""
+    future: Future[TaskOutcome] | None = None
     result: JobResult | None = None
     unplaceable_since: float | None = None
+    """Since when no worker could take the task (None while some worker can)."""
 
 
-class DaskExecutor:
+class DaskExecutor(ExecutorBase):
     """Runs jobs as Dask tasks; see the module docstring.
 
     Args:
@@ -177,12 +184,6 @@ class DaskExecutor:
             gpus_per_job=gpus_per_job,
             resource_timeout_s=resource_timeout_s,
         )
-
-    def __enter__(self) -> DaskExecutor:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------ executor API
 

@@ -19,15 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from coolchic.jobs import (
-    JobFinished,
-    JobId,
-    JobMessage,
-    JobProgress,
-    JobRequest,
-    JobResult,
-    run_job,
-)
+from coolchic.executors.base import ExecutorBase
+from coolchic.jobs.run import run_job
+from coolchic.jobs.types import JobFinished, JobId, JobMessage, JobProgress, JobRequest, JobResult
 from coolchic.train.progress import ProgressEvent
 
 logger = logging.getLogger(__name__)
@@ -41,7 +35,7 @@ class _Worker:
     request: JobRequest | None = None
 
 
-class LocalExecutor:
+class LocalExecutor(ExecutorBase):
     """Runs jobs in spawned child processes, one job per child at a time.
 
     A child ignores SIGINT and SIGTERM (the parent decides when an encode stops: it may let it
@@ -56,12 +50,6 @@ class LocalExecutor:
         self.size = size
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
-
-    def __enter__(self) -> LocalExecutor:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     @property
     def running(self) -> dict[JobId, JobRequest]:

@@ -1,0 +1,101 @@
+"""Encode settings, their fingerprint, and the default number of torch threads per job.
+
+The fingerprint names every option that changes the bytes of an encode, so that an output
+made with the same options (and the same package and format version) is known to be up to date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from coolchic import __version__
+from coolchic.bitstream.constants import FORMAT_VERSION
+from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
+from coolchic.train.recipes import get_recipe
+
+#: The settings that change the bytes of an encode (threads and device only change its speed).
+FINGERPRINT_FIELDS = (
+    "recipe",
+    "lmbda",
+    "start_lr",
+    "layers_synthesis",
+    "layers_arm",
+    "n_ctx_rowcol",
+    "latent_n_grids",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """User-level encode options; ``None`` architecture fields keep the automatic choice."""
+
+    recipe: str = "fast"
+    lmbda: float = 1e-3
+    start_lr: float | None = None
+    layers_synthesis: str | None = None
+    layers_arm: str | None = None
+    n_ctx_rowcol: int | None = None
+    latent_n_grids: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    #: Memory the jobs of this process may use together (``--memory-limit``); None: the
+    #: machine's (see :mod:`coolchic.resources`). Changes when a job runs, never its bytes.
+    memory_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        get_recipe(self.recipe)
+        if not self.lmbda > 0:
+            raise ValueError(f"lmbda must be > 0, found {self.lmbda}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, found {self.threads}")
+        self.model_config(None)  # validates the architecture options early
+
+    def model_config(self, base: ModelConfig | None) -> ModelConfig | None:
+        """The architecture: ``base`` (or the default) with the options given here."""
+        overrides: dict[str, Any] = {}
+        if self.layers_synthesis is not None:
+            overrides["synthesis"] = parse_synthesis(self.layers_synthesis)
+        if self.layers_arm is not None:
+            overrides["arm_hidden"] = parse_arm(self.layers_arm)
+        if self.n_ctx_rowcol is not None:
+            overrides["n_ctx_rowcol"] = self.n_ctx_rowcol
+        if self.latent_n_grids is not None:
+            overrides["n_grids"] = self.latent_n_grids
+        if not overrides:
+            return base
+        return dataclasses.replace(base or ModelConfig(), **overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of every option that changes the output, and of the package version.
+
+        The bitstream format version is hashed too: a stream of another format is not up to
+        date, since this decoder cannot read it.
+        """
+        payload = {name: getattr(self, name) for name in FINGERPRINT_FIELDS}
+        payload["version"] = __version__
+        payload["format_version"] = FORMAT_VERSION
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(jobs: int) -> int:
+    """torch threads per job when ``jobs`` run at once: the usable CPUs shared out, at least 1."""
+    return max(1, usable_cpus() // max(1, jobs))
