@@ -15,7 +15,10 @@ import pytest
 
 from coolchic.daemon.journal import JobRow, Journal
 from coolchic.daemon.service import DaemonError, StateLock, WatchConfig, WatchService
-from coolchic.jobs import EncodeSettings, JobRequest, output_paths, run_job
+from coolchic.jobs.inputs import output_paths
+from coolchic.jobs.run import run_job
+from coolchic.jobs.settings import EncodeSettings
+from coolchic.jobs.types import JobRequest
 from tests.conftest import planes_bytes, yuv420_planes
 
 INSTANT = EncodeSettings(recipe="instant", threads=1, device="cpu")

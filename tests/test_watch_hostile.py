@@ -22,7 +22,7 @@ import pytest
 
 from coolchic.cli import main
 from coolchic.daemon.journal import Journal
-from coolchic.jobs import MAX_OUTPUT_STEM_BYTES
+from coolchic.jobs.inputs import MAX_OUTPUT_STEM_BYTES
 from tests.daemon_harness import ROOT, Daemon, temporaries, yuv_bytes
 from tests.test_daemon_service import _config, rows, running, state_of, wait_for
 

@@ -116,33 +116,21 @@ def _check_memory(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "watch start an encode only when it fits beside the running ones.",
 )
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    verbose: int,
-    quiet: int,
-    log_file: str | None,
-    log_format: str,
-    device: str,
-    threads: int | None,
-    memory_limit: int | None,
-) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: int, **options: Any) -> None:
     """coolchic: a low-complexity overfitted neural image codec.
 
     Encodes the first frame of <name>_<W>x<H>_<fps>p_yuv420_<8|10>b.yuv files (and PNG
     images) into compact bitstreams.
     """
+    # options: the group options named after AppContext's fields (--log-file, --log-format,
+    # --device, --threads, --memory-limit), passed on to it by name.
     from coolchic.cli.logging_setup import setup_logging
 
     verbosity = verbose - quiet
-    setup_logging(verbosity=verbosity, log_format=log_format, log_file=log_file)  # type: ignore[arg-type]
-    ctx.obj = AppContext(
-        verbosity=verbosity,
-        log_format=log_format,
-        log_file=log_file,
-        device=device,
-        threads=threads,
-        memory_limit=memory_limit,
+    setup_logging(
+        verbosity=verbosity, log_format=options["log_format"], log_file=options["log_file"]
     )
+    ctx.obj = AppContext(verbosity=verbosity, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from coolchic.train.progress import FORECAST_PHASE, ProgressEvent
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from coolchic.jobs import JobId, JobResult
+    from coolchic.jobs.types import JobId, JobResult
 
 logger = logging.getLogger("coolchic.progress")
 
@@ -148,7 +148,7 @@ class ProgressDisplay:
 
 
 class MultiFileProgress:
-    """Progress of many encodes; a :class:`coolchic.jobs.JobListener`.
+    """Progress of many encodes; a :class:`coolchic.jobs.types.JobListener`.
 
     On a terminal (and unless ``plain`` or ``quiet``): a top row with the files finished out of
     ``total`` (or a plain count when the total is unknown, as in the daemon) and the ETA, and

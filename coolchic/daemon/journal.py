@@ -353,12 +353,11 @@ class Journal:
 
     def requeue(self, job_id: int) -> None:
         """Put a job that was stopped on purpose back in the queue; that run does not count."""
-        now = self.clock()
         self._db.execute(
             "UPDATE jobs SET state = 'queued', attempts = MAX(0, attempts - 1), "
             "worker_pid = NULL, started_at = NULL, updated_at = ? "
             "WHERE id = ? AND state = 'running'",
-            (now, job_id),
+            (self.clock(), job_id),
         )
 
     def recover(self, max_interruptions: int) -> tuple[list[JobRow], list[JobRow]]:

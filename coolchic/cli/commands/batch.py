@@ -1,128 +1,29 @@
 """``coolchic batch PATH...``: encode every input of a folder, a report per file, a summary.
 
-Also home of the options that ``batch`` and ``watch`` share (:func:`encode_settings_options`).
+Its encode options are shared with ``watch``: see :mod:`coolchic.cli.options`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from coolchic.cli.app import AppContext, cli
-from coolchic.cli.commands.encode import RECIPE_CHOICES
 from coolchic.cli.console import stdout_console
 from coolchic.cli.exit_codes import BATCH_FAILURES
-from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, DISTRIBUTED_INSTALL_HINT
+from coolchic.cli.options import DEFAULT_OUTPUT_NAME, EncodeOptions, encode_options
 
 if TYPE_CHECKING:
-    from coolchic.executors import Executor
-    from coolchic.jobs import EncodeSettings, InputFile, JobId, JobResult
+    from coolchic.jobs.inputs import InputFile
+    from coolchic.jobs.settings import EncodeSettings
+    from coolchic.jobs.types import JobId, JobResult
     from coolchic.train.progress import ProgressEvent
 
 logger = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: Name of the default output folder, inside the (first) input folder.
-DEFAULT_OUTPUT_NAME = "coolchic-out"
-
-
-def shared_options(function: F) -> F:
-    """``--recipe``, ``--lmbda``, ``--seed``, ``--recursive``, ``--include-png``, ``--jobs``,
-    and where the encodes run: ``--scheduler``, ``--gpus-per-job``, ``--resource-timeout``."""
-    options = [
-        click.option(
-            "--recipe", type=click.Choice(RECIPE_CHOICES), default="fast", show_default=True
-        ),
-        click.option(
-            "--lmbda",
-            type=click.FloatRange(min=0, min_open=True),
-            default=1e-3,
-            show_default=True,
-            help="Rate-distortion trade-off λ: larger means smaller files.",
-        ),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("-r", "--recursive", is_flag=True, help="Also take inputs in sub-folders."),
-        click.option("--include-png", is_flag=True, help="Take .png images as well as .yuv files."),
-        click.option(
-            "-j",
-            "--jobs",
-            type=click.IntRange(min=1),
-            help="Encodes run at once, each in its own process (threads: cores / jobs). "
-            "Default: 1; with --scheduler, as many as the cluster has worker threads "
-            "(--scheduler local: the number of local workers, default 1).",
-        ),
-        click.option(
-            "--scheduler",
-            metavar="ADDRESS",
-            help="Run the encodes on a Dask distributed cluster: tcp://HOST:8786, or 'local' "
-            "for a cluster of --jobs worker processes on this machine. Needs "
-            f"{DISTRIBUTED_INSTALL_HINT}.",
-        ),
-        click.option(
-            "--gpus-per-job",
-            type=click.FloatRange(min=0),
-            default=0,
-            help="With --scheduler: the GPU resource each encode needs (workers declare it "
-            "with 'dask worker ... --resources GPU=1').",
-        ),
-        click.option(
-            "--resource-timeout",
-            "resource_timeout_s",
-            type=click.FloatRange(min=0),
-            default=DEFAULT_RESOURCE_TIMEOUT_S,
-            show_default=True,
-            metavar="SECONDS",
-            help="With --scheduler: an encode that no worker can take (none with the "
-            "resources asked for) fails after this long instead of waiting forever.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def build_settings(
-    app: AppContext,
-    *,
-    recipe: str,
-    lmbda: float,
-    seed: int,
-    jobs: int | None,
-    scheduler: str | None = None,
-) -> EncodeSettings:
-    """The encode settings, with torch threads per job set explicitly: ``--threads``, else
-    this machine's cores / jobs (also for ``--scheduler local``, whose workers are here); on a
-    remote Dask cluster each worker shares out its own cores among its task threads."""
-    from coolchic.jobs import EncodeSettings, default_threads
-
-    remote = scheduler is not None and scheduler != "local"
-    local_threads = None if remote else default_threads(jobs or 1)
-    return EncodeSettings(
-        recipe=recipe,
-        lmbda=lmbda,
-        seed=seed,
-        device=app.device,
-        threads=app.threads or local_threads,
-        memory_limit=app.memory_limit,
-    )
-
-
-def open_executor(
-    *, scheduler: str | None, jobs: int | None, gpus_per_job: float, resource_timeout_s: float
-) -> Executor:
-    """The executor of ``--scheduler``; a missing extra or an unreachable scheduler is a
-    one-line error (exit 1)."""
-    from coolchic.executors import create_executor
-
-    return create_executor(
-        scheduler, jobs=jobs, gpus_per_job=gpus_per_job, resource_timeout_s=resource_timeout_s
-    )
 
 
 @cli.command()
@@ -134,7 +35,7 @@ def open_executor(
     help=f"Folder for the .cool and .json files (default: DIR/{DEFAULT_OUTPUT_NAME} when one "
     "folder is given).",
 )
-@shared_options
+@encode_options
 @click.option("--force", is_flag=True, help="Re-encode even when an up-to-date output exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout.")
 @click.pass_context
@@ -142,15 +43,7 @@ def batch(
     ctx: click.Context,
     paths: tuple[Path, ...],
     output: Path | None,
-    recipe: str,
-    lmbda: float,
-    seed: int,
-    recursive: bool,
-    include_png: bool,
-    jobs: int | None,
-    scheduler: str | None,
-    gpus_per_job: float,
-    resource_timeout_s: float,
+    options: EncodeOptions,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -161,20 +54,15 @@ def batch(
     skipped. A failing file never stops the batch. Exit code 0 when every file succeeded or was
     skipped, 3 when some failed.
     """
+    from coolchic.batch import plan_batch, run_batch
     from coolchic.cli.progress import MultiFileProgress
-    from coolchic.jobs import plan_batch, run_batch
     from coolchic.resources import memory_budget
 
     app: AppContext = ctx.obj
-    folders = [p for p in paths if p.is_dir()]
-    if output is None:
-        if len(paths) != 1 or not folders:
-            raise click.UsageError("give --output when PATHS is not exactly one folder")
-        output = folders[0] / DEFAULT_OUTPUT_NAME
-    settings = build_settings(
-        app, recipe=recipe, lmbda=lmbda, seed=seed, jobs=jobs, scheduler=scheduler
-    )
-    inputs = collect_inputs(paths, output, recursive=recursive, include_png=include_png)
+    output = output or _default_output(paths)
+    settings = options.settings(app)
+    include_png = options.include_png
+    inputs = collect_inputs(paths, output, recursive=options.recursive, include_png=include_png)
     if not inputs:
         kinds = ".yuv or .png" if include_png else ".yuv"
         logger.warning("no %s input found in %s", kinds, ", ".join(map(str, paths)))
@@ -182,25 +70,20 @@ def batch(
     logger.info(
         "%d inputs, recipe %s, lmbda %g, %s at a time with %s threads each %s, outputs in %s",
         len(inputs),
-        recipe,
-        lmbda,
-        jobs or ("as many as the cluster takes" if scheduler else 1),
+        options.recipe,
+        options.lmbda,
+        options.jobs or ("as many as the cluster takes" if options.scheduler else 1),
         settings.threads or "the worker's share of",
-        f"on the Dask scheduler {scheduler}" if scheduler else "on this machine",
+        options.where,
         output,
     )
     plan = plan_batch(inputs, output, settings, force=force)
     with (
-        open_executor(
-            scheduler=scheduler,
-            jobs=jobs,
-            gpus_per_job=gpus_per_job,
-            resource_timeout_s=resource_timeout_s,
-        ) as executor,
+        options.executor() as executor,
         MultiFileProgress(total=len(inputs), quiet=app.verbosity < 0) as display,
     ):
         listener = _JsonLines(display) if as_json else display
-        memory = None if scheduler else memory_budget(settings.memory_limit)
+        memory = None if options.scheduler else memory_budget(settings.memory_limit)
         results = run_batch(plan, executor, listener=listener, memory=memory)
     if not as_json:
         render_summary(results, settings)
@@ -208,9 +91,16 @@ def batch(
         ctx.exit(BATCH_FAILURES)
 
 
+def _default_output(paths: tuple[Path, ...]) -> Path:
+    """``DIR/coolchic-out`` when PATHS is one folder; anything else needs ``--output``."""
+    if len(paths) != 1 or not paths[0].is_dir():
+        raise click.UsageError("give --output when PATHS is not exactly one folder")
+    return paths[0] / DEFAULT_OUTPUT_NAME
+
+
 def collect_inputs(paths: tuple[Path, ...], output: Path, *, recursive: bool, include_png: bool):
     """The inputs in PATHS: folders are searched, files are taken as given (deduplicated)."""
-    from coolchic.jobs import InputFile, find_inputs, refusal_reason
+    from coolchic.jobs.inputs import InputFile, find_inputs, refusal_reason
 
     inputs: list[InputFile] = []
     seen: set[Path] = set()

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from coolchic.cli.app import AppContext, cli
+from coolchic.cli.options import lmbda_option, recipe_option
+
+if TYPE_CHECKING:
+    from coolchic.jobs.settings import EncodeSettings
 
 logger = logging.getLogger(__name__)
 
-RECIPE_CHOICES = ["instant", "faster", "fast", "medium", "slow", "placebo"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _file_option(*decls: str, help: str) -> Callable[[F], F]:
+    """An option that names one file (never a folder), received as a :class:`Path`."""
+    return click.option(*decls, type=click.Path(dir_okay=False, path_type=Path), help=help)
 
 
 def _output_for(input_path: Path) -> Path:
@@ -21,27 +32,15 @@ def _output_for(input_path: Path) -> Path:
 
 @cli.command()
 @click.argument("input_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+@_file_option(
     "--input",
     "-i",
     "input_option",
-    type=click.Path(dir_okay=False, path_type=Path),
     help="Input file (alternative to the argument; research-script spelling).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Bitstream to write (default: INPUT with a .cool suffix).",
-)
-@click.option("--recipe", type=click.Choice(RECIPE_CHOICES), default="fast", show_default=True)
-@click.option(
-    "--lmbda",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
-    show_default=True,
-    help="Rate-distortion trade-off λ: larger means smaller files (1e-4 … 2e-2).",
-)
+@_file_option("-o", "--output", help="Bitstream to write (default: INPUT with a .cool suffix).")
+@recipe_option
+@lmbda_option("Rate-distortion trade-off λ: larger means smaller files (1e-4 … 2e-2).")
 @click.option("--start-lr", "--start_lr", "start_lr", type=click.FloatRange(min=0, min_open=True))
 @click.option(
     "--layers-synthesis",
@@ -54,17 +53,10 @@ def _output_for(input_path: Path) -> Path:
 @click.option("--n-ctx-rowcol", "--n_ctx_rowcol", "n_ctx_rowcol", type=click.IntRange(1, 4))
 @click.option("--latent-n-grids", "--latent_n_grids", "latent_n_grids", type=click.IntRange(1, 10))
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--report",
-    "--enc_results_path",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the JSON report here.",
-)
-@click.option(
+@_file_option("--report", "--enc_results_path", "report_path", help="Write the JSON report here.")
+@_file_option(
     "--decoded",
     "decoded_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the decoder's reconstruction exactly at this path (.yuv or .png).",
 )
 @click.option(
@@ -74,10 +66,9 @@ def _output_for(input_path: Path) -> Path:
     type=click.Path(path_type=Path),
     help="Accepted for compatibility; the bitstream is the model.",
 )
-@click.option(
+@_file_option(
     "--checkpoint",
     "checkpoint_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     help="Save the training state here as it goes (every 30 s and at each phase) and resume "
     "from it when it exists for the same input and options; deleted once the stream is written.",
 )
@@ -88,48 +79,24 @@ def encode(
     input_path: Path | None,
     input_option: Path | None,
     output: Path | None,
-    recipe: str,
-    lmbda: float,
-    start_lr: float | None,
-    layers_synthesis: str | None,
-    layers_arm: str | None,
-    n_ctx_rowcol: int | None,
-    latent_n_grids: int | None,
-    seed: int,
     report_path: Path | None,
     decoded_path: Path | None,
     model_save_path: Path | None,
     checkpoint_path: Path | None,
     as_json: bool,
+    **settings_options: Any,
 ) -> None:
     """Encode the first frame of INPUT (.yuv 4:2:0/4:4:4 8/10-bit, or .png) into a bitstream."""
-    if input_path is not None and input_option is not None and input_path != input_option:
-        raise click.UsageError("give the input once, as an argument or with --input")
-    source = input_path or input_option
-    if source is None:
-        raise click.UsageError("missing INPUT (a .yuv or .png file)")
+    # settings_options: the options named after EncodeSettings fields (--recipe, --lmbda,
+    # --start-lr, the architecture, --seed), passed on to it by name.
+    source = _source(input_path, input_option)
     if model_save_path is not None:
         logger.warning("--model_save_path is ignored: the bitstream holds the whole model")
     output = output or _output_for(source)
 
-    from coolchic.jobs import EncodeSettings, encode_file
+    from coolchic.jobs.run import encode_file
 
-    try:
-        settings = EncodeSettings(
-            recipe=recipe,
-            lmbda=lmbda,
-            start_lr=start_lr,
-            layers_synthesis=layers_synthesis,
-            layers_arm=layers_arm,
-            n_ctx_rowcol=n_ctx_rowcol,
-            latent_n_grids=latent_n_grids,
-            seed=seed,
-            device=app.device,
-            threads=app.threads,
-            memory_limit=app.memory_limit,
-        )
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    settings = _settings(app, **settings_options)
     from coolchic.cli.progress import ProgressDisplay
 
     with ProgressDisplay(source.name, quiet=app.verbosity < 0) as display:
@@ -144,7 +111,35 @@ def encode(
         )
     if as_json:
         click.echo(json.dumps(report))
-        return
+    else:
+        _echo_summary(output, report)
+
+
+def _source(input_path: Path | None, input_option: Path | None) -> Path:
+    """The input, given as the argument or as ``--input`` (the research scripts' spelling)."""
+    if input_path is not None and input_option is not None and input_path != input_option:
+        raise click.UsageError("give the input once, as an argument or with --input")
+    source = input_path or input_option
+    if source is None:
+        raise click.UsageError("missing INPUT (a .yuv or .png file)")
+    return source
+
+
+def _settings(app: AppContext, **fields: Any) -> EncodeSettings:
+    """The encode settings of the options, with the group's device, threads and memory limit;
+    an invalid combination is a usage error (exit 2), not a crash."""
+    from coolchic.jobs.settings import EncodeSettings
+
+    try:
+        return EncodeSettings(
+            **fields, device=app.device, threads=app.threads, memory_limit=app.memory_limit
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _echo_summary(output: Path, report: dict[str, Any]) -> None:
+    """One line on stdout: size, rate, quality, complexity and time of the encode."""
     psnr_key = "psnr_rgb" if report["format"] == "rgb" else "psnr_yuv"
     click.echo(
         f"{output}: {report['bits']} bits, {report['bpp']:.4f} bpp, "

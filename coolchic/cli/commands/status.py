@@ -11,17 +11,14 @@ import click
 
 from coolchic.cli.app import cli
 from coolchic.cli.console import stdout_console
+from coolchic.cli.options import state_dir_option
 
 JOB_STATES = ("queued", "running", "retry", "done", "failed")
 
 
 @cli.command()
 @click.argument("inbox", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The daemon's --state-dir (default: INBOX/.coolchic).",
-)
+@state_dir_option("The daemon's --state-dir (default: INBOX/.coolchic).")
 @click.option(
     "--state",
     "states",
@@ -34,12 +31,13 @@ def status(
     inbox: Path | None, state_dir: Path | None, states: tuple[str, ...], as_json: bool
 ) -> None:
     """Show every file the daemon journaled: state, attempts, bpp, PSNR, error."""
+    from coolchic.daemon.config import STATE_DIR_NAME
     from coolchic.daemon.journal import JOURNAL_NAME, Journal
 
     if state_dir is None:
         if inbox is None:
             raise click.UsageError("give INBOX or --state-dir")
-        state_dir = inbox / ".coolchic"
+        state_dir = inbox / STATE_DIR_NAME
     path = state_dir / JOURNAL_NAME
     with Journal(path, read_only=True) as journal:
         rows = journal.rows(states or None)

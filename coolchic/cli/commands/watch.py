@@ -8,21 +8,61 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from coolchic.cli.app import AppContext, cli
-from coolchic.cli.commands.batch import DEFAULT_OUTPUT_NAME, build_settings, shared_options
+from coolchic.cli.options import (
+    DEFAULT_OUTPUT_NAME,
+    EncodeOptions,
+    encode_options,
+    state_dir_option,
+)
+from coolchic.daemon.config import ON_SUCCESS_CHOICES, STATE_DIR_NAME, WatchConfig
 
 logger = logging.getLogger(__name__)
 
-#: What happens to an input once encoded (failed inputs always go to ``INBOX/failed/``).
-ON_SUCCESS_CHOICES = ("keep", "move", "delete")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The ``--help`` of the daemon's tuning options.
+_TUNING_HELP = {
+    "--stable-seconds": "A file is taken once its size and mtime stayed unchanged this long.",
+    "--rescan-seconds": "Full rescan of the inbox this often (catches events the observer lost).",
+    "--on-success": "What to do with an encoded input: leave it, move it to INBOX/done/, "
+    "delete it.",
+    "--max-attempts": "Attempts per file for transient errors (I/O, memory, a worker that died). "
+    "A restart of the daemon does not use one.",
+    "--max-interruptions": "Fail a file after the daemon ended abnormally this many times in a "
+    "row while that file was the only one encoding (a restart loop); other restarts never count.",
+    "--retry-seconds": "Wait before the first retry; doubled at each attempt, at most 30 minutes.",
+    "--grace-seconds": "On SIGTERM/SIGINT, how long the running encode may take to finish before "
+    "it is stopped and re-queued.",
+}
+
+
+def _config_field(parameter: str) -> str:
+    """The :class:`WatchConfig` field that a tuning option sets: the option's parameter name,
+    with ``_seconds`` shortened to ``_s``."""
+    if parameter.endswith("_seconds"):
+        return parameter.removesuffix("_seconds") + "_s"
+    return parameter
+
+
+def _tuning_option(flag: str, value_type: click.ParamType) -> Callable[[F], F]:
+    """``flag``, with the default of the :class:`WatchConfig` field it sets (shown in ``--help``):
+    one home for each default, so that the command and the service cannot disagree."""
+    field = _config_field(flag.removeprefix("--").replace("-", "_"))
+    default = next(f.default for f in dataclasses.fields(WatchConfig) if f.name == field)
+    return click.option(
+        flag, type=value_type, default=default, show_default=True, help=_TUNING_HELP[flag]
+    )
 
 
 @cli.command()
@@ -33,19 +73,9 @@ ON_SUCCESS_CHOICES = ("keep", "move", "delete")
     type=click.Path(file_okay=False, path_type=Path),
     help=f"Folder for the .cool and .json files (default: INBOX/{DEFAULT_OUTPUT_NAME}).",
 )
-@shared_options
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the journal and the lock, on a LOCAL disk (default: INBOX/.coolchic).",
-)
-@click.option(
-    "--stable-seconds",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    help="A file is taken once its size and mtime stayed unchanged this long.",
-)
+@encode_options
+@state_dir_option("Folder of the journal and the lock, on a LOCAL disk (default: INBOX/.coolchic).")
+@_tuning_option("--stable-seconds", click.FloatRange(min=0))
 @click.option(
     "--poll",
     "poll_s",
@@ -55,74 +85,20 @@ ON_SUCCESS_CHOICES = ("keep", "move", "delete")
     help="Look for changes every SECONDS instead of using native events (NFS, SMB, Docker "
     "Desktop bind mounts). Env: COOLCHIC_WATCH_POLL.",
 )
-@click.option(
-    "--rescan-seconds",
-    type=click.FloatRange(min=0.1),
-    default=60.0,
-    show_default=True,
-    help="Full rescan of the inbox this often (catches events the observer lost).",
-)
-@click.option(
-    "--on-success",
-    type=click.Choice(ON_SUCCESS_CHOICES),
-    default="move",
-    show_default=True,
-    help="What to do with an encoded input: leave it, move it to INBOX/done/, delete it.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Attempts per file for transient errors (I/O, memory, a worker that died). A "
-    "restart of the daemon does not use one.",
-)
-@click.option(
-    "--max-interruptions",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Fail a file after the daemon ended abnormally this many times in a row while that "
-    "file was the only one encoding (a restart loop); other restarts never count.",
-)
-@click.option(
-    "--retry-seconds",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Wait before the first retry; doubled at each attempt, at most 30 minutes.",
-)
-@click.option(
-    "--grace-seconds",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    help="On SIGTERM/SIGINT, how long the running encode may take to finish before it is "
-    "stopped and re-queued.",
-)
+@_tuning_option("--rescan-seconds", click.FloatRange(min=0.1))
+@_tuning_option("--on-success", click.Choice(ON_SUCCESS_CHOICES))
+@_tuning_option("--max-attempts", click.IntRange(min=1))
+@_tuning_option("--max-interruptions", click.IntRange(min=1))
+@_tuning_option("--retry-seconds", click.FloatRange(min=0))
+@_tuning_option("--grace-seconds", click.FloatRange(min=0))
 @click.pass_obj
 def watch(
     app: AppContext,
     inbox: Path,
     output: Path | None,
-    recipe: str,
-    lmbda: float,
-    seed: int,
-    recursive: bool,
-    include_png: bool,
-    jobs: int | None,
-    scheduler: str | None,
-    gpus_per_job: float,
-    resource_timeout_s: float,
+    options: EncodeOptions,
     state_dir: Path | None,
-    stable_seconds: float,
-    poll_s: float | None,
-    rescan_seconds: float,
-    on_success: str,
-    max_attempts: int,
-    max_interruptions: int,
-    retry_seconds: float,
-    grace_seconds: float,
+    **tuning: Any,
 ) -> None:
     """Watch INBOX and encode every .yuv file (and .png with --include-png) dropped into it.
 
@@ -135,30 +111,20 @@ def watch(
     encode finish (--grace-seconds), exit 0; a second Ctrl-C quits at once (exit 130).
     """
     from coolchic.cli.progress import MultiFileProgress
-    from coolchic.daemon.service import STATE_DIR_NAME, WatchConfig, WatchService
+    from coolchic.daemon.service import WatchService
 
-    settings = build_settings(
-        app, recipe=recipe, lmbda=lmbda, seed=seed, jobs=jobs, scheduler=scheduler
-    )
     config = WatchConfig(
         inbox=inbox,
         output=output or inbox / DEFAULT_OUTPUT_NAME,
         state_dir=state_dir or inbox / STATE_DIR_NAME,
-        settings=settings,
-        stable_s=stable_seconds,
-        poll_s=poll_s,
-        rescan_s=rescan_seconds,
-        on_success=on_success,  # type: ignore[arg-type]
-        max_attempts=max_attempts,
-        max_interruptions=max_interruptions,
-        retry_s=retry_seconds,
-        grace_s=grace_seconds,
-        recursive=recursive,
-        include_png=include_png,
-        jobs=jobs,
-        scheduler=scheduler,
-        gpus_per_job=gpus_per_job,
-        resource_timeout_s=resource_timeout_s,
+        settings=options.settings(app),
+        **{_config_field(name): value for name, value in tuning.items()},
+        recursive=options.recursive,
+        include_png=options.include_png,
+        jobs=options.jobs,
+        scheduler=options.scheduler,
+        gpus_per_job=options.gpus_per_job,
+        resource_timeout_s=options.resource_timeout_s,
     )
     stop = threading.Event()
     with (
