@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,6 +66,16 @@ def _reset_coolchic_logging():
         handler.close()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_per_test_worker():
+    """Under pytest-xdist the workers share the cores: a second torch thread in each would only
+    oversubscribe them (a tiny encode then runs several times slower). Tests that need two
+    threads set them and put the count back; this puts it back to one for the next test."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    yield
 
 
 @pytest.fixture
