@@ -39,6 +39,7 @@ from coolchic.decoder import Decoded as Decoded  # re-exported: the API's decodi
 from coolchic.decoder import decode as decode
 from coolchic.decoder import decode_stream as decode_stream
 from coolchic.decoder import model_config_from_header as model_config_from_header
+from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, check_lmbda
 from coolchic.errors import EncodingError
 from coolchic.forecast import Forecast, calibrate, forecast
 from coolchic.io.frame import Frame
@@ -62,8 +63,6 @@ from coolchic.train.trainer import Trainer, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RECIPE = "fast"
-DEFAULT_LMBDA = 1e-3
 #: Different seeds tried when training diverges beyond recovery.
 MAX_SEED_ATTEMPTS = 3
 
@@ -84,8 +83,7 @@ class EncoderConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lmbda) and self.lmbda > 0):
-            raise ValueError(f"lmbda must be a finite number > 0, found {self.lmbda}")
+        check_lmbda(self.lmbda)
         get_recipe(self.recipe)
         if self.start_lr is not None and not (math.isfinite(self.start_lr) and self.start_lr > 0):
             raise ValueError(f"start_lr must be a finite number > 0, found {self.start_lr}")

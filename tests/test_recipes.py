@@ -8,7 +8,8 @@ from itertools import pairwise
 import pytest
 
 from coolchic.cli import main
-from coolchic.train.recipes import RECIPE_NAMES, RECIPES
+from coolchic.defaults import RECIPE_NAMES
+from coolchic.train.recipes import RECIPES
 
 #: Fastest first.
 LADDER = ("instant", "faster", "fast", "medium", "slow", "placebo")
@@ -38,3 +39,26 @@ def test_coolchic_recipes_shows_each_recipes_iterations(capsys: pytest.CaptureFi
     table = capsys.readouterr().out
     for name in LADDER:
         assert str(RECIPES[name].iterations) in table
+
+
+@pytest.mark.parametrize("lmbda", [0.0, -1e-3, float("inf"), float("nan")])
+def test_every_entry_refuses_the_same_bad_lmbda(lmbda: float) -> None:
+    """One rule for λ, whether it comes from the API, the batch settings or the trainer."""
+    from coolchic.codec import EncoderConfig
+    from coolchic.jobs.settings import EncodeSettings
+
+    with pytest.raises(ValueError, match="lmbda must be a finite number > 0"):
+        EncoderConfig(lmbda=lmbda)
+    with pytest.raises(ValueError, match="lmbda must be a finite number > 0"):
+        EncodeSettings(lmbda=lmbda)
+
+
+def test_the_command_line_defaults_are_the_api_defaults() -> None:
+    from coolchic.cli.commands.encode import encode
+    from coolchic.codec import EncoderConfig
+    from coolchic.jobs.settings import EncodeSettings
+
+    options = {parameter.name: parameter.default for parameter in encode.params}
+    api, settings = EncoderConfig(), EncodeSettings()
+    assert options["recipe"] == api.recipe == settings.recipe == "fast"
+    assert options["lmbda"] == api.lmbda == settings.lmbda == 1e-3

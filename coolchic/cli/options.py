@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, RECIPE_NAMES
 from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, DISTRIBUTED_INSTALL_HINT
 
 if TYPE_CHECKING:
@@ -26,22 +27,22 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-RECIPE_CHOICES = ["instant", "faster", "fast", "medium", "slow", "placebo"]
 
 #: Name of the default output folder, inside the (first) input folder or the inbox.
 DEFAULT_OUTPUT_NAME = "coolchic-out"
 
 recipe_option = click.option(
-    "--recipe", type=click.Choice(RECIPE_CHOICES), default="fast", show_default=True
+    "--recipe", type=click.Choice(RECIPE_NAMES), default=DEFAULT_RECIPE, show_default=True
 )
 
 
 def lmbda_option(help: str) -> Callable[[F], F]:
-    """``--lmbda``: λ > 0, default 1e-3; ``help`` says what range the command suggests."""
+    """``--lmbda``: λ > 0, default ``DEFAULT_LMBDA``; ``help`` says what range the command
+    suggests."""
     return click.option(
         "--lmbda",
         type=click.FloatRange(min=0, min_open=True),
-        default=1e-3,
+        default=DEFAULT_LMBDA,
         show_default=True,
         help=help,
     )

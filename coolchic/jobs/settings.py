@@ -15,6 +15,7 @@ from typing import Any
 
 from coolchic import __version__
 from coolchic.bitstream.constants import FORMAT_VERSION
+from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, check_lmbda
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
 from coolchic.train.recipes import get_recipe
 
@@ -35,8 +36,8 @@ FINGERPRINT_FIELDS = (
 class EncodeSettings:
     """User-level encode options; ``None`` architecture fields keep the automatic choice."""
 
-    recipe: str = "fast"
-    lmbda: float = 1e-3
+    recipe: str = DEFAULT_RECIPE
+    lmbda: float = DEFAULT_LMBDA
     start_lr: float | None = None
     layers_synthesis: str | None = None
     layers_arm: str | None = None
@@ -51,8 +52,7 @@ class EncodeSettings:
 
     def __post_init__(self) -> None:
         get_recipe(self.recipe)
-        if not self.lmbda > 0:
-            raise ValueError(f"lmbda must be > 0, found {self.lmbda}")
+        check_lmbda(self.lmbda)
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, found {self.threads}")
         self.model_config(None)  # validates the architecture options early

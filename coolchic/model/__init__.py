@@ -27,13 +27,13 @@ from typing import Any
 #: Where each exported name lives.
 _HOMES = {
     "INFERENCE": "quantizer",
-    "MODULE_NAMES": "coolchic",
+    "MODULE_NAMES": "layout",
     "CoolChicModel": "coolchic",
     "LayerSpec": "config",
     "MacBreakdown": "complexity",
     "ModelConfig": "config",
     "ModelOutput": "coolchic",
-    "ModuleName": "coolchic",
+    "ModuleName": "layout",
     "NoiseKind": "quantizer",
     "ParameterCounts": "complexity",
     "QuantizerKind": "quantizer",

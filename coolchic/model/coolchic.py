@@ -16,7 +16,7 @@ without torch, on the layout of :mod:`coolchic.model.layout`, and the ARM in fix
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, assert_never
+from typing import assert_never
 
 import torch
 from torch import Tensor, nn
@@ -24,14 +24,12 @@ from torch import Tensor, nn
 from coolchic.model.arm import Arm, ContextGather
 from coolchic.model.config import ModelConfig
 from coolchic.model.latents import LatentGrids
+from coolchic.model.layout import MODULE_NAMES, ModuleName
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
 from coolchic.model.synthesis import Synthesis
 from coolchic.model.upsampling import Upsampling
 
 __all__ = ["MODULE_NAMES", "CoolChicModel", "ModelOutput", "ModuleName"]
-
-ModuleName = Literal["latents", "arm", "upsampling", "synthesis"]
-MODULE_NAMES: tuple[ModuleName, ...] = ("latents", "arm", "upsampling", "synthesis")
 
 
 @dataclass(frozen=True)

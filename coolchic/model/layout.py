@@ -4,6 +4,8 @@ The encoder trains a torch :class:`~coolchic.model.coolchic.CoolChicModel`; the 
 (:mod:`coolchic.decoder`) rebuilds the same networks from the stream without torch. Everything
 both ends derive from the architecture lives here, so that it cannot drift apart:
 
+* the names of the model's parts (:data:`MODULE_NAMES`), which the trainer and the recipes
+  also use without loading torch;
 * the latent grid sizes (:func:`grid_shapes`);
 * the ARM's causal context (:func:`context_offsets`);
 * the polyphase form of the ×2 upsampling step (:func:`polyphase`) and the index maps from the
@@ -20,12 +22,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 __all__ = [
     "BICUBIC_HALF_KERNEL",
     "BILINEAR_HALF_KERNEL",
+    "MODULE_NAMES",
+    "ModuleName",
     "Polyphase",
     "context_offsets",
     "grid_shapes",
@@ -35,6 +40,10 @@ __all__ = [
     "polyphase",
     "upsampling_initial_values",
 ]
+
+ModuleName = Literal["latents", "arm", "upsampling", "synthesis"]
+#: The parts of a model, in the order of its parameters.
+MODULE_NAMES: tuple[ModuleName, ...] = ("latents", "arm", "upsampling", "synthesis")
 
 #: First half of the 8-tap bicubic (a = −0.75) ×2 kernel, outermost tap first.
 BICUBIC_HALF_KERNEL = (-0.03515625, -0.10546875, 0.26171875, 0.87890625)

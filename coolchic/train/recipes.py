@@ -6,18 +6,20 @@ reached the best published rate-distortion in the fewest iterations: a long
 phase with a cosine learning rate, soft-rounding whose temperature and Gaussian noise decrease
 linearly, then a short phase on the true integers (``hardround``) where only the networks
 adapt. Budgets are smaller than upstream's because this tool is meant to run on CPUs too.
+
+The recipes' names, the defaults of an encode and the rule for λ are in
+:mod:`coolchic.defaults`, which the command line reads without loading training code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import TYPE_CHECKING
 
-from coolchic.model.coolchic import MODULE_NAMES, ModuleName
-from coolchic.model.quantizer import QuantizerKind
+from coolchic.model.layout import MODULE_NAMES, ModuleName
 
-RecipeName = Literal["instant", "faster", "fast", "medium", "slow", "placebo"]
-RECIPE_NAMES: tuple[str, ...] = get_args(RecipeName)
+if TYPE_CHECKING:
+    from coolchic.model.quantizer import QuantizerKind
 
 ALL_MODULES: tuple[ModuleName, ...] = MODULE_NAMES
 NETWORKS: tuple[ModuleName, ...] = ("arm", "upsampling", "synthesis")

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from coolchic.allocator import keep_freed_memory
+from coolchic.defaults import check_lmbda
 from coolchic.errors import EncodingError
 from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
@@ -166,8 +167,7 @@ class Trainer:
         checkpoint: Checkpoint | None = None,
         resume: TrainingState | None = None,
     ) -> None:
-        if not (lmbda > 0 and math.isfinite(lmbda)):
-            raise ValueError(f"lmbda must be a finite number > 0, found {lmbda}")
+        check_lmbda(lmbda)
         self.target = target
         self.lmbda = lmbda
         self.recipe = recipe
