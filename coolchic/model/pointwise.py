@@ -166,17 +166,6 @@ def _split(params: Sequence[Tensor], relus: Sequence[bool]) -> tuple[list[Tensor
     return list(params[: len(relus)]), list(params[len(relus) :])
 
 
-def _saved(
-    ctx: torch.autograd.function.FunctionCtx,
-) -> tuple[Tensor, tuple[bool, ...], list[Tensor], list[Tensor], _Gradients]:
-    """What a forward saved (its input, then the layers) with fresh gradient accumulators:
-    ``(input, relus, weights, biases, gradients)``."""
-    relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
-    first, *params = ctx.saved_tensors  # type: ignore[attr-defined]
-    weights, biases = _split(params, relus)
-    return first, relus, weights, biases, _Gradients(weights, biases)
-
-
 class _Columns:
     """How :func:`pointwise_mlp` cuts its input: blocks of ``CHUNK_COLUMNS`` columns.
 
@@ -367,7 +356,10 @@ class _ChunkedMlp(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor
     ) -> tuple[Tensor | None, ...]:
-        source, relus, weights, biases, gradients = _saved(ctx)
+        relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
+        source, *params = ctx.saved_tensors  # type: ignore[attr-defined]
+        weights, biases = _split(params, relus)
+        gradients = _Gradients(weights, biases)
         layout: _Columns | _PaddedGrids = ctx.layout  # type: ignore[attr-defined]
         need_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
         grad_source = layout.new_input_gradient(source) if need_x else None
