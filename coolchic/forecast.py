@@ -33,6 +33,7 @@ from coolchic.train.loss import Target
 from coolchic.train.recipes import NETWORKS, Phase, Recipe
 from coolchic.train.trainer import (
     evaluate,
+    make_optimizer,
     phase_quantizer,
     select_trained,
     training_step,
@@ -151,7 +152,7 @@ def _time_steps(
 ) -> float:
     """Median seconds of one training step of ``phase``'s kind."""
     networks, parameters = select_trained(model, phase.modules)
-    optimizer = torch.optim.Adam(parameters, lr=phase.lr_start)
+    optimizer = make_optimizer(networks, parameters, phase.lr_start)
     quantizer = phase_quantizer(phase, 0.5)
     return _median_seconds(
         lambda: training_step(

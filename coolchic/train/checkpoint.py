@@ -31,7 +31,7 @@ from coolchic.io.files import fsync_directory
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever :class:`TrainingState` changes meaning; older files are set aside.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 #: Wall time between two checkpoints by default (a phase change always writes one).
 DEFAULT_INTERVAL_S = 30.0
 #: Overrides the interval (seconds) for every encode of the process, e.g. in tests.
