@@ -9,6 +9,7 @@ inputs, name clashes, bad names); :func:`run_batch` drives an executor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coolchic.defaults import lmbda_tag
 from coolchic.errors import InputError
 from coolchic.jobs.inputs import InputFile, checkpoint_path, output_paths
 from coolchic.jobs.run import frame_size, job_memory_estimate, precheck_input, up_to_date_report
@@ -42,6 +44,7 @@ class _Planned:
 
     job_id: JobId
     item: InputFile
+    point: str | None = None
     request: JobRequest | None = None
     result: JobResult | None = None
 
@@ -58,50 +61,72 @@ class BatchPlan:
 
 
 def plan_batch(
-    inputs: Sequence[InputFile], output_root: Path, settings: EncodeSettings, *, force: bool
+    inputs: Sequence[InputFile],
+    output_root: Path,
+    settings: EncodeSettings | Sequence[EncodeSettings],
+    *,
+    force: bool,
 ) -> BatchPlan:
-    """Pair each input with its output paths; refused inputs and name clashes fail here."""
+    """Pair each input with its output paths; refused inputs and name clashes fail here.
+
+    With several settings (one per λ), each input gets one job per rate point, named
+    ``<stem>.l<λ>.cool`` (see :func:`~coolchic.jobs.inputs.output_paths`), in input order and
+    λ order within an input.
+    """
+    points = [settings] if isinstance(settings, EncodeSettings) else list(settings)
     plan = BatchPlan()
     owners: dict[Path, Path] = {}
-    for index, item in enumerate(inputs):
-        planned = _Planned(JobId(index), item)
-        plan.items.append(planned)
-        if item.refused is not None:
-            planned.result = _refused(item.path, f"refused: {item.refused}")
-            continue
-        try:
-            cool, report = output_paths(item.relative, output_root)
-        except InputError as error:
-            planned.result = _refused(item.path, str(error))
-            continue
-        owner = owners.setdefault(cool.resolve(), item.path)
-        if owner != item.path:
-            planned.result = _refused(
-                item.path, f"its output {cool} is already the output of {owner}"
-            )
-            continue
-        planned.request = JobRequest(
-            item.path,
-            cool,
-            report,
-            settings,
-            skip_if_up_to_date=False,
-            checkpoint_path=checkpoint_path(output_root, item.relative),
-        )
-        try:
-            precheck_input(item.path)
-        except InputError as error:
-            planned.result = _refused(item.path, str(error))
-            continue
-        if not force:
-            existing = up_to_date_report(item.path, cool, report, settings)
-            if existing is not None:
-                planned.result = JobResult(item.path, "skipped", report=existing)
+    for item in inputs:
+        for point_settings in points:
+            point = None if len(points) == 1 else lmbda_tag(point_settings.lmbda)
+            planned = _Planned(JobId(len(plan.items)), item, point=point)
+            plan.items.append(planned)
+            planned.result = _plan_job(planned, output_root, point_settings, owners, force=force)
     return plan
 
 
-def _refused(path: Path, reason: str) -> JobResult:
-    return JobResult(path, "failed", error=reason, error_kind="permanent")
+def _plan_job(
+    planned: _Planned,
+    output_root: Path,
+    settings: EncodeSettings,
+    owners: dict[Path, Path],
+    *,
+    force: bool,
+) -> JobResult | None:
+    """Set ``planned.request``; return the job's result when it is known without running it
+    (refused, or skipped as up to date)."""
+    item, point = planned.item, planned.point
+    if item.refused is not None:
+        return _refused(item.path, f"refused: {item.refused}", point)
+    try:
+        cool, report = output_paths(item.relative, output_root, point)
+    except InputError as error:
+        return _refused(item.path, str(error), point)
+    owner = owners.setdefault(cool.resolve(), item.path)
+    if owner != item.path:
+        return _refused(item.path, f"its output {cool} is already the output of {owner}", point)
+    planned.request = JobRequest(
+        item.path,
+        cool,
+        report,
+        settings,
+        skip_if_up_to_date=False,
+        checkpoint_path=checkpoint_path(output_root, item.relative, point),
+        point=point,
+    )
+    try:
+        precheck_input(item.path)
+    except InputError as error:
+        return _refused(item.path, str(error), point)
+    if not force:
+        existing = up_to_date_report(item.path, cool, report, settings)
+        if existing is not None:
+            return JobResult(item.path, "skipped", report=existing, point=point)
+    return None
+
+
+def _refused(path: Path, reason: str, point: str | None = None) -> JobResult:
+    return JobResult(path, "failed", error=reason, error_kind="permanent", point=point)
 
 
 def run_batch(
@@ -118,7 +143,7 @@ def run_batch(
     beside those running (:class:`~coolchic.resources.MemoryGate`); one that can never fit
     fails at once.
 
-    Returns one result per input, in input order.
+    Returns one result per job (per input, or per rate point of each input), in input order.
     """
     gate = MemoryGate(memory)
     listener = listener or SilentListener()
@@ -134,11 +159,13 @@ def run_batch(
             if isinstance(message, JobProgress):
                 listener.job_progress(message.job_id, message.event)
                 continue
-            by_id[message.job_id].result = message.result
+            planned = by_id[message.job_id]
+            result = dataclasses.replace(message.result, point=planned.point)
+            planned.result = result
             gate.release(message.job_id)
-            listener.job_finished(message.job_id, message.result)
-            level = logging.WARNING if message.result.status == "failed" else logging.INFO
-            logger.log(level, "%s", message.result.describe())
+            listener.job_finished(message.job_id, result)
+            level = logging.WARNING if result.status == "failed" else logging.INFO
+            logger.log(level, "%s", result.describe())
     folders = {p.request.checkpoint_path.parent for p in plan.items if _checkpointed(p)}
     for folder in folders:  # the hidden checkpoint folder goes once it is empty
         with contextlib.suppress(OSError):
@@ -164,7 +191,7 @@ def _start_jobs(
             refuse_if_too_big(*size, estimate, memory)
         except ResourceError as error:
             pending.popleft()
-            planned.result = _refused(planned.request.input_path, str(error))
+            planned.result = _refused(planned.request.input_path, str(error), planned.point)
             listener.job_finished(planned.job_id, planned.result)
             logger.warning("%s", planned.result.describe())
             continue

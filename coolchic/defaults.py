@@ -27,3 +27,36 @@ def check_lmbda(lmbda: float) -> None:
     """
     if not (math.isfinite(lmbda) and lmbda > 0):
         raise ValueError(f"lmbda must be a finite number > 0, found {lmbda}")
+
+
+def parse_lmbdas(text: str) -> tuple[float, ...]:
+    """``"4e-4,1e-3"`` → ``(0.0004, 0.001)``: one or more λ, each checked, none twice.
+
+    Raises:
+        ValueError: an entry is not a number, is not a valid λ, or repeats another.
+    """
+    values: list[float] = []
+    for entry in text.split(","):
+        try:
+            value = float(entry.strip())
+        except ValueError:
+            raise ValueError(
+                f"expected numbers separated by commas, found {entry.strip()!r}"
+            ) from None
+        check_lmbda(value)
+        if lmbda_tag(value) in map(lmbda_tag, values):
+            raise ValueError(f"lmbda {entry.strip()} is given twice")
+        values.append(value)
+    return tuple(values)
+
+
+def lmbda_tag(lmbda: float) -> str:
+    """The λ in the names of the outputs of one rate point: ``1e-3``, ``2.5e-4``, ``1.5e2``.
+
+    Scientific notation with the mantissa's trailing zeros dropped: short, the same for equal
+    values, and free of characters that file systems refuse.
+    """
+    mantissa, exponent = f"{lmbda:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    sign = "-" if exponent.startswith("-") else ""
+    return f"{mantissa}e{sign}{exponent.lstrip('+-').lstrip('0') or '0'}"

@@ -107,3 +107,55 @@ def test_batch_with_no_input_says_so(tmp_path: Path, capsys) -> None:
     (tmp_path / "notes.txt").write_text("x")
     assert main([*BATCH, str(tmp_path)]) == 0
     assert "no .yuv input found" in capsys.readouterr().err
+
+
+def test_batch_several_lmbdas_one_output_per_point_and_rerun_does_nothing(
+    tmp_path: Path, capsys
+) -> None:
+    folder = tmp_path / "in"
+    out = tmp_path / "out"
+    names = [
+        _write_yuv(folder / f"pic{i}_16x8_01p_yuv420_8b.yuv", seed=10 + i).name for i in range(3)
+    ]
+    command = [*BATCH, str(folder), "--output", str(out), "--lmbda", "4e-3, 1e-3", "--json"]
+    assert main(command) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((Path(r["input"]).name, r["point"], r["status"]) for r in records) == sorted(
+        (name, point, "done") for name in names for point in ("4e-3", "1e-3")
+    )
+    stems = [name.removesuffix(".yuv") for name in names]
+    expected = {
+        f"{stem}.l{point}.{ext}"
+        for stem in stems
+        for point in ("4e-3", "1e-3")
+        for ext in ("cool", "json")
+    }
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == expected
+    for stem in stems:  # each point was encoded at its own λ, and the larger λ gave fewer bits
+        low = json.loads((out / f"{stem}.l4e-3.json").read_text())
+        high = json.loads((out / f"{stem}.l1e-3.json").read_text())
+        assert (low["lmbda"], high["lmbda"]) == (4e-3, 1e-3)
+        assert low["bpp"] < high["bpp"]
+    before = _mtimes(out)
+
+    assert main(command) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(again) == 6 and {r["status"] for r in again} == {"skipped"}
+    assert _mtimes(out) == before
+
+    assert main([*BATCH, str(folder), "--output", str(out), "--lmbda", "4e-3"]) == 0
+    capsys.readouterr()
+    assert {p.name for p in out.iterdir() if p.suffix == ".cool"} >= {f"{stems[0]}.cool"}
+
+
+def test_batch_refuses_a_bad_or_repeated_lmbda_list(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "in"
+    _write_yuv(folder / "pic_16x8_01p_yuv420_8b.yuv")
+    for bad, message in (
+        ("1e-3,abc", "expected numbers"),
+        ("1e-3,0.001", "given twice"),
+        ("1e-3,-2", "lmbda must be"),
+    ):
+        assert main([*BATCH, str(folder), "--lmbda", bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (folder / "coolchic-out").exists()

@@ -48,6 +48,31 @@ def lmbda_option(help: str) -> Callable[[F], F]:
     )
 
 
+def _parse_lmbdas(
+    _ctx: click.Context, _param: click.Parameter, value: str | float
+) -> tuple[float, ...]:
+    from coolchic.defaults import parse_lmbdas
+
+    try:
+        return parse_lmbdas(str(value))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+#: ``--lmbda`` of ``batch`` and ``watch``: one λ, or several (one encode of each input per λ).
+lmbdas_option = click.option(
+    "--lmbda",
+    "lmbdas",
+    default=str(DEFAULT_LMBDA),
+    show_default=True,
+    callback=_parse_lmbdas,
+    metavar="λ[,λ...]",
+    help="Rate-distortion trade-off λ: larger means smaller files. Several λ separated by "
+    "commas encode each input once per λ, as <stem>.l<λ>.cool and .json (e.g. "
+    "--lmbda 4e-4,1e-3,4e-3,1e-2).",
+)
+
+
 def state_dir_option(help: str) -> Callable[[F], F]:
     """``--state-dir``: the daemon's journal and lock folder (written by ``watch``, read by
     ``status``)."""
@@ -59,7 +84,7 @@ class EncodeOptions:
     """The options of :func:`encode_options`, as the command received them."""
 
     recipe: str
-    lmbda: float
+    lmbdas: tuple[float, ...]
     seed: int
     recursive: bool
     include_png: bool
@@ -73,10 +98,20 @@ class EncodeOptions:
         """Where the encodes run, for the log line that starts a run."""
         return f"on the Dask scheduler {self.scheduler}" if self.scheduler else "on this machine"
 
+    @property
+    def lmbda(self) -> float:
+        """The first λ (the only one, unless several were given)."""
+        return self.lmbdas[0]
+
+    def point_settings(self, app: AppContext) -> list[EncodeSettings]:
+        """One :meth:`settings` per λ, in the order given."""
+        return [dataclasses.replace(self.settings(app), lmbda=lmbda) for lmbda in self.lmbdas]
+
     def settings(self, app: AppContext) -> EncodeSettings:
-        """The encode settings, with torch threads per job set explicitly: ``--threads``, else
-        this machine's cores / jobs (also for ``--scheduler local``, whose workers are here); on
-        a remote Dask cluster each worker shares out its own cores among its task threads."""
+        """The encode settings (of the first λ), with torch threads per job set explicitly:
+        ``--threads``, else this machine's cores / jobs (also for ``--scheduler local``, whose
+        workers are here); on a remote Dask cluster each worker shares out its own cores among
+        its task threads."""
         from coolchic.jobs.settings import EncodeSettings, default_threads
 
         remote = self.scheduler is not None and self.scheduler != "local"
@@ -118,7 +153,7 @@ def encode_options(function: F) -> F:
 
     decorators = [
         recipe_option,
-        lmbda_option("Rate-distortion trade-off λ: larger means smaller files."),
+        lmbdas_option,
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("-r", "--recursive", is_flag=True, help="Also take inputs in sub-folders."),
         click.option("--include-png", is_flag=True, help="Take .png images as well as .yuv files."),

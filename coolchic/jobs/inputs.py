@@ -131,8 +131,11 @@ NAME_MAX_BYTES = 255
 MAX_OUTPUT_STEM_BYTES = NAME_MAX_BYTES - len("..cool.XXXXXXXX.tmp")
 
 
-def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Path]:
-    """``<output_root>/<relative folder>/<stem>.cool`` and ``.json`` for an input.
+def output_paths(
+    relative: PurePath, output_root: str | Path, point: str | None = None
+) -> tuple[Path, Path]:
+    """``<output_root>/<relative folder>/<stem>.cool`` and ``.json`` for an input; with a rate
+    ``point`` (several λ per input), ``<stem>.l<point>.cool`` and ``.json``.
 
     Raises:
         InputError: the name would put an output outside ``output_root`` (``..``, an absolute
@@ -140,9 +143,10 @@ def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Pat
     """
     relative = PurePath(relative)
     stem = relative.stem
+    named = stem if point is None else f"{stem}.l{point}"
     if relative.is_absolute() or ".." in relative.parts or not stem or stem.startswith("."):
         raise InputError(f"{relative}: cannot name an output after this input")
-    stem_bytes = len(os.fsencode(stem))
+    stem_bytes = len(os.fsencode(named))
     if stem_bytes > MAX_OUTPUT_STEM_BYTES:
         raise InputError(
             f"{relative.name}: the name is too long to name its outputs after it ({stem_bytes} "
@@ -150,8 +154,8 @@ def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Pat
         )
     output_root = Path(output_root)
     folder = output_root.joinpath(*relative.parts[:-1])
-    cool = folder / f"{stem}.cool"
-    report = folder / f"{stem}.json"
+    cool = folder / f"{named}.cool"
+    report = folder / f"{named}.json"
     resolved_root = output_root.resolve()
     for path in (cool, report):
         if not path.resolve().is_relative_to(resolved_root):
@@ -163,13 +167,15 @@ def output_paths(relative: PurePath, output_root: str | Path) -> tuple[Path, Pat
 CHECKPOINT_DIR_NAME = ".coolchic-checkpoints"
 
 
-def checkpoint_path(output_root: str | Path, relative: PurePath) -> Path:
-    """Where ``batch`` checkpoints the encode of an input: hidden, beside its outputs.
+def checkpoint_path(output_root: str | Path, relative: PurePath, point: str | None = None) -> Path:
+    """Where ``batch`` checkpoints the encode of an input (of one rate ``point`` of it): hidden,
+    beside its outputs.
 
     Named after the input's relative path, so that a re-run of the same batch finds it; the
     checkpoint's own key decides whether it may be resumed.
     """
-    name = hashlib.sha256(os.fsencode(PurePath(relative).as_posix())).hexdigest()[:24]
+    key = PurePath(relative).as_posix() + ("" if point is None else f"\0{point}")
+    name = hashlib.sha256(os.fsencode(key)).hexdigest()[:24]
     return Path(output_root) / CHECKPOINT_DIR_NAME / f"{name}.pt"
 
 

@@ -34,10 +34,17 @@ class JobRequest:
     skip_if_up_to_date: bool = True
     #: Where the training state is checkpointed, so that a re-run of the job resumes it.
     checkpoint_path: Path | None = None
+    #: The rate point (λ tag) when an input is encoded at several λ; None with one.
+    point: str | None = None
 
     @property
     def label(self) -> str:
-        return self.input_path.name
+        return point_label(self.input_path, self.point)
+
+
+def point_label(input_path: Path, point: str | None) -> str:
+    """The input's name, and its λ when the input has several rate points."""
+    return input_path.name if point is None else f"{input_path.name} (λ {point})"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class JobResult:
     error_kind: ErrorKind | None = None
     detail: str | None = None
     seconds: float = 0.0
+    #: The rate point (λ tag), as in :attr:`JobRequest.point`.
+    point: str | None = None
 
     @property
     def bpp(self) -> float | None:
@@ -71,6 +80,8 @@ class JobResult:
             payload["input"] = str(self.input_path)
         if self.status == "failed":
             payload.update(error=self.error, error_kind=self.error_kind)
+        if self.point is not None:
+            payload["point"] = self.point
         payload["seconds"] = round(self.seconds, 3)
         return payload
 
@@ -89,7 +100,7 @@ class JobResult:
 
     def describe(self) -> str:
         """One plain-text line for logs."""
-        return f"{self.input_path.name}: {self.summary()}"
+        return f"{point_label(self.input_path, self.point)}: {self.summary()}"
 
 
 def classify_error(error: BaseException) -> ErrorKind:

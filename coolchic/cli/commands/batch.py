@@ -50,9 +50,9 @@ def batch(
     """Encode every .yuv file (and .png with --include-png) of the folders or files PATHS.
 
     Each input gets <stem>.cool and <stem>.json (the report) in the output folder, mirroring
-    sub-folders. An input whose up-to-date output exists (same content, same settings) is
-    skipped. A failing file never stops the batch. Exit code 0 when every file succeeded or was
-    skipped, 3 when some failed.
+    sub-folders; with several λ, one <stem>.l<λ>.cool and .json per λ. An output that is up
+    to date (same content, same settings) is not encoded again. A failing file never stops the
+    batch. Exit code 0 when every encode succeeded or was skipped, 3 when some failed.
     """
     from coolchic.batch import plan_batch, run_batch
     from coolchic.cli.progress import MultiFileProgress
@@ -60,7 +60,8 @@ def batch(
 
     app: AppContext = ctx.obj
     output = output or _default_output(paths)
-    settings = options.settings(app)
+    points = options.point_settings(app)
+    settings = points[0]
     include_png = options.include_png
     inputs = collect_inputs(paths, output, recursive=options.recursive, include_png=include_png)
     if not inputs:
@@ -68,25 +69,25 @@ def batch(
         logger.warning("no %s input found in %s", kinds, ", ".join(map(str, paths)))
         return
     logger.info(
-        "%d inputs, recipe %s, lmbda %g, %s at a time with %s threads each %s, outputs in %s",
+        "%d inputs, recipe %s, lmbda %s, %s at a time with %s threads each %s, outputs in %s",
         len(inputs),
         options.recipe,
-        options.lmbda,
+        ",".join(f"{lmbda:g}" for lmbda in options.lmbdas),
         options.jobs or ("as many as the cluster takes" if options.scheduler else 1),
         settings.threads or "the worker's share of",
         options.where,
         output,
     )
-    plan = plan_batch(inputs, output, settings, force=force)
+    plan = plan_batch(inputs, output, points, force=force)
     with (
         options.executor() as executor,
-        MultiFileProgress(total=len(inputs), quiet=app.verbosity < 0) as display,
+        MultiFileProgress(total=len(plan.items), quiet=app.verbosity < 0) as display,
     ):
         listener = _JsonLines(display) if as_json else display
         memory = None if options.scheduler else memory_budget(settings.memory_limit)
         results = run_batch(plan, executor, listener=listener, memory=memory)
     if not as_json:
-        render_summary(results, settings)
+        render_summary(results, settings, options.lmbdas)
     if any(result.status == "failed" for result in results):
         ctx.exit(BATCH_FAILURES)
 
@@ -137,17 +138,24 @@ class _JsonLines:
         click.echo(json.dumps(result.as_dict(), default=str))
 
 
-def render_summary(results: list[JobResult], settings: EncodeSettings) -> None:
-    """The summary table on stdout: file, status, bpp, PSNR, time, reason of failure."""
+def render_summary(
+    results: list[JobResult], settings: EncodeSettings, lmbdas: tuple[float, ...] | None = None
+) -> None:
+    """The summary table on stdout: file (and λ), status, bpp, PSNR, time, reason of failure;
+    one row per rate point."""
     from rich.table import Table
 
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped")}
     failed = len(results) - counts["done"] - counts["skipped"]
     table = Table(
-        title=f"coolchic batch: recipe {settings.recipe}, lmbda {settings.lmbda:g}",
+        title=f"coolchic batch: recipe {settings.recipe}, lmbda "
+        + ",".join(f"{lmbda:g}" for lmbda in (lmbdas or (settings.lmbda,))),
         caption=f"{counts['done']} encoded, {counts['skipped']} up to date, {failed} failed",
     )
     table.add_column("file", overflow="fold")
+    several = any(result.point is not None for result in results)
+    if several:
+        table.add_column("λ", justify="right")
     table.add_column("status")
     table.add_column("bpp", justify="right")
     table.add_column("PSNR dB", justify="right")
@@ -156,6 +164,7 @@ def render_summary(results: list[JobResult], settings: EncodeSettings) -> None:
     for result in results:
         table.add_row(
             str(result.input_path),
+            *([result.point or ""] if several else []),
             result.status,
             "" if result.bpp is None else f"{result.bpp:.4f}",
             "" if result.psnr_db is None else f"{result.psnr_db:.2f}",

@@ -113,6 +113,12 @@ def watch(
     from coolchic.cli.progress import MultiFileProgress
     from coolchic.daemon.service import WatchService
 
+    if len(options.lmbdas) > 1:
+        raise click.BadParameter(
+            "watch encodes each file at one λ; for several rate points per input use "
+            "coolchic batch --lmbda a,b,...",
+            param_hint="--lmbda",
+        )
     config = WatchConfig(
         inbox=inbox,
         output=output or inbox / DEFAULT_OUTPUT_NAME,

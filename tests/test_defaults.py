@@ -1,0 +1,57 @@
+"""λ lists and the λ tag that names the outputs of one rate point."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+import pytest
+
+from coolchic.cli import main
+from coolchic.defaults import lmbda_tag, parse_lmbdas
+from coolchic.jobs.inputs import checkpoint_path, output_paths
+
+
+@pytest.mark.parametrize(
+    ("lmbda", "tag"),
+    [
+        (1e-3, "1e-3"),
+        (4e-4, "4e-4"),
+        (2.5e-4, "2.5e-4"),
+        (0.02, "2e-2"),
+        (1.0, "1e0"),
+        (150.0, "1.5e2"),
+        (1.25e-5, "1.25e-5"),
+    ],
+)
+def test_lmbda_tag_is_short_and_exact(lmbda: float, tag: str) -> None:
+    assert lmbda_tag(lmbda) == tag
+    assert float(tag) == lmbda
+
+
+def test_parse_lmbdas_keeps_the_order_and_refuses_repeats_and_bad_values() -> None:
+    assert parse_lmbdas("4e-4, 1e-3,0.004") == (4e-4, 1e-3, 4e-3)
+    assert parse_lmbdas("1e-3") == (1e-3,)
+    for bad in ("1e-3,1e-3", "0.001,1e-3", "1e-3,", "x", "0", "inf", "1e-3,-1"):
+        with pytest.raises(ValueError):
+            parse_lmbdas(bad)
+
+
+def test_rate_points_have_their_own_outputs_and_checkpoints(tmp_path: Path) -> None:
+    relative = PurePath("sub/pic_16x8_01p_yuv420_8b.yuv")
+    single = output_paths(relative, tmp_path)
+    first = output_paths(relative, tmp_path, "1e-3")
+    second = output_paths(relative, tmp_path, "4e-4")
+    assert single[0].name == "pic_16x8_01p_yuv420_8b.cool"
+    assert first == (
+        tmp_path / "sub/pic_16x8_01p_yuv420_8b.l1e-3.cool",
+        tmp_path / "sub/pic_16x8_01p_yuv420_8b.l1e-3.json",
+    )
+    assert len({single, first, second}) == 3
+    checkpoints = {checkpoint_path(tmp_path, relative, point) for point in (None, "1e-3", "4e-4")}
+    assert len(checkpoints) == 3
+
+
+def test_watch_takes_one_lmbda(tmp_path: Path, capsys) -> None:
+    assert main(["watch", str(tmp_path), "--lmbda", "1e-3,4e-3"]) == 2
+    assert "one λ" in capsys.readouterr().err
+    assert not (tmp_path / ".coolchic").exists()
