@@ -102,6 +102,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
+from coolchic.evaluation.bdrate import (  # noqa: E402
+    BdRate,
+    bd_rate,
+    pchip_evaluate,
+    pchip_integral,
+    scipy_available,
+)
+from coolchic.evaluation.x265 import (  # noqa: E402
+    coded_planes,
+    command_output,
+    read_raw,
+    run_command,
+    write_raw,
+    x265_point,
+)
 from coolchic.io import Frame, frame_metrics, read_frame  # noqa: E402
 
 # Four points of Cool-chic's published λ grid (1e-4, 4e-4, 1e-3, 4e-3, 2e-2), so results can be
@@ -143,162 +158,7 @@ TSV_COLUMNS = (
 
 
 # ============================================================================================
-# BD-rate with PCHIP
-
-
-def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Derivatives at the knots of the Fritsch–Carlson PCHIP (scipy's ``PchipInterpolator``).
-
-    Interior knots: weighted harmonic mean of the neighbouring secant slopes, zero at a local
-    extremum. End knots: the shape-preserving three-point formula.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    h = np.diff(x)
-    m = np.diff(y) / h
-    n = len(x)
-    if n == 2:
-        return np.array([m[0], m[0]])
-    d = np.zeros(n)
-    for k in range(1, n - 1):
-        if m[k - 1] * m[k] > 0:
-            w1 = 2.0 * h[k] + h[k - 1]
-            w2 = h[k] + 2.0 * h[k - 1]
-            d[k] = (w1 + w2) / (w1 / m[k - 1] + w2 / m[k])
-
-    def edge(h0: float, h1: float, m0: float, m1: float) -> float:
-        slope = ((2.0 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
-        if np.sign(slope) != np.sign(m0):
-            return 0.0
-        if np.sign(m0) != np.sign(m1) and abs(slope) > 3.0 * abs(m0):
-            return 3.0 * m0
-        return float(slope)
-
-    d[0] = edge(h[0], h[1], m[0], m[1])
-    d[-1] = edge(h[-1], h[-2], m[-1], m[-2])
-    return d
-
-
-def _segment_coefficients(
-    x: np.ndarray, y: np.ndarray, d: np.ndarray, k: int
-) -> tuple[float, float, float, float, float]:
-    """Segment k as ``c0 + c1·t + c2·t² + c3·t³`` with ``t = (x − x_k)/h``; returns (h, c0..c3)."""
-    h = float(x[k + 1] - x[k])
-    y0, y1, d0, d1 = float(y[k]), float(y[k + 1]), float(d[k]), float(d[k + 1])
-    c2 = 3.0 * (y1 - y0) - h * (2.0 * d0 + d1)
-    c3 = 2.0 * (y0 - y1) + h * (d0 + d1)
-    return h, y0, h * d0, c2, c3
-
-
-def pchip_evaluate(x: np.ndarray, y: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Evaluate the PCHIP through (x, y) at ``points`` (inside [x[0], x[-1]])."""
-    x = np.asarray(x, dtype=np.float64)
-    d = pchip_slopes(x, y)
-    out = []
-    for p in np.atleast_1d(points):
-        k = int(np.clip(np.searchsorted(x, p, side="right") - 1, 0, len(x) - 2))
-        h, c0, c1, c2, c3 = _segment_coefficients(x, np.asarray(y, np.float64), d, k)
-        t = (p - x[k]) / h
-        out.append(c0 + t * (c1 + t * (c2 + t * c3)))
-    return np.array(out)
-
-
-def pchip_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
-    """Exact integral over [lo, hi] ⊂ [x[0], x[-1]] of the PCHIP through (x, y)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    d = pchip_slopes(x, y)
-    total = 0.0
-    for k in range(len(x) - 1):
-        a, b = max(lo, x[k]), min(hi, x[k + 1])
-        if b <= a:
-            continue
-        h, c0, c1, c2, c3 = _segment_coefficients(x, y, d, k)
-        ta, tb = (a - x[k]) / h, (b - x[k]) / h
-
-        def antiderivative(t: float, h=h, c0=c0, c1=c1, c2=c2, c3=c3) -> float:
-            return h * t * (c0 + t * (c1 / 2.0 + t * (c2 / 3.0 + t * c3 / 4.0)))
-
-        total += antiderivative(tb) - antiderivative(ta)
-    return total
-
-
-def _integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float, use_scipy: bool) -> float:
-    if use_scipy:
-        from scipy.interpolate import PchipInterpolator
-
-        return float(PchipInterpolator(x, y).integrate(lo, hi))
-    return pchip_integral(x, y, lo, hi)
-
-
-def scipy_available() -> bool:
-    try:
-        import scipy.interpolate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def pareto_front(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """The points no other point beats (fewer-or-equal bits and higher-or-equal PSNR).
-
-    Non-finite values and non-positive rates are dropped. Returned sorted by PSNR, with rate and
-    PSNR both strictly increasing.
-    """
-    pairs = sorted(
-        (float(r), float(p))
-        for r, p in zip(rates, psnrs, strict=True)
-        if math.isfinite(r) and math.isfinite(p) and r > 0
-    )
-    front: list[tuple[float, float]] = []
-    for rate, psnr in pairs:  # increasing rate; keep a point only if it raises the best PSNR
-        if front and psnr <= front[-1][1]:
-            continue
-        if front and rate == front[-1][0]:
-            front.pop()
-        front.append((rate, psnr))
-    return np.array([r for r, _ in front]), np.array([p for _, p in front])
-
-
-@dataclass(frozen=True)
-class BdRate:
-    """BD-rate of a test curve against an anchor, in percent (None when not computable)."""
-
-    percent: float | None
-    reason: str = ""
-    psnr_range: tuple[float, float] | None = None
-    anchor_points: int = 0
-    test_points: int = 0
-
-    def text(self) -> str:
-        return f"{self.percent:+.2f} %" if self.percent is not None else f"n/a ({self.reason})"
-
-
-def bd_rate(
-    anchor_rates: Sequence[float],
-    anchor_psnrs: Sequence[float],
-    test_rates: Sequence[float],
-    test_psnrs: Sequence[float],
-    *,
-    min_points: int = 4,
-    use_scipy: bool | None = None,
-) -> BdRate:
-    """Bjøntegaard delta rate of ``test`` against ``anchor`` (PCHIP, overlapping PSNR interval)."""
-    if use_scipy is None:
-        use_scipy = scipy_available()
-    ra, pa = pareto_front(anchor_rates, anchor_psnrs)
-    rt, pt = pareto_front(test_rates, test_psnrs)
-    counts = {"anchor_points": len(ra), "test_points": len(rt)}
-    needed = max(2, min_points)
-    if len(ra) < needed or len(rt) < needed:
-        return BdRate(None, f"needs >= {needed} RD points per curve", **counts)
-    lo, hi = max(pa[0], pt[0]), min(pa[-1], pt[-1])
-    if not hi > lo:
-        return BdRate(None, "PSNR ranges do not overlap", **counts)
-    integral_anchor = _integral(pa, np.log(ra), lo, hi, use_scipy)
-    integral_test = _integral(pt, np.log(rt), lo, hi, use_scipy)
-    mean_difference = (integral_test - integral_anchor) / (hi - lo)
-    return BdRate(100.0 * math.expm1(mean_difference), "", (float(lo), float(hi)), **counts)
+# BD-rate self-test (the BD-rate itself is coolchic.evaluation.bdrate)
 
 
 def self_test() -> int:
@@ -431,11 +291,7 @@ class Source:
 
     def coded_planes(self) -> tuple[np.ndarray, ...]:
         """Planes in the order the video codecs code them: Y, U, V, or G, B, R for RGB."""
-        planes = self.frame.integer_planes()
-        if self.kind == "rgb":
-            red, green, blue = planes
-            return (green, blue, red)
-        return planes
+        return coded_planes(self.frame)
 
     def plane_shapes(self) -> tuple[tuple[int, int], ...]:
         return tuple(plane.shape for plane in self.coded_planes())  # type: ignore[misc]
@@ -455,31 +311,6 @@ class Source:
 def load_source(path: Path) -> Source:
     frame = read_frame(path)
     return Source(path=path, label=path.stem, frame=frame)
-
-
-def sample_dtype(bit_depth: int) -> np.dtype:
-    return np.dtype(np.uint8) if bit_depth <= 8 else np.dtype("<u2")
-
-
-def write_raw(path: Path, planes: Sequence[np.ndarray], bit_depth: int) -> None:
-    dtype = sample_dtype(bit_depth)
-    with open(path, "wb") as handle:
-        for plane in planes:
-            handle.write(np.ascontiguousarray(plane, dtype=dtype).tobytes())
-
-
-def read_raw(path: Path, shapes: Sequence[tuple[int, int]], bit_depth: int) -> list[np.ndarray]:
-    """The first frame of a planar raw file, checking that it is at least one frame long."""
-    dtype = sample_dtype(bit_depth)
-    data = np.fromfile(path, dtype=dtype)
-    needed = sum(rows * cols for rows, cols in shapes)
-    if data.size < needed:
-        raise RuntimeError(f"{path}: {data.size} samples, expected at least {needed}")
-    planes, offset = [], 0
-    for rows, cols in shapes:
-        planes.append(data[offset : offset + rows * cols].reshape(rows, cols))
-        offset += rows * cols
-    return planes
 
 
 def measure(source: Source, decoded: Frame) -> dict[str, float]:
@@ -564,35 +395,15 @@ class Runner:
     threads: int
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, command: Sequence[str], cwd: Path | None = None) -> float:
-        """Run a command; return its wall time in seconds. Raises with stderr on failure."""
-        text = shlex.join(str(part) for part in command)
+    def run(self, command: Sequence[str]) -> float:
+        """Run a command, logged first; return its wall time in seconds. Raises with stderr on
+        failure."""
         with self._lock, open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        start = time.perf_counter()
-        result = subprocess.run(
-            [str(part) for part in command],
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip()[-2000:]
-            raise RuntimeError(f"command failed ({result.returncode}): {text}\n{tail}")
-        return elapsed
+            handle.write(shlex.join(str(part) for part in command) + "\n")
+        return run_command(command)
 
     def output(self, command: Sequence[str]) -> str:
-        result = subprocess.run(
-            [str(part) for part in command],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.strip()
+        return command_output(command)
 
 
 @dataclass
@@ -683,66 +494,25 @@ def _raw_input(source: Source, work: Path) -> Path:
     return path
 
 
-# ffmpeg's native pixel format of the decoded HEVC stream, per (kind, bit depth).
-_HEVC_PIX_FMTS = {
-    ("yuv420", 8): {"yuv420p"},
-    ("yuv420", 10): {"yuv420p10le"},
-    ("yuv444", 8): {"yuv444p"},
-    ("yuv444", 10): {"yuv444p10le"},
-    ("rgb", 8): {"gbrp", "yuv444p"},  # both are G, B, R planes in that order here
-}
-
-
 def run_x265(source: Source, qp: str, work: Path, runner: Runner, settings: Settings) -> Point:
-    raw = _raw_input(source, work)
-    depth = source.bit_depth
-    is_444 = source.kind in ("yuv444", "rgb")
-    if is_444:
-        profile = "main444-8" if depth == 8 else f"main444-{depth}"
-    else:
-        profile = "main" if depth == 8 else f"main{depth}"
-    stream = work / f"qp{qp}.hevc"
-    command: list[Any] = [
-        *("x265", "--input", raw, "--input-res", f"{source.width}x{source.height}"),
-        *("--fps", source.fps, "--input-depth", depth, "--output-depth", depth),
-        *("--input-csp", "i444" if is_444 else "i420", "--profile", profile),
-        *("--frames", 1, "--preset", "veryslow", "--tune", "psnr", "--keyint", 1),
-        *("--qp", qp, "--no-info", "--pools", settings.threads, "--frame-threads", 1),
-        *("--log-level", "error"),
-    ]
-    if source.kind == "rgb":
-        command += ["--colormatrix", "gbr", "--range", "full"]
-        command += ["--colorprim", "bt709", "--transfer", "iec61966-2-1"]
-    command += ["--output", stream]
-    encode_s = runner.run(command)
-    pix_fmt = runner.output(
-        [
-            *("ffprobe", "-v", "error", "-select_streams", "v:0"),
-            *("-show_entries", "stream=pix_fmt", "-of", "csv=p=0", stream),
-        ]
+    point = x265_point(
+        source.frame,
+        int(qp),
+        work,
+        raw_input=_raw_input(source, work),
+        threads=settings.threads,
+        fps=source.fps,
+        run=runner.run,
+        output=runner.output,
     )
-    expected = _HEVC_PIX_FMTS[(source.kind, depth)]
-    if pix_fmt not in expected:
-        raise RuntimeError(f"{stream}: ffmpeg decodes to {pix_fmt}, expected one of {expected}")
-    decoded_path = work / f"qp{qp}_decoded.raw"
-    decode_s = runner.run(
-        [
-            *("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"),
-            *("-threads", settings.threads, "-f", "hevc", "-i", stream, "-frames:v", 1),
-            *("-f", "rawvideo", "-pix_fmt", pix_fmt, "-y", decoded_path),
-        ]
-    )
-    planes = read_raw(decoded_path, source.plane_shapes(), depth)
-    if not settings.keep_decoded:
-        decoded_path.unlink(missing_ok=True)
     return Point(
         codec="x265",
         setting=f"qp={qp}",
-        bits=8 * stream.stat().st_size,
-        decoded=source.frame_from_coded(planes),
-        encode_seconds=encode_s,
-        decode_seconds=decode_s,
-        notes=f"{profile}; ffmpeg pix_fmt {pix_fmt}",
+        bits=point.bits,
+        decoded=point.decoded,
+        encode_seconds=point.encode_seconds,
+        decode_seconds=point.decode_seconds,
+        notes=f"{point.profile}; ffmpeg pix_fmt {point.pix_fmt}",
     )
 
 

@@ -7,6 +7,7 @@ from coolchic.cli.commands import (  # noqa: F401
     info,
     metrics,
     recipes,
+    report,
     status,
     watch,
 )
