@@ -6,7 +6,6 @@ from pathlib import Path, PurePath
 
 import pytest
 
-from coolchic.cli import main
 from coolchic.defaults import lmbda_tag, parse_lmbdas
 from coolchic.jobs.inputs import checkpoint_path, output_paths
 
@@ -49,9 +48,3 @@ def test_rate_points_have_their_own_outputs_and_checkpoints(tmp_path: Path) -> N
     assert len({single, first, second}) == 3
     checkpoints = {checkpoint_path(tmp_path, relative, point) for point in (None, "1e-3", "4e-4")}
     assert len(checkpoints) == 3
-
-
-def test_watch_takes_one_lmbda(tmp_path: Path, capsys) -> None:
-    assert main(["watch", str(tmp_path), "--lmbda", "1e-3,4e-3"]) == 2
-    assert "one λ" in capsys.readouterr().err
-    assert not (tmp_path / ".coolchic").exists()

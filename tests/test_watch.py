@@ -189,3 +189,45 @@ def test_second_ctrl_c_quits_at_once_with_130(daemon) -> None:
     row = d.row(name)
     assert row is not None and row.state in ("queued", "done")
     assert not temporaries(d.output)
+
+
+def _encodes(d: Daemon, name: str) -> list[str]:
+    """The λ of every encode of ``name`` that a worker started, in order."""
+    return [
+        e["message"].split("lmbda ")[1].split(" ")[0]
+        for e in d.events()
+        if e.get("logger") == "coolchic.jobs"
+        and e.get("message", "").startswith("encoding ")
+        and name in e["message"]
+    ]
+
+
+def test_several_lmbdas_each_point_once_even_across_a_kill_9(daemon) -> None:
+    d = daemon("--lmbda", "2e-2,4e-3,1e-3", "--on-success", "keep")
+    d.start()
+    first, second = "a_64x64_01p_yuv420_8b.yuv", "b_64x64_01p_yuv420_8b.yuv"
+    d.drop(first, yuv_bytes(64, 64, seed=11))
+    d.drop(second, yuv_bytes(64, 64, seed=12))
+    # kill -9 once the first file's first point is written and its second is under way
+    d.wait(lambda: _encodes(d, first)[1:], "the second point of the first file to start")
+    d.kill()
+    assert (d.output / "a_64x64_01p_yuv420_8b.l2e-2.cool").exists()
+
+    d.start()
+    for name in (first, second):
+        d.wait_state(name, "done")
+    assert d.stop() == 0
+    for name, seed in ((first, 11), (second, 12)):
+        stem = name.removesuffix(".yuv")
+        for point, lmbda in (("2e-2", 2e-2), ("4e-3", 4e-3), ("1e-3", 1e-3)):
+            report = json.loads((d.output / f"{stem}.l{point}.json").read_text())
+            assert report["lmbda"] == lmbda
+            assert (
+                report["input_sha256"] == hashlib.sha256(yuv_bytes(64, 64, seed=seed)).hexdigest()
+            )
+            assert report["output_bytes"] == (d.output / f"{stem}.l{point}.cool").stat().st_size
+    assert len(list(d.output.glob("*.cool"))) == 6 and not temporaries(d.output)
+    # the point written before the kill was not encoded again; the interrupted one resumed
+    assert _encodes(d, first).count("0.02") == 1
+    assert _encodes(d, second) == ["0.02", "0.004", "0.001"]
+    assert len(d.rows()) == 2

@@ -59,7 +59,8 @@ def _parse_lmbdas(
         raise click.BadParameter(str(error)) from None
 
 
-#: ``--lmbda`` of ``batch`` and ``watch``: one λ, or several (one encode of each input per λ).
+#: ``--lmbda`` of ``batch`` and ``watch``: one λ, or several (one encode of each input per λ;
+#: ``watch`` runs a file's points one after the other).
 lmbdas_option = click.option(
     "--lmbda",
     "lmbdas",

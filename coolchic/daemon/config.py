@@ -43,6 +43,9 @@ class WatchConfig:
     output: Path
     state_dir: Path
     settings: EncodeSettings
+    #: Several rate points per file: the λ of each (``settings`` holds the first); empty or
+    #: one λ: one point, at ``settings.lmbda``.
+    lmbdas: tuple[float, ...] = ()
     stable_s: float = 5.0
     poll_s: float | None = None
     rescan_s: float = 60.0
@@ -72,6 +75,20 @@ class WatchConfig:
             raise ValueError("max_attempts, max_interruptions and jobs must be at least 1")
         if self.on_success not in ON_SUCCESS_CHOICES:
             raise ValueError(f"on_success must be one of {ON_SUCCESS_CHOICES}")
+
+    @property
+    def points(self) -> list[tuple[str | None, EncodeSettings]]:
+        """(λ tag, settings) of each rate point of a file; the tag is None with one point."""
+        import dataclasses
+
+        from coolchic.defaults import lmbda_tag
+
+        if len(self.lmbdas) <= 1:
+            return [(None, self.settings)]
+        return [
+            (lmbda_tag(lmbda), dataclasses.replace(self.settings, lmbda=lmbda))
+            for lmbda in self.lmbdas
+        ]
 
     @property
     def done_dir(self) -> Path:

@@ -44,6 +44,8 @@ class ServiceContext:
     _events: queue.Queue[Path]
     _ignored: set[Path]
     _waiting_for_memory: set[int]
+    #: The rate point each running job is at (index into ``config.points``), by job id.
+    _point_of: dict[int, int]
     _journal: Journal | None
     _pool: Executor | None
 

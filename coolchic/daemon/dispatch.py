@@ -18,6 +18,7 @@ from coolchic.decode_memory import format_bytes
 from coolchic.errors import InputError
 from coolchic.jobs.inputs import output_paths, refusal_reason
 from coolchic.jobs.run import frame_size, job_memory_estimate
+from coolchic.jobs.settings import EncodeSettings
 from coolchic.jobs.types import ErrorKind, JobFinished, JobId, JobProgress, JobRequest, JobResult
 from coolchic.resources import ResourceError, refuse_if_too_big
 
@@ -33,23 +34,26 @@ class JobDispatch(ServiceContext):
             if row is None or self._start(row) is False:
                 return  # nothing queued, or the next job waits for memory
 
-    def _memory_estimate(self, path: Path) -> int | None:
+    def _memory_estimate(self, path: Path, settings: EncodeSettings) -> int | None:
         """The job's predicted peak; raises :class:`ResourceError` if it can never fit."""
-        estimate = job_memory_estimate(path, self.config.settings)
+        estimate = job_memory_estimate(path, settings)
         refuse_if_too_big(*(frame_size(path) or (0, 0)), estimate, self.memory.budget)
         return estimate
 
-    def _start(self, row: JobRow) -> bool | None:
-        """Start ``row``'s job; False when it must wait for memory (it is queued again)."""
+    def _start(self, row: JobRow, point_index: int = 0) -> bool | None:
+        """Start ``row``'s job at rate point ``point_index`` (a file with several λ runs its
+        points one after the other, see :meth:`_finished`); False when it must wait for memory
+        (it is queued again)."""
         path = Path(row.path)
         if not self._unchanged_since_queued(row, path):
             return
         refusal = refusal_reason(path, self.inbox)
+        point, settings = self.config.points[point_index]
         try:
             if refusal is not None:
                 raise InputError(f"refused: {refusal}")
-            cool, report = output_paths(path.relative_to(self.inbox), self.output)
-            estimate = self._memory_estimate(path)
+            cool, report = output_paths(path.relative_to(self.inbox), self.output, point)
+            estimate = self._memory_estimate(path, settings)
         except (InputError, ResourceError) as error:
             self._finish_failed(row, str(error), "permanent")
             return
@@ -69,24 +73,29 @@ class JobDispatch(ServiceContext):
             path,
             cool,
             report,
-            self.config.settings,
+            settings,
             skip_if_up_to_date=True,
-            checkpoint_path=self._checkpoint_of(row),
+            checkpoint_path=self._checkpoint_of(row, point),
+            point=point,
         )
         try:
             self.pool.submit(JobId(row.id), request)
         except (OSError, RuntimeError) as error:
             self._after_failure(row, f"cannot start a worker process: {error}", "transient")
             return
+        self._point_of[row.id] = point_index
         self.memory.hold(row.id, estimate)
         self.journal.set_worker(row.id, self.pool.pid_of(JobId(row.id)))
-        self.listener.job_started(JobId(row.id), printable_name(path.name))
+        self.listener.job_started(JobId(row.id), printable_name(request.label))
+        count = len(self.config.points)
+        where = "" if point is None else f", λ {point} ({point_index + 1} of {count})"
         self._log(
             logging.INFO,
             "started",
             row,
-            f"attempt {row.attempts} of {self.config.max_attempts}",
+            f"attempt {row.attempts} of {self.config.max_attempts}{where}",
             attempt=row.attempts,
+            point=point,
         )
 
     def _unchanged_since_queued(self, row: JobRow, path: Path) -> bool:
@@ -122,12 +131,28 @@ class JobDispatch(ServiceContext):
 
     def _finished(self, row: JobRow, result: JobResult) -> None:
         self.journal.clear_interruptions()
+        point_index = self._point_of.pop(row.id, 0)
         if result.status == "failed":
             self._after_failure(
                 row, result.error or "unknown error", result.error_kind, detail=result.detail
             )
             return
         report = result.report or {}
+        if point_index + 1 < len(self.config.points):
+            point = self.config.points[point_index][0]
+            self._log(
+                logging.INFO,
+                "point done",
+                row,
+                f"λ {point}: {result.summary()} -> {report.get('output')}",
+                point=point,
+                bpp=result.bpp,
+                psnr_db=result.psnr_db,
+            )
+            # Without memory for it now, the row is queued again; when it starts over, the
+            # points already written are skipped as up to date.
+            self._start(row, point_index + 1)
+            return
         self.journal.finish_done(
             row.id,
             output=report.get("output"),
@@ -168,15 +193,18 @@ class JobDispatch(ServiceContext):
             return
         self._finish_failed(row, error, kind, detail=detail)
 
-    def _checkpoint_of(self, row: JobRow) -> Path:
-        """The job's training checkpoint: kept across restarts and retries, by job id."""
-        return self.state_dir / CHECKPOINT_DIR_NAME / f"job-{row.id}.pt"
+    def _checkpoint_of(self, row: JobRow, point: str | None = None) -> Path:
+        """The job's training checkpoint: kept across restarts and retries, by job id (and
+        rate point)."""
+        suffix = "" if point is None else f".l{point}"
+        return self.state_dir / CHECKPOINT_DIR_NAME / f"job-{row.id}{suffix}.pt"
 
     def _finish_failed(
         self, row: JobRow, error: str, kind: ErrorKind | None, *, detail: str | None = None
     ) -> None:
-        with contextlib.suppress(OSError):
-            self._checkpoint_of(row).unlink(missing_ok=True)
+        for point, _ in self.config.points:
+            with contextlib.suppress(OSError):
+                self._checkpoint_of(row, point).unlink(missing_ok=True)
         self.journal.finish_failed(row.id, error=error, error_kind=kind)
         failed = self.journal.get(row.id)
         assert failed is not None

@@ -104,6 +104,7 @@ class WatchService(InboxDiscovery, JobDispatch, InputDisposal):
             memory_budget(config.settings.memory_limit) if config.scheduler is None else None
         )
         self._waiting_for_memory: set[int] = set()
+        self._point_of: dict[int, int] = {}
         self.tracker = StabilityTracker(config.stable_s, clock=clock)
         self.supervisor = ObserverSupervisor(
             self.inbox,

@@ -113,17 +113,12 @@ def watch(
     from coolchic.cli.progress import MultiFileProgress
     from coolchic.daemon.service import WatchService
 
-    if len(options.lmbdas) > 1:
-        raise click.BadParameter(
-            "watch encodes each file at one λ; for several rate points per input use "
-            "coolchic batch --lmbda a,b,...",
-            param_hint="--lmbda",
-        )
     config = WatchConfig(
         inbox=inbox,
         output=output or inbox / DEFAULT_OUTPUT_NAME,
         state_dir=state_dir or inbox / STATE_DIR_NAME,
         settings=options.settings(app),
+        lmbdas=options.lmbdas,
         **{_config_field(name): value for name, value in tuning.items()},
         recursive=options.recursive,
         include_png=options.include_png,
