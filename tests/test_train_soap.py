@@ -111,3 +111,15 @@ def test_training_uses_soap_for_networks_and_adam_for_latents() -> None:
     set_learning_rate(optimizer, 1e-3)
     assert network_group["lr"] == pytest.approx(1e-3 * NETWORK_LR_SCALE)
     assert latent_group["lr"] == pytest.approx(1e-3)
+
+
+def test_a_non_finite_gradient_does_not_raise() -> None:
+    """The trainer detects a non-finite loss and recovers; the optimiser must not raise first."""
+    weight = torch.nn.Parameter(torch.ones(3, 4))
+    optimizer = Soap([weight], lr=0.01, precondition_every=1)
+    weight.grad = torch.ones(3, 4)
+    optimizer.step()
+    weight.grad = torch.full((3, 4), float("nan"))
+    optimizer.step()
+    optimizer.step()
+    assert optimizer.state[weight]["basis_left"].shape == (3, 3)

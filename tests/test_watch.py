@@ -203,7 +203,7 @@ def _encodes(d: Daemon, name: str) -> list[str]:
 
 
 def test_several_lmbdas_each_point_once_even_across_a_kill_9(daemon) -> None:
-    d = daemon("--lmbda", "2e-2,4e-3,1e-3", "--on-success", "keep")
+    d = daemon("--lmbda", "2e-2,1e-3", "--on-success", "keep")
     d.start()
     first, second = "a_64x64_01p_yuv420_8b.yuv", "b_64x64_01p_yuv420_8b.yuv"
     d.drop(first, yuv_bytes(64, 64, seed=11))
@@ -219,15 +219,15 @@ def test_several_lmbdas_each_point_once_even_across_a_kill_9(daemon) -> None:
     assert d.stop() == 0
     for name, seed in ((first, 11), (second, 12)):
         stem = name.removesuffix(".yuv")
-        for point, lmbda in (("2e-2", 2e-2), ("4e-3", 4e-3), ("1e-3", 1e-3)):
+        for point, lmbda in (("2e-2", 2e-2), ("1e-3", 1e-3)):
             report = json.loads((d.output / f"{stem}.l{point}.json").read_text())
             assert report["lmbda"] == lmbda
             assert (
                 report["input_sha256"] == hashlib.sha256(yuv_bytes(64, 64, seed=seed)).hexdigest()
             )
             assert report["output_bytes"] == (d.output / f"{stem}.l{point}.cool").stat().st_size
-    assert len(list(d.output.glob("*.cool"))) == 6 and not temporaries(d.output)
+    assert len(list(d.output.glob("*.cool"))) == 4 and not temporaries(d.output)
     # the point written before the kill was not encoded again; the interrupted one resumed
     assert _encodes(d, first).count("0.02") == 1
-    assert _encodes(d, second) == ["0.02", "0.004", "0.001"]
+    assert _encodes(d, second) == ["0.02", "0.001"]
     assert len(d.rows()) == 2

@@ -138,15 +138,17 @@ def _accumulate(state: dict[str, Any], grad: Tensor, beta: float) -> None:
 
 
 def _refresh_bases(state: dict[str, Any]) -> None:
-    state["basis_left"] = _eigenvectors(state["gram_left"])
-    state["basis_right"] = _eigenvectors(state["gram_right"])
-
-
-def _eigenvectors(gram: Tensor | None) -> Tensor | None:
-    if gram is None:
-        return None
-    # float64 for a well-defined basis even when eigenvalues nearly coincide.
-    return torch.linalg.eigh(gram.double())[1].to(gram.dtype)
+    for side in ("left", "right"):
+        gram = state[f"gram_{side}"]
+        if gram is None:
+            state[f"basis_{side}"] = None
+        elif bool(torch.isfinite(gram).all()):
+            # float64 for a well-defined basis even when eigenvalues nearly coincide.
+            state[f"basis_{side}"] = torch.linalg.eigh(gram.double())[1].to(gram.dtype)
+        elif f"basis_{side}" not in state:
+            state[f"basis_{side}"] = torch.eye(gram.shape[0], dtype=gram.dtype)
+        # else: a non-finite gradient reached the averages; keep the last basis, so that the
+        # trainer sees the non-finite loss and recovers (it builds a new optimiser)
 
 
 def _rotate(matrix: Tensor, left: Tensor | None, right: Tensor | None) -> Tensor:
