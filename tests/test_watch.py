@@ -231,3 +231,18 @@ def test_several_lmbdas_each_point_once_even_across_a_kill_9(daemon) -> None:
     assert _encodes(d, first).count("0.02") == 1
     assert _encodes(d, second) == ["0.02", "0.001"]
     assert len(d.rows()) == 2
+
+
+def test_sigterm_finishes_the_running_point_and_leaves_the_next_for_the_restart(daemon) -> None:
+    d = daemon("--lmbda", "2e-2,1e-3", "--grace-seconds", "60").start()
+    name = "points_64x64_01p_yuv420_8b.yuv"
+    d.drop_and_wait_encoding(name, seed=13)
+    d.signal(signal.SIGTERM)
+    assert d.process is not None and d.process.wait(60) == 0
+    stem = name.removesuffix(".yuv")
+    assert sorted(p.name for p in d.output.iterdir() if p.suffix == ".cool") == [
+        f"{stem}.l2e-2.cool"
+    ]
+    row = d.row(name)
+    assert row is not None and row.state == "queued"
+    assert _encodes(d, name) == ["0.02"]  # the second point never started

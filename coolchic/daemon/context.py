@@ -46,6 +46,8 @@ class ServiceContext:
     _waiting_for_memory: set[int]
     #: The rate point each running job is at (index into ``config.points``), by job id.
     _point_of: dict[int, int]
+    #: Set once the service drains: no new encode starts, not even a file's next rate point.
+    _stopping: bool
     _journal: Journal | None
     _pool: Executor | None
 

@@ -149,6 +149,10 @@ class JobDispatch(ServiceContext):
                 bpp=result.bpp,
                 psnr_db=result.psnr_db,
             )
+            if self._stopping:  # the next points wait for the next start
+                self.journal.requeue(row.id)
+                self._log(logging.INFO, "requeued", row, "stopping: the other points on restart")
+                return
             # Without memory for it now, the row is queued again; when it starts over, the
             # points already written are skipped as up to date.
             self._start(row, point_index + 1)

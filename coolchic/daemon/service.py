@@ -105,6 +105,7 @@ class WatchService(InboxDiscovery, JobDispatch, InputDisposal):
         )
         self._waiting_for_memory: set[int] = set()
         self._point_of: dict[int, int] = {}
+        self._stopping = False
         self.tracker = StabilityTracker(config.stable_s, clock=clock)
         self.supervisor = ObserverSupervisor(
             self.inbox,
@@ -226,6 +227,7 @@ class WatchService(InboxDiscovery, JobDispatch, InputDisposal):
 
     def _drain(self) -> None:
         """Let the running encodes finish for up to ``grace_s``; the rest is re-queued later."""
+        self._stopping = True
         running = self.pool.running
         if not running:
             return
