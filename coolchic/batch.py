@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coolchic.defaults import lmbda_tag
 from coolchic.errors import InputError
 from coolchic.jobs.inputs import InputFile, checkpoint_path, output_paths
 from coolchic.jobs.run import frame_size, job_memory_estimate, precheck_input, up_to_date_report
-from coolchic.jobs.settings import EncodeSettings
+from coolchic.jobs.settings import EncodeSettings, rate_points
 from coolchic.jobs.types import (
     JobId,
     JobListener,
@@ -69,16 +68,15 @@ def plan_batch(
 ) -> BatchPlan:
     """Pair each input with its output paths; refused inputs and name clashes fail here.
 
-    With several settings (one per λ), each input gets one job per rate point, named
-    ``<stem>.l<λ>.cool`` (see :func:`~coolchic.jobs.inputs.output_paths`), in input order and
-    λ order within an input.
+    With several settings (one per λ or target), each input gets one job per rate point, named
+    ``<stem>.l<λ>.cool`` or ``<stem>.p<dB>.cool`` (see :func:`~coolchic.jobs.inputs.output_paths`),
+    in input order and point order within an input.
     """
-    points = [settings] if isinstance(settings, EncodeSettings) else list(settings)
+    points = rate_points([settings] if isinstance(settings, EncodeSettings) else list(settings))
     plan = BatchPlan()
     owners: dict[Path, Path] = {}
     for item in inputs:
-        for point_settings in points:
-            point = None if len(points) == 1 else lmbda_tag(point_settings.lmbda)
+        for point, point_settings in points:
             planned = _Planned(JobId(len(plan.items)), item, point=point)
             plan.items.append(planned)
             planned.result = _plan_job(planned, output_root, point_settings, owners, force=force)

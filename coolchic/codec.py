@@ -45,10 +45,21 @@ from coolchic.forecast import Forecast, calibrate, forecast
 from coolchic.io.frame import Frame
 from coolchic.io.metrics import frame_metrics
 from coolchic.io.naming import YuvName
+from coolchic.model.complexity import parameter_counts
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import QuantizedNetworks
 from coolchic.nnquant.search import RDOQ_MAX_PIXELS, quantize_networks
+from coolchic.ratecontrol import (
+    BPP_TOLERANCE,
+    CONTINUATION_RESPONSIVENESS,
+    MIN_STREAM_BITS,
+    PSNR_TOLERANCE_DB,
+    OnlineController,
+    RateTarget,
+    Trial,
+    search_lmbda,
+)
 from coolchic.report import stream_report
 from coolchic.train.checkpoint import CHECKPOINT_FORMAT, Checkpoint, TrainingState
 from coolchic.train.loss import Target
@@ -58,8 +69,8 @@ from coolchic.train.progress import (
     ProgressEvent,
     ignore_progress,
 )
-from coolchic.train.recipes import Recipe, get_recipe
-from coolchic.train.trainer import Trainer, TrainingDiverged
+from coolchic.train.recipes import Recipe, continuation, get_recipe
+from coolchic.train.trainer import LambdaUpdate, Trainer, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +204,21 @@ def encode(
     target = Target.from_frame(frame, config.device)
     checkpoint, resume = _open_checkpoint(job, checkpoint_path)
     expected = _announce_forecast(job, target, resume)
-    model, seed = _train(job, target, checkpoint, resume)
+    model, seed, _ = _train(job, target, checkpoint, resume)
+    encoded = _finish(job, model, seed, expected, started)
+    _announce_done(job, encoded.report)
+    return encoded
+
+
+def _finish(
+    job: _Job, model: CoolChicModel, seed: int, expected: Forecast, started: float
+) -> Encoded:
+    """Quantise the trained model, write its stream, decode it back and report."""
     trained_at = time.perf_counter()
     release_freed_memory()
     bitstream, n_clamped = _quantise_and_write(job, model)
     quantised_at = time.perf_counter()
-    decoded = _decode_written(bitstream, frame)
+    decoded = _decode_written(bitstream, job.frame)
     decoded_at = time.perf_counter()
     seconds = {
         "encode": decoded_at - started,
@@ -207,14 +227,174 @@ def encode(
         "decode": decoded_at - quantised_at,
     }
     report = _report(job, seed, bitstream, decoded, n_clamped, expected, seconds)
+    return Encoded(bitstream=bitstream, decoded=decoded, report=report)
+
+
+def _announce_done(job: _Job, report: dict[str, Any]) -> None:
     iterations = job.recipe.iterations
-    psnr = report.get("psnr_yuv", report.get("psnr_rgb"))
-    progress(
+    job.progress(
         ProgressEvent(
-            "done", "bitstream", "done", iterations, iterations, psnr_db=psnr, bpp=report["bpp"]
+            "done",
+            "bitstream",
+            "done",
+            iterations,
+            iterations,
+            psnr_db=main_psnr(report),
+            bpp=report["bpp"],
         )
     )
-    return Encoded(bitstream=bitstream, decoded=decoded, report=report)
+
+
+def main_psnr(report: dict[str, Any]) -> float:
+    """The PSNR an encode is judged by: 4:2:0/4:4:4 YUV for YUV frames, RGB for images."""
+    return float(report.get("psnr_yuv", report.get("psnr_rgb")))
+
+
+# --------------------------------------------------------------------------------------------
+# Rate control
+
+
+#: The share of the recipe's main phase that a rate-control trial after the first replays.
+CONTINUATION_FRACTION = 0.3
+
+#: A targeted encode may take this many times the time of one plain encode.
+TARGET_TIME_FACTOR = 2.0
+
+
+def encode_to_target(
+    frame: Frame,
+    config: EncoderConfig,
+    rate_target: RateTarget,
+    progress: ProgressCallback = ignore_progress,
+    *,
+    checkpoint_path: str | Path | None = None,
+) -> Encoded:
+    """Encode one frame at the λ that meets ``rate_target`` (a PSNR or a rate).
+
+    The first trial is a full encode that starts at ``config.lmbda`` and moves λ toward the
+    target during its main phase (:class:`~coolchic.ratecontrol.OnlineController`;
+    ``checkpoint_path`` applies to it). Each later trial replays the end of the main phase
+    from the first trial's model at a new λ (:mod:`coolchic.ratecontrol`), for at most
+    :data:`TARGET_TIME_FACTOR` times the first trial's time in all. The stream kept is the
+    trial nearest the target; its report lists every trial.
+
+    Raises:
+        TargetUnreachable: no λ in the search range reaches the target.
+        EncodingError: training diverged with every seed tried.
+    """
+    rate_target.check_reachable(frame.width * frame.height)
+    started = time.perf_counter()
+    model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
+    recipe = get_recipe(config.recipe)
+    target = Target.from_frame(frame, config.device)
+    encodes: list[Encoded] = []
+    first: dict[str, torch.Tensor] = {}
+    seed = config.seed
+    expected: Forecast | None = None
+    replay = continuation(recipe, CONTINUATION_FRACTION)
+
+    def run_trial(lmbda: float) -> Trial:
+        nonlocal seed, expected
+        trial_started = time.perf_counter()
+        if not encodes:
+            job = _Job(frame, config, model_config, recipe, progress)
+            checkpoint, resume = _open_checkpoint(job, checkpoint_path)
+            expected = _announce_forecast(job, target, resume)
+            controller = OnlineController(rate_target, _overhead_bpp(model_config, frame))
+            model, seed, lmbda = _train(job, target, checkpoint, resume, controller.update)
+            job = dataclasses.replace(job, config=dataclasses.replace(config, lmbda=lmbda))
+            first.update({key: value.detach().clone() for key, value in model.state_dict().items()})
+            kind = "full"
+        else:
+            trial_config = dataclasses.replace(config, lmbda=lmbda)
+            job = _Job(frame, trial_config, model_config, replay, progress)
+            _announce_trial(job, len(encodes) + 1, encodes[-1].report)
+            model = _continue(job, target, seed, first)
+            kind = "continued"
+        assert expected is not None  # the first trial's: later trials are not forecast apart
+        encoded = _finish(job, model, seed, expected, trial_started)
+        encodes.append(encoded)
+        report = encoded.report
+        seconds, iterations = report["encode_seconds"], report["iterations"]
+        return Trial(lmbda, main_psnr(report), report["bpp"], seconds, kind, iterations)
+
+    def may_continue(trials: list[Trial], _next_lmbda: float) -> bool:
+        budget = TARGET_TIME_FACTOR * trials[0].seconds
+        spent = time.perf_counter() - started
+        later = [trial.seconds for trial in trials[1:]]
+        next_seconds = (
+            max(later) if later else trials[0].seconds * replay.iterations / recipe.iterations
+        )
+        return spent + next_seconds <= budget
+
+    result = search_lmbda(
+        rate_target,
+        run_trial,
+        first_lmbda=config.lmbda,
+        may_continue=may_continue,
+        responsiveness=CONTINUATION_RESPONSIVENESS,
+    )
+    kept = encodes[result.kept]
+    report = {
+        **kept.report,
+        "target": {
+            "metric": rate_target.metric,
+            "value": rate_target.value,
+            "met": result.met,
+            "tolerance": PSNR_TOLERANCE_DB if rate_target.metric == "psnr" else BPP_TOLERANCE,
+        },
+        "trials": [trial.as_dict() for trial in result.trials],
+        "iterations": sum(encoded.report["iterations"] for encoded in encodes),
+        "encode_seconds": round(time.perf_counter() - started, 3),
+    }
+    if not result.met:
+        achieved = rate_target.achieved(result.trials[result.kept].psnr_db, report["bpp"])
+        logger.warning(
+            "target %s not met within the time budget: kept the closest trial, %g",
+            rate_target.describe(),
+            achieved,
+        )
+    _announce_done(_Job(frame, config, model_config, recipe, progress), report)
+    return Encoded(bitstream=kept.bitstream, decoded=kept.decoded, report=report)
+
+
+def _overhead_bpp(model_config: ModelConfig, frame: Frame) -> float:
+    """About what a stream adds to its latents' bits, per pixel: the header, and the
+    networks at about 8 bits per parameter (measured 7–9 on the small decoder)."""
+    counts = parameter_counts(model_config, frame.height, frame.width)
+    networks = counts.arm + counts.upsampling + counts.synthesis
+    return (MIN_STREAM_BITS + 8 * networks) / (frame.width * frame.height)
+
+
+def _announce_trial(job: _Job, number: int, last: dict[str, Any]) -> None:
+    message = (
+        f"rate control: trial {number} at λ {job.config.lmbda:.4g}, continuing the first "
+        f"trial's model (last trial: {main_psnr(last):.3f} dB, {last['bpp']:.4f} bpp)"
+    )
+    logger.debug("%s", message)
+    total = job.recipe.iterations
+    job.progress(ProgressEvent("start", "train", "rate-control", 0, total, message=message))
+
+
+def _continue(
+    job: _Job, target: Target, seed: int, weights: dict[str, torch.Tensor]
+) -> CoolChicModel:
+    """Train a copy of ``weights`` through the job's continuation recipe at the job's λ."""
+    config, frame = job.config, job.frame
+    trainer = Trainer(
+        target=target,
+        lmbda=config.lmbda,
+        recipe=job.recipe,
+        model_factory=lambda _seed: CoolChicModel(job.model_config, frame.height, frame.width).to(
+            config.device
+        ),
+        seed=seed,
+        progress=job.progress,
+        start_lr=config.start_lr,
+        initial=weights,
+    )
+    model, _ = trainer.run()
+    return model
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,9 +444,14 @@ def _announce_forecast(job: _Job, target: Target, resume: TrainingState | None) 
 
 
 def _train(
-    job: _Job, target: Target, checkpoint: Checkpoint | None, resume: TrainingState | None
-) -> tuple[CoolChicModel, int]:
-    """The trained model and its seed: a diverged run starts again from scratch, next seed."""
+    job: _Job,
+    target: Target,
+    checkpoint: Checkpoint | None,
+    resume: TrainingState | None,
+    lmbda_update: LambdaUpdate | None = None,
+) -> tuple[CoolChicModel, int, float]:
+    """The trained model, its seed and its final λ (rate control may move it): a diverged run
+    starts again from scratch, next seed."""
     config, frame = job.config, job.frame
     seed = config.seed if resume is None else resume.seed
     for attempt in range(1, MAX_SEED_ATTEMPTS + 1):
@@ -282,10 +467,11 @@ def _train(
             start_lr=config.start_lr,
             checkpoint=checkpoint,
             resume=resume,
+            lmbda_update=lmbda_update,
         )
         try:
             model, _ = trainer.run()
-            return model, seed
+            return model, seed, trainer.lmbda
         except TrainingDiverged as error:
             resume = None  # another seed starts from scratch
             if attempt == MAX_SEED_ATTEMPTS:

@@ -36,18 +36,28 @@ def parse_lmbdas(text: str) -> tuple[float, ...]:
         ValueError: an entry is not a number, is not a valid λ, or repeats another.
     """
     values: list[float] = []
-    for entry in text.split(","):
-        try:
-            value = float(entry.strip())
-        except ValueError:
-            raise ValueError(
-                f"expected numbers separated by commas, found {entry.strip()!r}"
-            ) from None
+    for entry, value in parse_numbers(text):
         check_lmbda(value)
         if lmbda_tag(value) in map(lmbda_tag, values):
-            raise ValueError(f"lmbda {entry.strip()} is given twice")
+            raise ValueError(f"lmbda {entry} is given twice")
         values.append(value)
     return tuple(values)
+
+
+def parse_numbers(text: str) -> list[tuple[str, float]]:
+    """``"4e-4, 1e-3"`` → ``[("4e-4", 0.0004), ("1e-3", 0.001)]``: each entry as written (for
+    messages) and its value.
+
+    Raises:
+        ValueError: an entry is not a number.
+    """
+    numbers = []
+    for entry in (part.strip() for part in text.split(",")):
+        try:
+            numbers.append((entry, float(entry)))
+        except ValueError:
+            raise ValueError(f"expected numbers separated by commas, found {entry!r}") from None
+    return numbers
 
 
 def lmbda_tag(lmbda: float) -> str:

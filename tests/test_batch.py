@@ -121,7 +121,7 @@ def test_batch_several_lmbdas_one_output_per_point_and_rerun_does_nothing(
     assert main(command) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted((Path(r["input"]).name, r["point"], r["status"]) for r in records) == sorted(
-        (name, point, "done") for name in names for point in ("4e-3", "1e-3")
+        (name, point, "done") for name in names for point in ("l4e-3", "l1e-3")
     )
     stems = [name.removesuffix(".yuv") for name in names]
     expected = {

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from itertools import pairwise
 
 import pytest
 
 from coolchic.cli import main
 from coolchic.defaults import RECIPE_NAMES
-from coolchic.train.recipes import RECIPES
+from coolchic.train.recipes import RECIPES, continuation, get_recipe
 
 #: Fastest first.
 LADDER = ("instant", "faster", "fast", "medium", "slow", "placebo")
@@ -62,3 +63,25 @@ def test_the_command_line_defaults_are_the_api_defaults() -> None:
     api, settings = EncoderConfig(), EncodeSettings()
     assert options["recipe"] == api.recipe == settings.recipe == "fast"
     assert options["lmbda"] == api.lmbda == settings.lmbda == 1e-3
+
+
+def test_continuation_replays_the_end_of_the_main_phase_from_where_it_stood() -> None:
+    fast = get_recipe("fast")
+    main, integer = fast.phases
+    replay = continuation(fast, 0.3)
+    retarget, *later = replay.phases
+    assert replay.warmup.empty and replay.warmup.iterations == 0
+    assert later == [integer]
+    assert retarget.iterations == round(0.3 * main.iterations)
+    # Where the main phase's cosine and linear ramps stood with 30 % of it left.
+    cosine = main.lr_end + (main.lr_start - main.lr_end) * (1 + math.cos(math.pi * 0.7)) / 2
+    assert retarget.lr_start == pytest.approx(cosine)
+    assert retarget.lr_end == main.lr_end
+    assert retarget.temperature[0] == pytest.approx(
+        main.temperature[0] + 0.7 * (main.temperature[1] - main.temperature[0])
+    )
+    assert retarget.noise_sigma[1] == main.noise_sigma[1]
+    assert replay.iterations < 0.35 * fast.iterations
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError):
+            continuation(fast, bad)

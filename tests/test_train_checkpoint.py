@@ -118,6 +118,7 @@ def _state(iteration: int, size: int) -> TrainingState:
         optimizer=None,
         generator=torch.Generator().get_state(),
         torch_rng=torch.get_rng_state(),
+        lmbda=1e-3,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, RECIPE_NAMES
 from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S, DISTRIBUTED_INSTALL_HINT
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from coolchic.cli.app import AppContext
     from coolchic.executors import Executor
     from coolchic.jobs.settings import EncodeSettings
+    from coolchic.ratecontrol import RateTarget
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,6 +76,59 @@ lmbdas_option = click.option(
 )
 
 
+def target_options(several: bool) -> Callable[[F], F]:
+    """``--target-psnr`` and ``--target-bpp``: rate control instead of ``--lmbda`` (one value,
+    or with ``several`` a comma-separated list: one rate point each). The command receives
+    them as ``target_psnr`` and ``target_bpp`` (text) and reads them with :func:`rate_targets`."""
+    what = "values separated by commas: one encode each, as <stem>.p<DB>.cool" if several else ""
+    metavar = "DB[,DB...]" if several else "DB"
+    psnr = click.option(
+        "--target-psnr",
+        metavar=metavar,
+        help="Search λ for this PSNR (the 4:2:0 YUV PSNR, or RGB for .png) instead of giving "
+        f"--lmbda; costs up to twice a plain encode. {what}".strip(),
+    )
+    bpp = click.option(
+        "--target-bpp",
+        metavar=metavar.replace("DB", "BPP"),
+        help="Search λ for this rate in bits per pixel, the whole stream included. "
+        + (what.replace("p<DB>", "b<BPP>") if several else ""),
+    )
+
+    def decorate(function: F) -> F:
+        return psnr(bpp(function))
+
+    return decorate
+
+
+def rate_targets(
+    target_psnr: str | None, target_bpp: str | None, *, lmbda_param: str, several: bool
+) -> tuple[RateTarget, ...]:
+    """The targets of ``--target-psnr``/``--target-bpp`` (none: encode at ``--lmbda``).
+
+    Raises:
+        click.UsageError: both given, given with ``--lmbda``, or not valid values.
+    """
+    from coolchic.ratecontrol import parse_targets
+
+    if target_psnr is not None and target_bpp is not None:
+        raise click.UsageError("give --target-psnr or --target-bpp, not both")
+    given = target_psnr if target_psnr is not None else target_bpp
+    if given is None:
+        return ()
+    context = click.get_current_context()
+    if context.get_parameter_source(lmbda_param) not in (None, ParameterSource.DEFAULT):
+        raise click.UsageError("--lmbda cannot be given with a target: the target chooses λ")
+    metric = "psnr" if target_psnr is not None else "bpp"
+    try:
+        targets = parse_targets(metric, given)
+    except ValueError as error:
+        raise click.UsageError(f"--target-{metric}: {error}") from None
+    if len(targets) > 1 and not several:
+        raise click.UsageError(f"--target-{metric} takes one value here")
+    return targets
+
+
 def state_dir_option(help: str) -> Callable[[F], F]:
     """``--state-dir``: the daemon's journal and lock folder (written by ``watch``, read by
     ``status``)."""
@@ -93,6 +148,21 @@ class EncodeOptions:
     scheduler: str | None
     gpus_per_job: float
     resource_timeout_s: float
+    target_psnr: str | None
+    target_bpp: str | None
+
+    def targets(self) -> tuple[RateTarget, ...]:
+        """The targets of ``--target-psnr``/``--target-bpp`` (none: encode at ``--lmbda``)."""
+        return rate_targets(self.target_psnr, self.target_bpp, lmbda_param="lmbdas", several=True)
+
+    @property
+    def aim(self) -> str:
+        """What the points aim at, for log lines and titles: ``lmbda 1e-3,4e-3``,
+        ``target-psnr 34,36``."""
+        if self.target_psnr is not None or self.target_bpp is not None:
+            metric = "psnr" if self.target_psnr is not None else "bpp"
+            return f"target-{metric} " + ",".join(f"{t.value:g}" for t in self.targets())
+        return "lmbda " + ",".join(f"{lmbda:g}" for lmbda in self.lmbdas)
 
     @property
     def where(self) -> str:
@@ -105,8 +175,11 @@ class EncodeOptions:
         return self.lmbdas[0]
 
     def point_settings(self, app: AppContext) -> list[EncodeSettings]:
-        """One :meth:`settings` per λ, in the order given."""
-        return [dataclasses.replace(self.settings(app), lmbda=lmbda) for lmbda in self.lmbdas]
+        """One :meth:`settings` per target, else per λ, in the order given."""
+        settings = self.settings(app)
+        if targets := self.targets():
+            return [dataclasses.replace(settings, target=target) for target in targets]
+        return [dataclasses.replace(settings, lmbda=lmbda) for lmbda in self.lmbdas]
 
     def settings(self, app: AppContext) -> EncodeSettings:
         """The encode settings (of the first λ), with torch threads per job set explicitly:
@@ -140,8 +213,9 @@ class EncodeOptions:
 
 
 def encode_options(function: F) -> F:
-    """``--recipe``, ``--lmbda``, ``--seed``, ``--recursive``, ``--include-png``, ``--jobs``,
-    and where the encodes run: ``--scheduler``, ``--gpus-per-job``, ``--resource-timeout``.
+    """``--recipe``, ``--lmbda`` (or ``--target-psnr``/``--target-bpp``), ``--seed``,
+    ``--recursive``, ``--include-png``, ``--jobs``, and where the encodes run:
+    ``--scheduler``, ``--gpus-per-job``, ``--resource-timeout``.
 
     The command receives them as one keyword argument, ``options`` (an :class:`EncodeOptions`).
     """
@@ -155,6 +229,7 @@ def encode_options(function: F) -> F:
     decorators = [
         recipe_option,
         lmbdas_option,
+        target_options(several=True),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("-r", "--recursive", is_flag=True, help="Also take inputs in sub-folders."),
         click.option("--include-png", is_flag=True, help="Take .png images as well as .yuv files."),

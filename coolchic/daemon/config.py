@@ -14,6 +14,7 @@ from coolchic.executors import DEFAULT_RESOURCE_TIMEOUT_S
 
 if TYPE_CHECKING:
     from coolchic.jobs.settings import EncodeSettings
+    from coolchic.ratecontrol import RateTarget
 
 OnSuccess = Literal["keep", "move", "delete"]
 ON_SUCCESS_CHOICES: tuple[OnSuccess, ...] = ("keep", "move", "delete")
@@ -46,6 +47,8 @@ class WatchConfig:
     #: Several rate points per file: the λ of each (``settings`` holds the first); empty or
     #: one λ: one point, at ``settings.lmbda``.
     lmbdas: tuple[float, ...] = ()
+    #: Rate control: one point per target (``--target-psnr``/``--target-bpp``), instead of λ.
+    targets: tuple[RateTarget, ...] = ()
     stable_s: float = 5.0
     poll_s: float | None = None
     rescan_s: float = 60.0
@@ -78,17 +81,17 @@ class WatchConfig:
 
     @property
     def points(self) -> list[tuple[str | None, EncodeSettings]]:
-        """(λ tag, settings) of each rate point of a file; the tag is None with one point."""
+        """(tag, settings) of each rate point of a file; the tag is None with one point."""
         import dataclasses
 
-        from coolchic.defaults import lmbda_tag
+        from coolchic.jobs.settings import rate_points
 
-        if len(self.lmbdas) <= 1:
-            return [(None, self.settings)]
-        return [
-            (lmbda_tag(lmbda), dataclasses.replace(self.settings, lmbda=lmbda))
-            for lmbda in self.lmbdas
-        ]
+        if self.targets:
+            return rate_points(
+                [dataclasses.replace(self.settings, target=target) for target in self.targets]
+            )
+        lmbdas = self.lmbdas or (self.settings.lmbda,)
+        return rate_points([dataclasses.replace(self.settings, lmbda=lmbda) for lmbda in lmbdas])
 
     @property
     def done_dir(self) -> Path:

@@ -88,7 +88,7 @@ class JobDispatch(ServiceContext):
         self.journal.set_worker(row.id, self.pool.pid_of(JobId(row.id)))
         self.listener.job_started(JobId(row.id), printable_name(request.label))
         count = len(self.config.points)
-        where = "" if point is None else f", λ {point} ({point_index + 1} of {count})"
+        where = "" if point is None else f", point {point} ({point_index + 1} of {count})"
         self._log(
             logging.INFO,
             "started",
@@ -144,7 +144,7 @@ class JobDispatch(ServiceContext):
                 logging.INFO,
                 "point done",
                 row,
-                f"λ {point}: {result.summary()} -> {report.get('output')}",
+                f"{point}: {result.summary()} -> {report.get('output')}",
                 point=point,
                 bpp=result.bpp,
                 psnr_db=result.psnr_db,
@@ -200,7 +200,7 @@ class JobDispatch(ServiceContext):
     def _checkpoint_of(self, row: JobRow, point: str | None = None) -> Path:
         """The job's training checkpoint: kept across restarts and retries, by job id (and
         rate point)."""
-        suffix = "" if point is None else f".l{point}"
+        suffix = "" if point is None else f".{point}"
         return self.state_dir / CHECKPOINT_DIR_NAME / f"job-{row.id}{suffix}.pt"
 
     def _finish_failed(

@@ -192,13 +192,13 @@ class WatchService(InboxDiscovery, JobDispatch, InputDisposal):
             else "on this machine"
         )
         logger.info(
-            "watching %s: outputs in %s, journal in %s, recipe %s, lmbda %g, %s job(s) of "
+            "watching %s: outputs in %s, journal in %s, recipe %s, points %s, %s job(s) of "
             "%s thread(s) %s, on success %s",
             self.inbox,
             self.output,
             self.state_dir,
             settings.recipe,
-            settings.lmbda,
+            ",".join(point or settings.point_tag() for point, settings in self.config.points),
             self.config.jobs or ("as many as workers" if self.config.scheduler else 1),
             settings.threads or "all",
             where,

@@ -135,7 +135,8 @@ def output_paths(
     relative: PurePath, output_root: str | Path, point: str | None = None
 ) -> tuple[Path, Path]:
     """``<output_root>/<relative folder>/<stem>.cool`` and ``.json`` for an input; with a rate
-    ``point`` (several λ per input), ``<stem>.l<point>.cool`` and ``.json``.
+    ``point`` tag (several rate points per input), ``<stem>.<point>.cool`` and ``.json``, e.g.
+    ``pic.l1e-3.cool`` or ``pic.p36.cool``.
 
     Raises:
         InputError: the name would put an output outside ``output_root`` (``..``, an absolute
@@ -143,7 +144,7 @@ def output_paths(
     """
     relative = PurePath(relative)
     stem = relative.stem
-    named = stem if point is None else f"{stem}.l{point}"
+    named = stem if point is None else f"{stem}.{point}"
     if relative.is_absolute() or ".." in relative.parts or not stem or stem.startswith("."):
         raise InputError(f"{relative}: cannot name an output after this input")
     stem_bytes = len(os.fsencode(named))

@@ -141,35 +141,41 @@ def encode_frame(
     Raises:
         EncodingError: training failed with every seed.
     """
-    from coolchic.codec import EncoderConfig, default_model_config, encode
+    from coolchic.codec import EncoderConfig, default_model_config, encode, encode_to_target
     from coolchic.device import resolve_device, set_torch_threads
 
-    model = settings.model_config(default_model_config(frame, settings.lmbda, settings.recipe))
+    lmbda = settings.first_lmbda
+    model = settings.model_config(default_model_config(frame, lmbda, settings.recipe))
     assert model is not None
     if device_is_cpu(settings.device):
         check_fits(frame.width, frame.height, model, memory_budget(settings.memory_limit))
     threads = set_torch_threads(settings.threads)
     device = resolve_device(settings.device)
     config = EncoderConfig(
-        lmbda=settings.lmbda,
+        lmbda=lmbda,
         recipe=settings.recipe,
         model=model,
         start_lr=settings.start_lr,
         seed=settings.seed,
         device=device,
     )
+    aim = f"target {settings.target.describe()}" if settings.target else f"lmbda {lmbda:g}"
     logger.info(
-        "encoding %s (%dx%d %s %d-bit) with recipe %s, lmbda %g on %s, %d threads",
+        "encoding %s (%dx%d %s %d-bit) with recipe %s, %s on %s, %d threads",
         label,
         frame.width,
         frame.height,
         frame.format,
         frame.bit_depth,
         settings.recipe,
-        settings.lmbda,
+        aim,
         device,
         threads,
     )
+    if settings.target is not None:
+        return encode_to_target(
+            frame, config, settings.target, progress, checkpoint_path=checkpoint_path
+        )
     return encode(frame, config, progress, checkpoint_path=checkpoint_path)
 
 
@@ -208,7 +214,7 @@ def job_memory_estimate(path: Path, settings: EncodeSettings) -> int | None:
     size = frame_size(path)
     if size is None or not device_is_cpu(settings.device):
         return None
-    base = default_model_config_for_size(*size, settings.lmbda, settings.recipe)
+    base = default_model_config_for_size(*size, settings.first_lmbda, settings.recipe)
     model = settings.model_config(base)
     assert model is not None
     return estimate_encode_bytes(*size, model)
@@ -229,9 +235,18 @@ def job_report(
         "output": str(output_path),
         "output_bytes": len(bitstream),
         **codec_report,
-        "settings": {name: getattr(settings, name) for name in FINGERPRINT_FIELDS},
+        "settings": settings_record(settings),
         "settings_fingerprint": settings.fingerprint(),
     }
+
+
+def settings_record(settings: EncodeSettings) -> dict[str, Any]:
+    """The settings that decide the bytes, as a report holds them (a target replaces λ)."""
+    record: dict[str, Any] = {name: getattr(settings, name) for name in FINGERPRINT_FIELDS}
+    if settings.target is not None:
+        record["lmbda"] = None
+        record["target"] = {"metric": settings.target.metric, "value": settings.target.value}
+    return record
 
 
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 
 from coolchic import __version__
 from coolchic.bitstream.constants import FORMAT_VERSION
-from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, check_lmbda
+from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, check_lmbda, lmbda_tag
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
+from coolchic.ratecontrol import RateTarget
 from coolchic.train.recipes import get_recipe
 
 #: The settings that change the bytes of an encode (threads and device only change its speed).
@@ -34,7 +35,11 @@ FINGERPRINT_FIELDS = (
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """User-level encode options; ``None`` architecture fields keep the automatic choice."""
+    """User-level encode options; ``None`` architecture fields keep the automatic choice.
+
+    With a ``target`` (a PSNR or a rate), λ is searched for (:mod:`coolchic.ratecontrol`) and
+    ``lmbda`` is not used.
+    """
 
     recipe: str = DEFAULT_RECIPE
     lmbda: float = DEFAULT_LMBDA
@@ -49,6 +54,7 @@ class EncodeSettings:
     #: Memory the jobs of this process may use together (``--memory-limit``); None: the
     #: machine's (see :mod:`coolchic.resources`). Changes when a job runs, never its bytes.
     memory_limit: int | None = None
+    target: RateTarget | None = None
 
     def __post_init__(self) -> None:
         get_recipe(self.recipe)
@@ -72,6 +78,16 @@ class EncodeSettings:
             return base
         return dataclasses.replace(base or ModelConfig(), **overrides)
 
+    @property
+    def first_lmbda(self) -> float:
+        """The λ of the encode, or of its first trial with a target (which picks the
+        architecture)."""
+        return self.target.first_lmbda() if self.target else self.lmbda
+
+    def point_tag(self) -> str:
+        """Names this rate point among several of one input: ``l1e-3``, ``p36``, ``b0.25``."""
+        return self.target.tag if self.target else f"l{lmbda_tag(self.lmbda)}"
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -82,10 +98,21 @@ class EncodeSettings:
         date, since this decoder cannot read it.
         """
         payload = {name: getattr(self, name) for name in FINGERPRINT_FIELDS}
+        if self.target is not None:  # only then: the fingerprints of λ encodes stay as they were
+            payload["lmbda"] = None
+            payload["target"] = self.target.tag
         payload["version"] = __version__
         payload["format_version"] = FORMAT_VERSION
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def rate_points(points: list[EncodeSettings]) -> list[tuple[str | None, EncodeSettings]]:
+    """(tag, settings) of each rate point of an input: the tag names its outputs
+    (:meth:`EncodeSettings.point_tag`), None when the input has a single point."""
+    if len(points) == 1:
+        return [(None, points[0])]
+    return [(settings.point_tag(), settings) for settings in points]
 
 
 def usable_cpus() -> int:

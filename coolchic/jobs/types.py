@@ -34,7 +34,7 @@ class JobRequest:
     skip_if_up_to_date: bool = True
     #: Where the training state is checkpointed, so that a re-run of the job resumes it.
     checkpoint_path: Path | None = None
-    #: The rate point (λ tag) when an input is encoded at several λ; None with one.
+    #: The rate point's tag (``l1e-3``, ``p36``) when an input has several; None with one.
     point: str | None = None
 
     @property
@@ -43,8 +43,8 @@ class JobRequest:
 
 
 def point_label(input_path: Path, point: str | None) -> str:
-    """The input's name, and its λ when the input has several rate points."""
-    return input_path.name if point is None else f"{input_path.name} (λ {point})"
+    """The input's name, and its point's tag (``l1e-3``, ``p36``) when it has several."""
+    return input_path.name if point is None else f"{input_path.name} ({point})"
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class JobResult:
     error_kind: ErrorKind | None = None
     detail: str | None = None
     seconds: float = 0.0
-    #: The rate point (λ tag), as in :attr:`JobRequest.point`.
+    #: The rate point's tag, as in :attr:`JobRequest.point`.
     point: str | None = None
 
     @property

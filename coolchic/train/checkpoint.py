@@ -31,7 +31,7 @@ from coolchic.io.files import fsync_directory
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever :class:`TrainingState` changes meaning; older files are set aside.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 #: Wall time between two checkpoints by default (a phase change always writes one).
 DEFAULT_INTERVAL_S = 30.0
 #: Overrides the interval (seconds) for every encode of the process, e.g. in tests.
@@ -59,6 +59,8 @@ class TrainingState:
     optimizer: dict[str, Any] | None
     generator: Tensor
     torch_rng: Tensor
+    #: The λ trained at: rate control may have moved it from the encode's first λ.
+    lmbda: float
 
 
 class Checkpoint:

@@ -13,6 +13,7 @@ The recipes' names, the defaults of an encode and the rule for λ are in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,11 @@ class Warmup:
     @property
     def iterations(self) -> int:
         return sum(candidates * iterations for candidates, iterations in self.stages)
+
+    @property
+    def empty(self) -> bool:
+        """No stage: the run starts from a trained model (see :func:`continuation`)."""
+        return not self.stages
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,40 @@ RECIPES: dict[str, Recipe] = {
         ),
     )
 }
+
+
+def continuation(recipe: Recipe, fraction: float) -> Recipe:
+    """The last ``fraction`` of ``recipe``'s main phase, then its later phases, no warm-up.
+
+    What a rate-control trial trains (:mod:`coolchic.ratecontrol`): a model trained at one λ
+    moves to a nearby λ by replaying the end of the main phase there, from the learning rate,
+    temperature and noise that the main phase had at that point.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], found {fraction}")
+    main, *later = recipe.phases
+    start = 1 - fraction
+
+    def at_start(bounds: tuple[float, float]) -> tuple[float, float]:
+        return (bounds[0] + (bounds[1] - bounds[0]) * start, bounds[1])
+
+    replay = Phase(
+        name="retarget",
+        iterations=max(1, round(main.iterations * fraction)),
+        lr_start=main.lr_end + (main.lr_start - main.lr_end) * (1 + math.cos(math.pi * start)) / 2,
+        lr_end=main.lr_end,
+        quantizer=main.quantizer,
+        temperature=at_start(main.temperature),
+        noise_sigma=at_start(main.noise_sigma),
+        modules=main.modules,
+        eval_every=main.eval_every,
+    )
+    return Recipe(
+        name=f"{recipe.name}-continued",
+        description=f"the last {fraction:.0%} of {recipe.name}'s main phase, from a trained model",
+        warmup=Warmup(stages=()),
+        phases=(replay, *later),
+    )
 
 
 def get_recipe(name: str) -> Recipe:

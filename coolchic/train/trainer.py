@@ -43,6 +43,9 @@ NETWORK_LR_SCALE = 4.0
 
 ModelFactory = Callable[[int], CoolChicModel]
 
+#: Rate control during the main phase: (share of the phase done, PSNR, latent bpp, λ) → λ.
+LambdaUpdate = Callable[[float, float, float, float], float]
+
 
 class TrainingDiverged(EncodingError):
     """The loss stayed non-finite after every recovery attempt."""
@@ -186,6 +189,10 @@ class Trainer:
         progress: receives :class:`ProgressEvent` at validation points.
         checkpoint: where to save the state as the run goes (None: never).
         resume: a state saved by an earlier run of the same encode, to continue from.
+        initial: trained weights to start from instead of a warm-up (a recipe without
+            warm-up stages, :func:`coolchic.train.recipes.continuation`).
+        lmbda_update: called at each evaluation of the first main phase; the λ it returns
+            is used from then on (rate control, :mod:`coolchic.ratecontrol`).
     """
 
     def __init__(
@@ -200,8 +207,12 @@ class Trainer:
         start_lr: float | None = None,
         checkpoint: Checkpoint | None = None,
         resume: TrainingState | None = None,
+        initial: dict[str, Tensor] | None = None,
+        lmbda_update: LambdaUpdate | None = None,
     ) -> None:
         check_lmbda(lmbda)
+        if (initial is None) == recipe.warmup.empty and resume is None:
+            raise ValueError("a recipe without warm-up needs initial weights, and only it")
         self.target = target
         self.lmbda = lmbda
         self.recipe = recipe
@@ -214,6 +225,8 @@ class Trainer:
         self.recoveries = 0
         self.checkpoint = checkpoint
         self.resume = resume
+        self.initial = initial
+        self.lmbda_update = lmbda_update
         self._clock_start = time.perf_counter()
         self._last_event = (self._clock_start, 0)
 
@@ -222,7 +235,10 @@ class Trainer:
         """Train and return the best model found with its evaluation."""
         keep_freed_memory()
         resume = self.resume
-        if resume is None:
+        if resume is None and self.initial is not None:
+            candidate = self._from_weights(self.initial)
+            first = 0
+        elif resume is None:
             self._emit("start", "warmup", "candidates")
             candidate = self._warmup()
             self._save(candidate, phase_index=0)
@@ -266,6 +282,7 @@ class Trainer:
                 optimizer=None if optimizer is None else optimizer.state_dict(),
                 generator=self.generator.get_state(),
                 torch_rng=torch.get_rng_state(),
+                lmbda=self.lmbda,
             )
         )
 
@@ -280,6 +297,7 @@ class Trainer:
         self.iterations_done = state.iterations_done
         self.recoveries = state.recoveries
         self.lr_scale = state.lr_scale
+        self.lmbda = state.lmbda
         self._last_event = (time.perf_counter(), self.iterations_done)
         phase = self.recipe.phases[min(state.phase_index, len(self.recipe.phases) - 1)].name
         logger.info(
@@ -325,6 +343,12 @@ class Trainer:
         best = min(candidates, key=lambda c: c.best.loss)
         best.model.load_state_dict(best.best_state)
         return best
+
+    def _from_weights(self, weights: dict[str, Tensor]) -> _Candidate:
+        model = self.model_factory(self.seed)
+        model.load_state_dict(weights)
+        evaluation = evaluate(model, self.target, self.lmbda)
+        return _Candidate(model=model, best_state=_snapshot(model), best=evaluation)
 
     def _new_candidate(self, seed: int) -> _Candidate:
         torch.manual_seed(seed)
@@ -375,6 +399,10 @@ class Trainer:
                     self._recover(candidate, stage, phase)
                     optimizer = make_optimizer(networks, parameters, learning_rate * 0.5)
                     continue
+                if self.lmbda_update is not None and index == 0:
+                    evaluation = self._update_lmbda(
+                        candidate, evaluation, iteration / phase.iterations
+                    )
                 if evaluation.loss < candidate.best.loss:
                     candidate.best = evaluation
                     candidate.best_state = _snapshot(model)
@@ -388,6 +416,20 @@ class Trainer:
             for parameter in model.parameters():
                 parameter.requires_grad_(True)
         model.load_state_dict(candidate.best_state)
+
+    def _update_lmbda(
+        self, candidate: _Candidate, evaluation: Evaluation, fraction: float
+    ) -> Evaluation:
+        """Let rate control move λ; the best so far and ``evaluation`` are re-scored at it."""
+        assert self.lmbda_update is not None
+        lmbda = self.lmbda_update(fraction, evaluation.psnr_db, evaluation.bpp, self.lmbda)
+        check_lmbda(lmbda)
+        if lmbda == self.lmbda:
+            return evaluation
+        self.lmbda = lmbda
+        best = candidate.best
+        candidate.best = Evaluation(best.mse + lmbda * best.bpp, best.mse, best.bpp)
+        return Evaluation(evaluation.mse + lmbda * evaluation.bpp, evaluation.mse, evaluation.bpp)
 
     def _step(
         self,

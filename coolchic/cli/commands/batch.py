@@ -19,7 +19,6 @@ from coolchic.cli.options import DEFAULT_OUTPUT_NAME, EncodeOptions, encode_opti
 
 if TYPE_CHECKING:
     from coolchic.jobs.inputs import InputFile
-    from coolchic.jobs.settings import EncodeSettings
     from coolchic.jobs.types import JobId, JobResult
     from coolchic.train.progress import ProgressEvent
 
@@ -69,10 +68,10 @@ def batch(
         logger.warning("no %s input found in %s", kinds, ", ".join(map(str, paths)))
         return
     logger.info(
-        "%d inputs, recipe %s, lmbda %s, %s at a time with %s threads each %s, outputs in %s",
+        "%d inputs, recipe %s, %s, %s at a time with %s threads each %s, outputs in %s",
         len(inputs),
         options.recipe,
-        ",".join(f"{lmbda:g}" for lmbda in options.lmbdas),
+        options.aim,
         options.jobs or ("as many as the cluster takes" if options.scheduler else 1),
         settings.threads or "the worker's share of",
         options.where,
@@ -87,7 +86,7 @@ def batch(
         memory = None if options.scheduler else memory_budget(settings.memory_limit)
         results = run_batch(plan, executor, listener=listener, memory=memory)
     if not as_json:
-        render_summary(results, settings, options.lmbdas)
+        render_summary(results, f"recipe {options.recipe}, {options.aim}")
     if any(result.status == "failed" for result in results):
         ctx.exit(BATCH_FAILURES)
 
@@ -138,24 +137,21 @@ class _JsonLines:
         click.echo(json.dumps(result.as_dict(), default=str))
 
 
-def render_summary(
-    results: list[JobResult], settings: EncodeSettings, lmbdas: tuple[float, ...] | None = None
-) -> None:
-    """The summary table on stdout: file (and λ), status, bpp, PSNR, time, reason of failure;
-    one row per rate point."""
+def render_summary(results: list[JobResult], what: str) -> None:
+    """The summary table on stdout: file (and rate point), status, bpp, PSNR, time, reason of
+    failure; one row per rate point. ``what``: the recipe and the λ or targets, for the title."""
     from rich.table import Table
 
     counts = {status: sum(r.status == status for r in results) for status in ("done", "skipped")}
     failed = len(results) - counts["done"] - counts["skipped"]
     table = Table(
-        title=f"coolchic batch: recipe {settings.recipe}, lmbda "
-        + ",".join(f"{lmbda:g}" for lmbda in (lmbdas or (settings.lmbda,))),
+        title=f"coolchic batch: {what}",
         caption=f"{counts['done']} encoded, {counts['skipped']} up to date, {failed} failed",
     )
     table.add_column("file", overflow="fold")
     several = any(result.point is not None for result in results)
     if several:
-        table.add_column("λ", justify="right")
+        table.add_column("point", justify="right")
     table.add_column("status")
     table.add_column("bpp", justify="right")
     table.add_column("PSNR dB", justify="right")

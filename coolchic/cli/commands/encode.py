@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from coolchic.cli.app import AppContext, cli
-from coolchic.cli.options import lmbda_option, recipe_option
+from coolchic.cli.options import lmbda_option, rate_targets, recipe_option, target_options
 
 if TYPE_CHECKING:
     from coolchic.jobs.settings import EncodeSettings
@@ -41,6 +41,7 @@ def _output_for(input_path: Path) -> Path:
 @_file_option("-o", "--output", help="Bitstream to write (default: INPUT with a .cool suffix).")
 @recipe_option
 @lmbda_option("Rate-distortion trade-off λ: larger means smaller files (1e-4 … 2e-2).")
+@target_options(several=False)
 @click.option("--start-lr", "--start_lr", "start_lr", type=click.FloatRange(min=0, min_open=True))
 @click.option(
     "--layers-synthesis",
@@ -84,19 +85,22 @@ def encode(
     model_save_path: Path | None,
     checkpoint_path: Path | None,
     as_json: bool,
+    target_psnr: str | None,
+    target_bpp: str | None,
     **settings_options: Any,
 ) -> None:
     """Encode the first frame of INPUT (.yuv 4:2:0/4:4:4 8/10-bit, or .png) into a bitstream."""
     # settings_options: the options named after EncodeSettings fields (--recipe, --lmbda,
     # --start-lr, the architecture, --seed), passed on to it by name.
     source = _source(input_path, input_option)
+    targets = rate_targets(target_psnr, target_bpp, lmbda_param="lmbda", several=False)
     if model_save_path is not None:
         logger.warning("--model_save_path is ignored: the bitstream holds the whole model")
     output = output or _output_for(source)
 
     from coolchic.jobs.run import encode_file
 
-    settings = _settings(app, **settings_options)
+    settings = _settings(app, target=targets[0] if targets else None, **settings_options)
     from coolchic.cli.progress import ProgressDisplay
 
     with ProgressDisplay(source.name, quiet=app.verbosity < 0) as display:
@@ -139,10 +143,20 @@ def _settings(app: AppContext, **fields: Any) -> EncodeSettings:
 
 
 def _echo_summary(output: Path, report: dict[str, Any]) -> None:
-    """One line on stdout: size, rate, quality, complexity and time of the encode."""
+    """One line on stdout: size, rate, quality, complexity and time of the encode (and how a
+    target was met)."""
     psnr_key = "psnr_rgb" if report["format"] == "rgb" else "psnr_yuv"
-    click.echo(
+    line = (
         f"{output}: {report['bits']} bits, {report['bpp']:.4f} bpp, "
         f"{psnr_key} {report[psnr_key]:.3f} dB, {report['mac_per_pixel']:.0f} MAC/pixel, "
         f"encoded in {report['encode_seconds']:.1f} s"
     )
+    target = report.get("target")
+    if target is not None:
+        unit = "dB" if target["metric"] == "psnr" else "bpp"
+        outcome = "met" if target["met"] else "NOT met"
+        line += (
+            f"; target {target['value']:g} {unit} {outcome} at λ {report['lmbda']:.4g} "
+            f"after {len(report['trials'])} trials"
+        )
+    click.echo(line)

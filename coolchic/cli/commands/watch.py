@@ -119,6 +119,7 @@ def watch(
         state_dir=state_dir or inbox / STATE_DIR_NAME,
         settings=options.settings(app),
         lmbdas=options.lmbdas,
+        targets=options.targets(),
         **{_config_field(name): value for name, value in tuning.items()},
         recursive=options.recursive,
         include_png=options.include_png,
