@@ -341,6 +341,7 @@ def encode_to_target(
             "metric": rate_target.metric,
             "value": rate_target.value,
             "met": result.met,
+            "achieved": rate_target.achieved(main_psnr(kept.report), kept.report["bpp"]),
             "tolerance": PSNR_TOLERANCE_DB if rate_target.metric == "psnr" else BPP_TOLERANCE,
         },
         "trials": [trial.as_dict() for trial in result.trials],
@@ -348,11 +349,10 @@ def encode_to_target(
         "encode_seconds": round(time.perf_counter() - started, 3),
     }
     if not result.met:
-        achieved = rate_target.achieved(result.trials[result.kept].psnr_db, report["bpp"])
         logger.warning(
             "target %s not met within the time budget: kept the closest trial, %g",
             rate_target.describe(),
-            achieved,
+            report["target"]["achieved"],
         )
     _announce_done(_Job(frame, config, model_config, recipe, progress), report)
     return Encoded(bitstream=kept.bitstream, decoded=kept.decoded, report=report)

@@ -63,6 +63,11 @@ FREEZE_AT = 0.7
 #: and the largest move of one update, in decades of λ.
 CONTROL_GAIN = 0.25
 MAX_UPDATE_DECADES = 0.1
+#: The first trial gives up once λ has sat at an end of the search range from this share of
+#: the main phase on and the projected value still misses by this many tolerances: the
+#: target is out of reach, and the rest of the encode would not change that.
+GIVE_UP_AT = 0.3
+GIVE_UP_TOLERANCES = 10
 #: What the rest of a ``fast`` main phase still adds after a share ``f`` of it:
 #: PSNR +0.6·(1-f)² dB, latent rate ×10^(-0.25·(1-f)²) (decoder-view evaluations against the
 #: final stream: kodim15 192x128 at λ 1e-3 and 4e-3, two 416x240 photographs; BENCHMARKS.md).
@@ -263,15 +268,36 @@ class OnlineController:
         return self.target.error(psnr, bpp)
 
     def update(self, fraction: float, psnr_db: float, latent_bpp: float, lmbda: float) -> float:
-        """The λ to train at from now on."""
+        """The λ to train at from now on.
+
+        Raises:
+            TargetUnreachable: λ is pinned at an end of the range and far from the target.
+        """
         if fraction > FREEZE_AT or not (math.isfinite(psnr_db) and latent_bpp > 0):
             return lmbda
         error = self.projected_error(fraction, psnr_db, latent_bpp)
+        self._give_up_if_pinned(fraction, error, lmbda, psnr_db)
         step = -CONTROL_GAIN * error / PRIOR_SLOPE[self.target.metric]
         step = max(-MAX_UPDATE_DECADES, min(MAX_UPDATE_DECADES, step))
         lmbda = _clamp_lmbda(lmbda * 10**step)
         self.history.append((fraction, lmbda))
         return lmbda
+
+    def _give_up_if_pinned(self, fraction: float, error: float, lmbda: float, psnr: float) -> None:
+        low, high = SEARCH_LMBDA_RANGE
+        pinned = (lmbda <= low and error < 0) or (lmbda >= high and error > 0)
+        if fraction < GIVE_UP_AT or not pinned:
+            return
+        if abs(error) > GIVE_UP_TOLERANCES * self.target.tolerance:
+            heading = (
+                f"{self.target.value + error:.2f} dB"
+                if self.target.metric == "psnr"
+                else f"{self.target.value * 10**error:.4f} bpp"
+            )
+            raise TargetUnreachable(
+                f"target {self.target.describe()} is out of reach: at λ = {lmbda:g}, the end of "
+                f"the range searched, the encode is heading for about {heading}"
+            )
 
 
 @dataclass(frozen=True)

@@ -150,3 +150,17 @@ def test_online_controller_counts_the_overhead_of_a_rate_target() -> None:
     loaded = OnlineController(target, overhead_bpp=0.1)
     assert loaded.projected_error(0.5, 35.0, 0.25) > bare.projected_error(0.5, 35.0, 0.25)
     assert loaded.update(0.5, 35.0, 0.25, 1e-3) > bare.update(0.5, 35.0, 0.25, 1e-3)
+
+
+def test_online_controller_gives_up_on_a_target_beyond_the_range() -> None:
+    """80 dB: λ sinks to the end of the range and the projection stays far short, so the
+    first trial stops there instead of training on."""
+    controller = OnlineController(RateTarget("psnr", 80.0))
+    lmbda = RateTarget("psnr", 80.0).first_lmbda()
+    assert lmbda == SEARCH_LMBDA_RANGE[0]
+    assert controller.update(0.1, 47.0, 2.0, lmbda) == lmbda  # too early to say
+    with pytest.raises(TargetUnreachable, match=r"80 dB is out of reach.*heading for about 47"):
+        controller.update(0.4, 47.0, 2.0, lmbda)
+    # Close to the target at the end of the range is not a reason to give up.
+    near = OnlineController(RateTarget("psnr", 47.5))
+    assert near.update(0.4, 47.0, 2.0, lmbda) == lmbda
