@@ -58,6 +58,10 @@ def test_target_psnr_keeps_the_trial_nearest_the_target_and_reports_every_trial(
     full = get_recipe("instant").iterations
     assert trials[0]["iterations"] == full
     assert all(0 < t["iterations"] < full for t in trials[1:])
+    # The budget counts iterations, not seconds: the same seed writes the same bytes again.
+    again = tmp_path / "again.cool"
+    assert main([*ENCODE, str(smooth), "-o", str(again), "--target-psnr", "30"]) == 0
+    assert again.read_bytes() == out.read_bytes()
 
 
 def test_unreachable_targets_fail_with_one_line_and_write_nothing(
