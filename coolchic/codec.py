@@ -255,13 +255,13 @@ def main_psnr(report: dict[str, Any]) -> float:
 
 
 #: The share of the recipe's main phase that a rate-control trial after the first replays.
-CONTINUATION_FRACTION = 0.3
+CONTINUATION_FRACTION = 0.25
 
 #: The trials of a targeted encode train at most this many times the recipe's iterations
 #: together: with each trial's quantising, writing and decoding, the encode stays within
 #: twice a plain encode's time. A budget in iterations, not seconds, keeps a seeded targeted
 #: encode reproducible whatever the machine's load (and after a resume).
-TARGET_ITERATIONS_FACTOR = 1.7
+TARGET_ITERATIONS_FACTOR = 1.85
 
 
 def encode_to_target(

@@ -164,3 +164,20 @@ def test_online_controller_gives_up_on_a_target_beyond_the_range() -> None:
     # Close to the target at the end of the range is not a reason to give up.
     near = OnlineController(RateTarget("psnr", 47.5))
     assert near.update(0.4, 47.0, 2.0, lmbda) == lmbda
+
+
+def test_noise_that_breaks_monotony_never_sends_the_search_back_to_a_tried_lmbda() -> None:
+    """Later trials land 1.8 dB above the curve the first one sat on (as a tiny, barely
+    trained encode can): the search must keep trying new λ, not call the target unreachable."""
+    smooth = FakeEncoder()
+
+    def jumpy(lmbda: float) -> Trial:
+        trial = smooth(lmbda)
+        bonus = 1.8 if len(smooth.lmbdas) > 1 else 0.0
+        return Trial(lmbda, trial.psnr_db + bonus, trial.bpp, 1.0)
+
+    target = RateTarget("psnr", 30.0)
+    result = search_lmbda(target, jumpy, first_lmbda=3e-3 * 10 ** (-0.1))
+    lmbdas = [trial.lmbda for trial in result.trials]
+    assert len(set(lmbdas)) == len(lmbdas)
+    assert result.met
