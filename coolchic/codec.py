@@ -13,6 +13,7 @@ Decoding is :mod:`coolchic.decoder` (torch-free), re-exported here: ``decode``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -303,7 +304,8 @@ def encode_to_target(
             job = _Job(frame, config, model_config, recipe, progress)
             checkpoint, resume = _open_checkpoint(job, checkpoint_path)
             expected = _announce_forecast(job, target, resume)
-            controller = OnlineController(rate_target, _overhead_bpp(model_config, frame))
+            overhead = functools.partial(_overhead_bpp, model_config, frame)
+            controller = OnlineController(rate_target, overhead)
             model, seed, lmbda = _train(job, target, checkpoint, resume, controller.update)
             job = dataclasses.replace(job, config=dataclasses.replace(config, lmbda=lmbda))
             first.update({key: value.detach().clone() for key, value in model.state_dict().items()})
@@ -356,12 +358,14 @@ def encode_to_target(
     return Encoded(bitstream=kept.bitstream, decoded=kept.decoded, report=report)
 
 
-def _overhead_bpp(model_config: ModelConfig, frame: Frame) -> float:
+def _overhead_bpp(model_config: ModelConfig, frame: Frame, lmbda: float) -> float:
     """About what a stream adds to its latents' bits, per pixel: the header, and the
-    networks at about 8 bits per parameter (measured 7–9 on the small decoder)."""
+    networks, whose quantisation is coarser at larger λ: on the small decoder about 9 bits
+    per parameter at λ = 4e-4, 7 at 1e-3, 5 at 2e-2."""
     counts = parameter_counts(model_config, frame.height, frame.width)
     networks = counts.arm + counts.upsampling + counts.synthesis
-    return (MIN_STREAM_BITS + 8 * networks) / (frame.width * frame.height)
+    bits_per_parameter = min(9.0, max(5.0, 7.0 - 1.5 * math.log10(lmbda / 1e-3)))
+    return (MIN_STREAM_BITS + bits_per_parameter * networks) / (frame.width * frame.height)
 
 
 def _announce_trial(job: _Job, number: int, last: dict[str, Any]) -> None:

@@ -53,10 +53,11 @@ MIN_STREAM_BITS = 8 * 30
 
 #: A continuation trial (:func:`coolchic.train.recipes.continuation`, 25 % of the main phase)
 #: moves the PSNR and the rate 0.25 to 0.4 times as far as a fresh encode at the same λ
-#: would on kodim15 192x128 (λ 1e-3 ↔ 2.5e-3), and as far on a 416x240 photograph at
-#: 0.1 bpp: its slopes are taken as the prior's times this, between the two, until two
-#: trials measure them.
-CONTINUATION_RESPONSIVENESS = 0.5
+#: would on kodim15 192x128 (λ 1e-3 ↔ 2.5e-3), but near a threshold (a latent grid that
+#: starts to cost bits) it jumps. The search takes the low end, so that its first step after
+#: the first trial tends to cross the target and bracket it: from a bracket, the secant
+#: converges whatever the shape; a timid step that stays on one side wastes a trial.
+CONTINUATION_RESPONSIVENESS = 0.3
 
 #: The online controller of the first trial (:class:`OnlineController`) moves λ until this
 #: share of the main phase is done; later the model could no longer follow.
@@ -260,19 +261,22 @@ class OnlineController:
     """Moves λ toward the target during the first trial's main phase.
 
     At each evaluation it projects the final value from the current one (what the rest of the
-    phase usually adds, and for a rate the networks' and header's bits, ``overhead_bpp``) and
+    phase usually adds, and for a rate the networks' and header's bits at λ, ``overhead_bpp``)
+    and
     corrects a share of the projected error along the prior slope; after :data:`FREEZE_AT` of
     the phase λ stays. Later trials correct what is left.
     """
 
     target: RateTarget
-    overhead_bpp: float = 0.0
+    overhead_bpp: Callable[[float], float] = lambda _lmbda: 0.0
     history: list[tuple[float, float]] = field(default_factory=list)  # (fraction, λ)
 
-    def projected_error(self, fraction: float, psnr_db: float, latent_bpp: float) -> float:
+    def projected_error(
+        self, fraction: float, psnr_db: float, latent_bpp: float, lmbda: float
+    ) -> float:
         remaining = (1 - fraction) ** 2
         psnr = psnr_db + REMAINING_PSNR_DB * remaining
-        bpp = latent_bpp * 10 ** (REMAINING_RATE_DECADES * remaining) + self.overhead_bpp
+        bpp = latent_bpp * 10 ** (REMAINING_RATE_DECADES * remaining) + self.overhead_bpp(lmbda)
         return self.target.error(psnr, bpp)
 
     def update(self, fraction: float, psnr_db: float, latent_bpp: float, lmbda: float) -> float:
@@ -283,7 +287,7 @@ class OnlineController:
         """
         if fraction > FREEZE_AT or not (math.isfinite(psnr_db) and latent_bpp > 0):
             return lmbda
-        error = self.projected_error(fraction, psnr_db, latent_bpp)
+        error = self.projected_error(fraction, psnr_db, latent_bpp, lmbda)
         self._give_up_if_pinned(fraction, error, lmbda, psnr_db)
         step = -CONTROL_GAIN * error / PRIOR_SLOPE[self.target.metric]
         step = max(-MAX_UPDATE_DECADES, min(MAX_UPDATE_DECADES, step))

@@ -147,8 +147,10 @@ def test_online_controller_counts_the_overhead_of_a_rate_target() -> None:
     """With the networks' and header's bits counted, the latents get less of a rate target."""
     target = RateTarget("bpp", 0.3)
     bare = OnlineController(target)
-    loaded = OnlineController(target, overhead_bpp=0.1)
-    assert loaded.projected_error(0.5, 35.0, 0.25) > bare.projected_error(0.5, 35.0, 0.25)
+    loaded = OnlineController(target, overhead_bpp=lambda _lmbda: 0.1)
+    assert loaded.projected_error(0.5, 35.0, 0.25, 1e-3) > bare.projected_error(
+        0.5, 35.0, 0.25, 1e-3
+    )
     assert loaded.update(0.5, 35.0, 0.25, 1e-3) > bare.update(0.5, 35.0, 0.25, 1e-3)
 
 
