@@ -100,6 +100,18 @@ def plain_rate(plain: dict[str, tuple[np.ndarray, np.ndarray]], report: dict) ->
     return float(np.exp(pchip_evaluate(psnrs, np.log(rates), np.array([psnr]))[0]))
 
 
+def print_trials(jobs: list[Job], reports: list[dict]) -> None:
+    """Every trial of every job: λ, rate, PSNR, seconds, full or continued."""
+    print()
+    print(f"{'job':<44} {'#':>2} {'lambda':>10} {'bpp':>8} {'PSNR':>8} {'s':>7}  kind")
+    for job, report in zip(jobs, reports, strict=True):
+        for number, trial in enumerate(report.get("trials", []), start=1):
+            print(
+                f"{job.name:<44} {number:>2} {trial['lmbda']:10.4e} {trial['bpp']:8.4f} "
+                f"{trial['psnr_db']:8.3f} {trial['seconds']:7.1f}  {trial['kind']}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs-file", type=Path, required=True)
@@ -109,6 +121,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--plain", type=Path, help="reports of plain --lmbda encodes")
+    parser.add_argument("--trials", action="store_true", help="also list every trial of each job")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = read_jobs(args.jobs_file, args.data)
@@ -154,6 +167,8 @@ def main() -> None:
             f"{report['lmbda']:9.3e} {report['encode_seconds']:7.1f} {trials[0]['seconds']:7.1f} "
             f"{ratio:5.2f} {versus:>8}"
         )
+    if args.trials:
+        print_trials(jobs, reports)
     print()
     print(
         f"largest error: {worst['psnr']:.3f} dB (PSNR targets), {100 * worst['bpp']:.2f} % "
