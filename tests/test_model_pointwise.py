@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from coolchic.model import pointwise
+from coolchic.model import native, pointwise
 from coolchic.model.arm import context_index
 from coolchic.model.pointwise import (
     causal_contexts,
@@ -147,3 +149,151 @@ def test_workers_follow_the_callers_inference_mode(monkeypatch: pytest.MonkeyPat
         torch.testing.assert_close(out, expected)
     finally:
         torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# The C kernel (coolchic.model.native): float32 on the CPU takes it where it can be built.
+
+
+def _float32_layers(widths: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    weights, biases = _layers(widths)
+    return (
+        [w.detach().float().requires_grad_() for w in weights],
+        [b.detach().float().requires_grad_() for b in biases],
+    )
+
+
+def _values_and_gradients(
+    run: Callable[[], torch.Tensor], leaves: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    for leaf in leaves:
+        leaf.grad = None
+    out = run()
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    (out * grad_out).sum().backward()
+    return [out.detach().clone(), *(leaf.grad.clone() for leaf in leaves)]
+
+
+@pytest.fixture
+def compiled_kernel() -> native.MlpKernel:
+    found = native.kernel()
+    assert found is not None, "the test machine has a C compiler: the kernel must build"
+    return found
+
+
+def _without_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pointwise, "kernel", lambda: None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_matches_the_pytorch_form(
+    compiled_kernel: native.MlpKernel,
+    chunk_columns: int,
+    threads: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Values and every gradient agree with the PyTorch form, for both layouts, including
+    widths that are not multiples of the kernel's block (33 columns, grids of odd sizes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        weights, biases = _float32_layers([5, 9, 9, 3])
+        x = torch.randn(5, 33 * 31, requires_grad=True)
+        leaves = [x, *weights, *biases]
+
+        def columns() -> torch.Tensor:
+            return pointwise_mlp(x, weights, biases, [True, True, False])
+
+        shapes = [(37, 53), (19, 27), (10, 14), (5, 7), (3, 4), (2, 2), (1, 1)]
+        grid_weights, grid_biases = _float32_layers([24, 8, 2])
+        flat = torch.randn(sum(h * w for h, w in shapes), requires_grad=True)
+        geometry = context_geometry(shapes, 3)
+        grid_leaves = [flat, *grid_weights, *grid_biases]
+
+        def contexts() -> torch.Tensor:
+            return context_mlp(flat, geometry, grid_weights, grid_biases, [True, False])
+
+        ours = _values_and_gradients(columns, leaves) + _values_and_gradients(contexts, grid_leaves)
+        _without_kernel(monkeypatch)
+        reference = _values_and_gradients(columns, leaves) + _values_and_gradients(
+            contexts, grid_leaves
+        )
+        for mine, theirs in zip(ours, reference, strict=True):
+            # float32 sums in another order: a few units in the fifth digit on sums of ~1,000 terms
+            torch.testing.assert_close(mine, theirs, rtol=2e-4, atol=2e-4)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_kernel_runs_are_bit_identical_on_two_threads(
+    compiled_kernel: native.MlpKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pointwise, "CHUNK_COLUMNS", 40)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        shapes = [(30, 41), (15, 21), (8, 11)]
+        results = []
+        for _ in range(3):
+            weights, biases = _float32_layers([12, 8, 2])
+            flat = torch.linspace(-3, 3, sum(h * w for h, w in shapes)).requires_grad_()
+            geometry = context_geometry(shapes, 2)
+            out = context_mlp(flat, geometry, weights, biases, [True, False])
+            out.square().sum().backward()
+            results.append([out.detach(), *(t.grad for t in (flat, *weights, *biases))])
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                assert torch.equal(a, b)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_layers_wider_than_the_kernel_take_the_pytorch_form(
+    compiled_kernel: native.MlpKernel,
+) -> None:
+    wide = compiled_kernel.max_width + 1
+    assert not compiled_kernel.fits([3, wide, 2])
+    weights, biases = _float32_layers([3, wide, 2])
+    x = torch.randn(3, 40)
+    assert pointwise._native_kernel(x, [*weights, *biases]) is None
+    narrow_weights, narrow_biases = _float32_layers([3, 5, 2])
+    assert pointwise._native_kernel(x, [*narrow_weights, *narrow_biases]) is compiled_kernel
+    out = pointwise_mlp(x, weights, biases, [True, False])
+    torch.testing.assert_close(out, _plain_mlp(x, weights, biases, [True, False]))
+
+
+def test_kernel_is_built_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    native.kernel.cache_clear()
+    try:
+        assert native.kernel() is not None
+        built = list((tmp_path / "coolchic").glob("pointwise-*.so"))
+        assert len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        native.kernel.cache_clear()
+        assert native.kernel() is not None
+        assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    finally:
+        native.kernel.cache_clear()
+
+
+@pytest.mark.parametrize("reason", ["no-compiler", "turned-off"])
+def test_without_the_kernel_the_pytorch_form_runs(
+    reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    if reason == "no-compiler":
+        monkeypatch.setattr(native.shutil, "which", lambda _name: None)
+    else:
+        monkeypatch.setenv("COOLCHIC_COMPILE", "0")
+    native.kernel.cache_clear()
+    try:
+        assert native.kernel() is None
+        weights, biases = _float32_layers([4, 6, 2])
+        x = torch.randn(4, 50)
+        out = pointwise_mlp(x, weights, biases, [True, False])
+        torch.testing.assert_close(out, _plain_mlp(x, weights, biases, [True, False]))
+    finally:
+        native.kernel.cache_clear()
+    if reason == "no-compiler":
+        assert "no C compiler" in caplog.text

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from coolchic.model.native import MlpKernel, kernel
+
 __all__ = [
     "CHUNK_COLUMNS",
     "causal_contexts",
@@ -41,6 +43,8 @@ __all__ = [
 #: Columns per chunk: a 24-wide float32 hidden layer of 8,192 columns is 768 KB, which stays
 #: in a core's L2 cache with its neighbours (measured fastest among 4k-64k here).
 CHUNK_COLUMNS = 16384
+
+_FLOAT = 4  # bytes per float32: the C kernel takes addresses
 
 
 _Chunk = TypeVar("_Chunk")
@@ -177,9 +181,10 @@ class _Columns:
         self.n_columns = n_columns
 
     def pad(self, x: Tensor) -> Tensor:
-        return x  # the columns are the MLP's inputs as they are
+        # the columns are the MLP's inputs as they are; the C kernel reads rows of them
+        return x if x.stride(1) == 1 else x.contiguous()
 
-    def chunks(self) -> list[slice]:
+    def chunks(self, *, whole: bool = True) -> list[slice]:
         return [
             slice(start, min(start + CHUNK_COLUMNS, self.n_columns))
             for start in range(0, self.n_columns, CHUNK_COLUMNS)
@@ -191,14 +196,47 @@ class _Columns:
     def columns(self, chunk: slice) -> slice:
         return chunk
 
-    def new_input_gradient(self, x: Tensor) -> Tensor:
-        return torch.empty_like(x)  # the chunks are disjoint: each column is written once
+    def new_input_gradient(self, x: Tensor, *, zeroed: bool = False) -> list[Tensor]:
+        """One tensor shared by the workers: the chunks are disjoint (the C kernel adds)."""
+        grad_x = torch.zeros_like(x) if zeroed else torch.empty_like(x)
+        return [grad_x] * torch.get_num_threads()
 
-    def add_input_gradient(self, grad_x: Tensor, _worker: int, chunk: slice, grad: Tensor) -> None:
-        grad_x[:, chunk] = grad
+    def add_input_gradient(
+        self, sums: list[Tensor], worker: int, chunk: slice, grad: Tensor
+    ) -> None:
+        sums[worker][:, chunk] = grad
 
-    def input_gradient(self, grad_x: Tensor, _n_workers: int) -> Tensor:
-        return grad_x
+    def input_gradient(self, sums: list[Tensor], _n_workers: int) -> Tensor:
+        return sums[0]
+
+    def run(self, source: Tensor, chunk: slice) -> _Run:
+        offsets = torch.arange(source.shape[0], dtype=torch.int64) * source.stride(0)
+        return _Run(chunk.start, offsets, 0, 1, chunk.stop - chunk.start, chunk.start)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A chunk as the C kernel reads it: ``rows`` rows of ``width`` columns.
+
+    Input k of column j of row r is ``source[start + offsets[k] + r · row_stride + j]``; the
+    outputs go to columns ``first_column …`` of the ``[C_out, N]`` result, row after row.
+    """
+
+    start: int
+    offsets: Tensor
+    row_stride: int
+    rows: int
+    width: int
+    first_column: int
+
+    def inputs(self, source: Tensor) -> tuple[int, int, int, int, int]:
+        """The kernel's input arguments: address, offsets, row stride, rows, width."""
+        address = source.data_ptr() + _FLOAT * self.start
+        return address, self.offsets.data_ptr(), self.row_stride, self.rows, self.width
+
+    def columns_of(self, channels_first: Tensor) -> tuple[int, int]:
+        """Address of this run's first column in a ``[C, N]`` tensor, and its channel stride."""
+        return channels_first.data_ptr() + _FLOAT * self.first_column, channels_first.stride(0)
 
 
 @dataclass(frozen=True)
@@ -231,6 +269,7 @@ class _PaddedGrids:
         self.size = sum(sizes)
         self.flat_starts = [sum(h * w for h, w in self.shapes[:g]) for g in range(len(sizes))]
         self._index: Tensor | None = None
+        self._context_offsets: dict[int, Tensor] = {}
 
     def grid(self, buffer: Tensor, g: int) -> Tensor:
         """Padded grid g, ``[h + N, w + 2N]``, a view of ``buffer``."""
@@ -252,9 +291,13 @@ class _PaddedGrids:
     def unpad(self, buffer: Tensor) -> Tensor:
         return torch.cat([self.interior(buffer, g).reshape(-1) for g in range(len(self.shapes))])
 
-    def chunks(self) -> list[_Band]:
-        """The bands of rows, ``CHUNK_COLUMNS`` latents or so each."""
-        if self.flat_starts[-1] + self.shapes[-1][0] * self.shapes[-1][1] <= CHUNK_COLUMNS:
+    def chunks(self, *, whole: bool = True) -> list[_Band]:
+        """The bands of rows, ``CHUNK_COLUMNS`` latents or so each (one per grid at least).
+
+        With ``whole``, a small image is a single chunk of all its grids (PyTorch form).
+        """
+        small = self.flat_starts[-1] + self.shapes[-1][0] * self.shapes[-1][1] <= CHUNK_COLUMNS
+        if whole and small:
             return [_WHOLE]  # a small image: one gather beats many small copies
         bands = []
         for g, (h, w) in enumerate(self.shapes):
@@ -283,9 +326,35 @@ class _PaddedGrids:
             out[k] = rows[dy : dy + height, dx : dx + width]
         return out.view(self.n_contexts, height * width)
 
-    def new_input_gradient(self, buffer: Tensor) -> list[Tensor]:
+    def new_input_gradient(self, buffer: Tensor, *, zeroed: bool = True) -> list[Tensor]:
         """Bands read overlapping rows (the N above them): one accumulator per worker."""
         return [torch.zeros_like(buffer) for _ in range(torch.get_num_threads())]
+
+    def run(self, _source: Tensor, band: _Band) -> _Run:
+        width = self.shapes[band.grid][1]
+        padded_width = self.padded_shapes[band.grid][1]
+        return _Run(
+            start=self.starts[band.grid] + band.first * padded_width,
+            offsets=self._offsets(band.grid),
+            row_stride=padded_width,
+            rows=band.end - band.first,
+            width=width,
+            first_column=self.flat_starts[band.grid] + band.first * width,
+        )
+
+    def _offsets(self, g: int) -> Tensor:
+        """Where each context value sits in padded grid g, from its window's top-left."""
+        if g not in self._context_offsets:
+            padded_width = self.padded_shapes[g][1]
+            positions = map(self._window_position, range(self.n_contexts))
+            self._context_offsets[g] = torch.tensor(
+                [dy * padded_width + dx for dy, dx in positions], dtype=torch.int64
+            )
+        return self._context_offsets[g]
+
+    def _window_position(self, k: int) -> tuple[int, int]:
+        """Row and column of context k in the causal window (top-left 0)."""
+        return divmod(k, self.window[1])
 
     def add_input_gradient(
         self, sums: list[Tensor], worker: int, band: _Band, grad: Tensor
@@ -325,9 +394,54 @@ class _PaddedGrids:
 _WHOLE = _Band(-1, 0, 0)
 
 
+class _Packed:
+    """The MLP's layers as the C kernel takes them: flat weights, flat biases, widths, ReLUs."""
+
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], relus: Sequence[bool]):
+        self.shapes = [w.shape for w in weights]
+        self.weights = torch.cat([w.detach().reshape(-1) for w in weights])
+        self.biases = torch.cat([b.detach().reshape(-1) for b in biases])
+        widths = [weights[0].shape[1], *(w.shape[0] for w in weights)]
+        self.dims = torch.tensor(widths, dtype=torch.int32)
+        self.relus = torch.tensor(relus, dtype=torch.uint8)
+        self.n_layers = len(weights)
+
+    def arguments(self) -> tuple[int, int, int, int, int]:
+        return (
+            self.n_layers,
+            self.dims.data_ptr(),
+            self.weights.data_ptr(),
+            self.biases.data_ptr(),
+            self.relus.data_ptr(),
+        )
+
+    def split(self, flat_weights: Tensor, flat_biases: Tensor) -> list[Tensor]:
+        """Flat weight and bias gradients back into the layers' shapes, weights first."""
+        sizes = [shape.numel() for shape in self.shapes]
+        weights = [
+            part.view(shape)
+            for part, shape in zip(flat_weights.split(sizes), self.shapes, strict=True)
+        ]
+        return [*weights, *flat_biases.split([shape[0] for shape in self.shapes])]
+
+
+def _native_kernel(x: Tensor, params: Sequence[Tensor]) -> MlpKernel | None:
+    """The C kernel if it is available and takes these tensors (float32 on the CPU)."""
+    if x.device.type != "cpu" or any(t.dtype != torch.float32 for t in (x, *params)):
+        return None
+    native = kernel()
+    if native is None:
+        return None
+    weights = [p for p in params if p.dim() == 2]
+    widths = [weights[0].shape[1], *(w.shape[0] for w in weights)]
+    return native if native.fits(widths) else None
+
+
 class _ChunkedMlp(torch.autograd.Function):
     """The MLP on every chunk of a layout (:class:`_Columns`, :class:`_PaddedGrids`) →
-    ``[C_out, N]``; the backward recomputes each chunk's activations."""
+    ``[C_out, N]``; the backward recomputes each chunk's activations. Each chunk is one call
+    of the C kernel (:mod:`coolchic.model.native`) where it is available, a few PyTorch
+    operators otherwise."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -340,12 +454,22 @@ class _ChunkedMlp(torch.autograd.Function):
         weights, biases = _split(params, relus)
         source = layout.pad(x)
         out = x.new_empty(weights[-1].shape[0], x.shape[-1])
+        native = _native_kernel(x, params)
+        if native is not None:
+            packed = _Packed(weights, biases, relus)
 
-        def job(_worker: int, chunk: Any) -> None:
-            inputs = layout.inputs(source, chunk)
-            out[:, layout.columns(chunk)] = _forward_chunk(inputs, weights, biases, relus)[-1]
+            def job(_worker: int, chunk: Any) -> None:
+                run = layout.run(source, chunk)
+                native.forward(*run.inputs(source), *packed.arguments(), *run.columns_of(out))
 
-        _WORKERS.map(layout.chunks(), job)
+            _WORKERS.map(layout.chunks(whole=False), job)
+        else:
+
+            def job(_worker: int, chunk: Any) -> None:
+                inputs = layout.inputs(source, chunk)
+                out[:, layout.columns(chunk)] = _forward_chunk(inputs, weights, biases, relus)[-1]
+
+            _WORKERS.map(layout.chunks(), job)
         ctx.save_for_backward(source, *params)
         ctx.layout = layout  # type: ignore[attr-defined]
         ctx.relus = relus  # type: ignore[attr-defined]
@@ -358,10 +482,17 @@ class _ChunkedMlp(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         relus: tuple[bool, ...] = ctx.relus  # type: ignore[attr-defined]
         source, *params = ctx.saved_tensors  # type: ignore[attr-defined]
-        weights, biases = _split(params, relus)
-        gradients = _Gradients(weights, biases)
         layout: _Columns | _PaddedGrids = ctx.layout  # type: ignore[attr-defined]
         need_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
+        native = _native_kernel(source, params)
+        if native is not None:
+            grad_x, grad_params = _native_backward(
+                native, layout, source, params, relus, grad_out, need_x
+            )
+            return (grad_x, None, None, *grad_params)
+
+        weights, biases = _split(params, relus)
+        gradients = _Gradients(weights, biases)
         grad_source = layout.new_input_gradient(source) if need_x else None
 
         def job(worker: int, chunk: Any) -> None:
@@ -375,6 +506,51 @@ class _ChunkedMlp(torch.autograd.Function):
         n_workers = _WORKERS.map(layout.chunks(), job)
         grad_x = None if grad_source is None else layout.input_gradient(grad_source, n_workers)
         return (grad_x, None, None, *gradients.totals(n_workers))
+
+
+def _native_backward(
+    native: MlpKernel,
+    layout: _Columns | _PaddedGrids,
+    source: Tensor,
+    params: Sequence[Tensor],
+    relus: tuple[bool, ...],
+    grad_out: Tensor,
+    need_x: bool,
+) -> tuple[Tensor | None, list[Tensor]]:
+    """The backward of :class:`_ChunkedMlp` with one C call per chunk.
+
+    Each worker adds into its own weight, bias and (for overlapping bands) input gradient;
+    the per-worker sums are added in worker order, so a run is reproducible.
+    """
+    packed = _Packed(*_split(params, relus), relus)
+    grad_out = grad_out.contiguous()
+    n_threads = torch.get_num_threads()
+    grad_weights = [torch.zeros_like(packed.weights) for _ in range(n_threads)]
+    grad_biases = [torch.zeros_like(packed.biases) for _ in range(n_threads)]
+    grad_source = layout.new_input_gradient(source, zeroed=True) if need_x else None
+
+    def job(worker: int, chunk: Any) -> None:
+        run = layout.run(source, chunk)
+        grad_in = 0
+        if grad_source is not None:
+            grad_in = grad_source[worker].data_ptr() + _FLOAT * run.start
+        status = native.backward(
+            *run.inputs(source),
+            *packed.arguments(),
+            *run.columns_of(grad_out),
+            grad_in or None,
+            grad_weights[worker].data_ptr(),
+            grad_biases[worker].data_ptr(),
+        )
+        if status != 0:
+            raise MemoryError("the pointwise kernel could not allocate its gradient lanes")
+
+    n_workers = _WORKERS.map(layout.chunks(whole=False), job)
+    grad_x = None if grad_source is None else layout.input_gradient(grad_source, n_workers)
+    grads = packed.split(
+        _sum_in_order(grad_weights, n_workers), _sum_in_order(grad_biases, n_workers)
+    )
+    return grad_x, grads
 
 
 def pointwise_mlp(

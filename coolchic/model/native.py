@@ -1,0 +1,134 @@
+"""The pointwise-MLP kernel in C (``pointwise_kernel.c``), compiled on first use.
+
+:mod:`coolchic.model.pointwise` runs the ARM and the 1x1 synthesis layers band by band; with
+this library each band is one C call instead of some thirty PyTorch operators (see the C file
+for why). It is built with the system's C compiler (``cc``, ``gcc`` or ``clang``), tuned for
+the CPU it runs on (``-march=native``), and cached under ``$XDG_CACHE_HOME/coolchic`` (or
+``~/.cache/coolchic``), keyed by the source, the flags and the CPU: a later process loads it
+in milliseconds.
+
+Without a compiler, where the build fails, or with ``COOLCHIC_COMPILE=0`` in the environment,
+:func:`kernel` returns ``None`` (one warning says why) and the PyTorch form runs instead. Both
+compute the same values up to float rounding; a seeded encode is reproducible with either,
+but the two do not write the same bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MlpKernel", "kernel"]
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("pointwise_kernel.c")
+FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=gnu11")
+COMPILERS = ("cc", "gcc", "clang")
+
+_pointer = ctypes.c_void_p
+_int64 = ctypes.c_int64
+_int32 = ctypes.c_int32
+
+
+@dataclass(frozen=True)
+class MlpKernel:
+    """The loaded library's two entry points and its size limits."""
+
+    forward: ctypes._CFuncPtr  # type: ignore[name-defined]
+    backward: ctypes._CFuncPtr  # type: ignore[name-defined]
+    max_width: int
+    max_layers: int
+
+    def fits(self, widths: list[int]) -> bool:
+        """Whether an MLP with these layer widths (input first) fits the kernel's buffers."""
+        return len(widths) - 1 <= self.max_layers and max(widths) <= self.max_width
+
+
+@functools.cache
+def kernel() -> MlpKernel | None:
+    """The compiled kernel, or ``None`` where it cannot be built or is turned off.
+
+    Built or loaded once per process (two processes building at once both succeed).
+    """
+    return _load()
+
+
+def _load() -> MlpKernel | None:
+    if os.environ.get("COOLCHIC_COMPILE", "1") == "0":
+        return None
+    try:
+        library = ctypes.CDLL(str(_build()))
+    except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+        logger.warning("pointwise kernel unavailable (%s); using the PyTorch form", error)
+        return None
+    forward = library.coolchic_mlp_forward
+    forward.restype = None
+    forward.argtypes = [
+        *(_pointer, _pointer, _int64, _int64, _int64),  # in, off, row stride, rows, width
+        *(_int32, _pointer, _pointer, _pointer, _pointer),  # layers, dims, W, b, relu
+        *(_pointer, _int64),  # out, its channel stride
+    ]
+    backward = library.coolchic_mlp_backward
+    backward.restype = ctypes.c_int  # -1: out of memory for its gradient lanes
+    backward.argtypes = [
+        *forward.argtypes[:10],
+        *(_pointer, _int64, _pointer, _pointer, _pointer),  # grad out, stride, grad in, gW, gb
+    ]
+    max_width, max_layers = _int32(), _int32()
+    library.coolchic_kernel_limits(ctypes.byref(max_width), ctypes.byref(max_layers))
+    return MlpKernel(forward, backward, max_width.value, max_layers.value)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "coolchic"
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(
+            sorted({line for line in lines if line.startswith(("model name", "flags"))})
+        )
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def _build() -> Path:
+    """The library's path, compiling it (atomically, race-free between processes) if needed."""
+    compiler = next((c for c in COMPILERS if shutil.which(c)), None)
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join([source, " ".join((compiler, *FLAGS)).encode(), _cpu_signature().encode()])
+    ).hexdigest()[:16]
+    target = _cache_dir() / f"pointwise-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        result = subprocess.run(
+            [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["no message"])[0]
+            raise RuntimeError(f"{compiler} failed: {first}")
+        os.replace(built, target)
+    return target
