@@ -122,8 +122,8 @@ SMALL_DECODER = ModelConfig(
 )
 
 #: Recipes that keep the small decoder at every size: their budget is iterations, and at
-#: 1920x1080 only the small decoder's step (0.40 s, against 0.96 s for the v2-sized one,
-#: BENCHMARKS.md "training step") lets ``fast`` finish within half an hour on two cores.
+#: 1920x1080 only the small decoder's step (0.32 s, against 0.83 s for the v2-sized one,
+#: BENCHMARKS.md 2026-12-03 12:24) lets ``fast`` finish within half an hour on two cores.
 SMALL_DECODER_RECIPES = frozenset({"instant", "faster", "fast"})
 
 #: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
