@@ -179,6 +179,7 @@ class _Columns:
 
     def __init__(self, n_columns: int) -> None:
         self.n_columns = n_columns
+        self._offsets: Tensor | None = None
 
     def pad(self, x: Tensor) -> Tensor:
         # the columns are the MLP's inputs as they are; the C kernel reads rows of them
@@ -210,8 +211,9 @@ class _Columns:
         return sums[0]
 
     def run(self, source: Tensor, chunk: slice) -> _Run:
-        offsets = torch.arange(source.shape[0], dtype=torch.int64) * source.stride(0)
-        return _Run(chunk.start, offsets, 0, 1, chunk.stop - chunk.start, chunk.start)
+        if self._offsets is None:  # the same for every chunk: input row k starts k rows down
+            self._offsets = torch.arange(source.shape[0], dtype=torch.int64) * source.stride(0)
+        return _Run(chunk.start, self._offsets, 0, 1, chunk.stop - chunk.start, chunk.start)
 
 
 @dataclass(frozen=True)
