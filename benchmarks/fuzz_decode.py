@@ -1,9 +1,10 @@
 """Decoder fuzzing: mutated streams must end in an ok decode or a coolchic error, never worse.
 
 Valid seed streams (small frames encoded in-process with the ``instant`` recipe: YUV 4:2:0,
-4:4:4 10-bit and RGB, the default small decoder and a larger one with 3x3 layers and a
-pre-concatenation filter) are mutated ``--streams`` times (default 10,000), and each mutant is
-decoded in a worker process with a per-stream time limit. Mutations:
+4:4:4 10-bit and RGB, the default small decoder, a larger one with 3x3 layers and a
+pre-concatenation filter, and that one with coarser contexts) are mutated ``--streams`` times
+(default 10,000), and each mutant is decoded in a worker process with a per-stream time
+limit. Mutations:
 
 * ``bitflip``, ``bytes``, ``truncate``, ``insert``: raw damage anywhere (the CRC-32 catches
   most of it, as it should);
@@ -134,6 +135,10 @@ def seed_streams() -> dict[str, bytes]:
         "yuv420-64x48": (frame(64, 48, "yuv420", 8), None),
         "yuv444-10b-24x24": (frame(24, 24, "yuv444", 10), None),
         "rgb-32x32-larger": (frame(32, 32, "rgb", 8), larger),
+        "yuv420-48x32-coarser": (
+            frame(48, 32, "yuv420", 8),
+            dataclasses.replace(larger, coarser_contexts=2),
+        ),
     }
     return {
         name: encode(image, EncoderConfig(recipe="instant", model=model)).bitstream
@@ -194,6 +199,8 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
             return rng.randint(1, limits.MAX_N_GRIDS)
         case "n_ctx_rowcol":
             return rng.randint(1, limits.MAX_N_CTX_ROWCOL)
+        case "coarser_contexts":
+            return rng.randint(0, limits.MAX_COARSER_CONTEXTS)
         case "arm_hidden":
             count = rng.randint(0, limits.MAX_ARM_HIDDEN_LAYERS)
             return tuple(
@@ -235,6 +242,7 @@ _FIELDS = (
     "bit_depth",
     "n_grids",
     "n_ctx_rowcol",
+    "coarser_contexts",
     "arm_hidden",
     "upsampling_kernel",
     "preconcat_kernel",

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers-arm", default=DEFAULT_ARM, help="ARM hidden widths")
     parser.add_argument("--n-ctx-rowcol", type=int, default=3, help="ARM context half-size N")
     parser.add_argument("--layers-synthesis", default=DEFAULT_SYNTHESIS, help="synthesis layers")
+    parser.add_argument(
+        "--coarser-contexts", type=int, default=0, help="coarser grids in the ARM context"
+    )
     parser.add_argument("--profile-steps", type=int, default=20, help="iterations profiled")
     args = parser.parse_args(argv)
 
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         n_ctx_rowcol=args.n_ctx_rowcol,
         arm_hidden=parse_arm(args.layers_arm),
         synthesis=parse_synthesis(args.layers_synthesis),
+        coarser_contexts=args.coarser_contexts,
     )
     model = CoolChicModel(config, args.height, args.width)
     target = _target(args.height, args.width)

@@ -596,7 +596,8 @@ def _write_stream(
     latents = [
         grid.reshape(grid.shape[-2:]).to(torch.int64).numpy() for grid in model.quantized_latents()
     ]
-    coded = encode_latents(latents, arm, model.config.n_ctx_rowcol)
+    config = model.config
+    coded = encode_latents(latents, arm, config.n_ctx_rowcol, config.coarser_contexts)
     if coded.n_clamped:
         logger.warning("%d latent values were outside [-64, 63] and were clamped", coded.n_clamped)
     nn_bytes, orders = groups.encode()

@@ -244,12 +244,14 @@ def estimate_decode_bytes(header: StreamHeader) -> int:
     ledger.alloc(n_params * (_INT64 + _FLOAT))
     kept += n_params * (_INT64 + _FLOAT)
     # Latent section: words, the int8 buffer (every grid at the widest grid's stride), the
-    # ordered positions and the schedule's temporaries, then the int64 grids it returns.
-    n = header.n_ctx_rowcol
+    # ordered positions (and coarser-context positions) and the schedule's temporaries, then
+    # the int64 grids it returns.
+    n, coarser = header.n_ctx_rowcol, header.coarser_contexts
     rows = sum(h for h, _ in header.grid_shapes) + header.n_grids * n + 1
-    scratch = rows * (header.width + 2 * n) + 3 * header.latent_bytes + n_coded * _INT64
+    positions = n_coded * (1 + coarser) * _INT64
+    scratch = rows * (header.width + 2 * n) + 1 + 3 * header.latent_bytes + positions
     ledger.alloc(scratch)
-    ledger.transient(n_coded * _SCHEDULE_BYTES_PER_LATENT)
+    ledger.transient(n_coded * (_SCHEDULE_BYTES_PER_LATENT + 3 * coarser * _INT64))
     ledger.alloc(n_latents * _INT64)
     ledger.free(scratch)
     ledger.alloc(n_latents * _FLOAT)  # float64 grids (the int64 ones are dropped)

@@ -57,7 +57,7 @@ TYPICAL_CODING = tuple(
     GroupCoding(exp, order) for exp, order in ((6, 5), (4, 3), (7, 5), (0, 0), (9, 6), (9, 9))
 )
 #: What a default 192x128 yuv420 8-bit stream's header measures (69 bytes in version 1).
-DEFAULT_HEADER_BYTES = 30
+DEFAULT_HEADER_BYTES = 31  # 30 in version 2: version 3 adds the 1-bit coarser-context field
 
 
 def make_header(**changes: Any) -> StreamHeader:
@@ -80,7 +80,7 @@ def make_header(**changes: Any) -> StreamHeader:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent writer of the version-2 layout (docs/bitstream.md §1), from raw field values,
+# An independent writer of the layout (docs/bitstream.md §1, versions 2 and 3), from raw values,
 # so that tests can state the layout and write any value, valid or not, under a valid CRC.
 
 UE = 0  # width marker of a ue(v) field
@@ -95,6 +95,7 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
         ("bit_depth", UE, h.bit_depth - 8),
         ("n_grids", UE, h.n_grids - 1),
         ("n_ctx_rowcol", UE, h.n_ctx_rowcol - 1),
+        *([("coarser_contexts", UE, h.coarser_contexts)] if h.format_version >= 3 else []),
         ("upsampling_kernel", UE, h.upsampling_kernel // 2 - 2),
         ("preconcat_kernel", UE, (h.preconcat_kernel + 1) // 2),
         ("n_arm_hidden", UE, len(h.arm_hidden)),
@@ -129,6 +130,7 @@ def raw_stream(
     *,
     padding: int = 0,
     crc_fix: bool = True,
+    version: int = FORMAT_VERSION,
     **values: int,
 ) -> bytes:
     """The file these fields (values overridden by name) and payload make, CRC included."""
@@ -143,14 +145,15 @@ def raw_stream(
             writer.write_uint(value, width)
     pad = -writer.n_bits % 8
     writer.write_uint(padding & ((1 << pad) - 1), pad)
-    head = MAGIC + bytes([FORMAT_VERSION]) + writer.to_bytes()
+    head = MAGIC + bytes([version]) + writer.to_bytes()
     crc = zlib.crc32(payload, zlib.crc32(head)) if crc_fix else 0
     return head + crc.to_bytes(4, "big") + payload
 
 
 def stream_of(header: StreamHeader, **values: int) -> bytes:
     """``header`` as a complete file with a zero payload, fields overridden by name."""
-    return raw_stream(raw_fields(header), bytes(header.nn_bytes + header.latent_bytes), **values)
+    payload = bytes(header.nn_bytes + header.latent_bytes)
+    return raw_stream(raw_fields(header), payload, version=header.format_version, **values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,12 +164,42 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 2
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 3
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
     assert header.group_coding("synthesis", "bias").exp == 13
     assert header.group_coding("arm", "bias") == GroupCoding(9, 1)
+
+
+@pytest.mark.parametrize("coarser_contexts", [0, 1, 3])
+def test_version_3_carries_the_coarser_contexts(coarser_contexts: int) -> None:
+    header = make_header(coarser_contexts=coarser_contexts, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(header, payload)
+    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    assert header.n_contexts == 24 + coarser_contexts
+
+
+def test_version_2_headers_are_still_read_and_written() -> None:
+    """Version 2 has no coarser-context field: a version-2 header reads as 0 coarser contexts
+    and is written back bit for bit, one field shorter than version 3."""
+    old = make_header(format_version=2, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(old, payload)
+    assert data[2] == 2 and data + payload == raw_stream(raw_fields(old), payload, version=2)
+    assert read_header(data + payload) == (old, len(data))
+    assert old.coarser_contexts == 0
+    with pytest.raises(ValueError, match="coarser_contexts"):
+        make_header(format_version=2, coarser_contexts=1)
+
+
+@pytest.mark.parametrize("version", [1, 4, 255])
+def test_unreadable_versions_are_refused(version: int) -> None:
+    data = raw_stream(raw_fields(make_header()), version=version)
+    with pytest.raises(UnsupportedVersion, match="reads versions 2 and 3"):
+        read_header(data)
 
 
 @pytest.mark.parametrize("n_ctx_rowcol", [2, 3])
@@ -378,8 +411,8 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads version 2, found 3"):
-        read_header(data[:2] + b"\x03" + data[3:])
+    with pytest.raises(UnsupportedVersion, match="reads versions 2 and 3, found 4"):
+        read_header(data[:2] + b"\x04" + data[3:])
     with pytest.raises(UnsupportedVersion):
         read_header(MAGIC + b"\x07")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]

@@ -25,10 +25,10 @@ from coolchic.errors import BitstreamError, LimitExceeded
 
 
 def random_arm(
-    n_ctx_rowcol: int, seed: int = 0, hidden: tuple[int, ...] = (16, 16)
+    n_ctx_rowcol: int, seed: int = 0, hidden: tuple[int, ...] = (16, 16), n_coarser: int = 0
 ) -> FixedPointArm:
     rng = np.random.default_rng(seed)
-    width = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1)
+    width = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1) + n_coarser
     layers = []
     for out in hidden:
         layers.append(
@@ -136,17 +136,23 @@ def test_zero_empty_and_tiny_grids() -> None:
     assert round_trip([], arm, 2).data == b""
 
 
-def _reference_encode(grids: list[np.ndarray], arm: FixedPointArm, n: int) -> bytes:
-    """Naive coder: contexts gathered one position at a time, coarsest grid first within a step."""
+def _reference_encode(
+    grids: list[np.ndarray], arm: FixedPointArm, n: int, n_coarser: int = 0
+) -> bytes:
+    """Naive coder: contexts gathered one position at a time, coarsest grid first within a step;
+    with coarser contexts, grid g's steps come ``len(grids) − 1 − g`` later (format version 3)."""
     mu_table, scale_table = mu_scale_table()
     model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
     encoder = constriction.stream.queue.RangeEncoder()
     schedule = []
     for index, grid in enumerate(grids):
+        if not grid.any():
+            continue  # an all-zero grid is flagged in the header, not coded
         h, w = grid.shape
+        delay = len(grids) - 1 - index if n_coarser else 0
         for y in range(h):
             for x in range(w):
-                schedule.append((x + y * (n + 1), -index, y, x, index))
+                schedule.append((x + y * (n + 1) + delay, -index, y, x, index))
     for _, _, y, x, index in sorted(schedule):
         grid = grids[index]
         h, w = grid.shape
@@ -154,6 +160,8 @@ def _reference_encode(grids: list[np.ndarray], arm: FixedPointArm, n: int) -> by
             grid[y + dy, x + dx] if 0 <= y + dy < h and 0 <= x + dx < w else 0
             for dy, dx in context_offsets(n)
         ]
+        for p in range(1, n_coarser + 1):
+            context.append(grids[index + p][y >> p, x >> p] if index + p < len(grids) else 0)
         mu_index, scale_index = arm(np.array([context], np.int64))
         encoder.encode(
             np.array([grid[y, x]], np.int32), model, mu_table[mu_index], scale_table[scale_index]
@@ -166,6 +174,26 @@ def test_stream_matches_a_naive_reference_coder(n: int) -> None:
     grids = random_grids([(9, 11), (5, 6), (3, 3)], seed=7)
     arm = random_arm(n, seed=11)
     assert encode_latents(grids, arm, n).data == _reference_encode(grids, arm, n)
+
+
+@pytest.mark.parametrize(("n", "n_coarser"), [(1, 1), (2, 2), (3, 3)])
+def test_coarser_contexts_round_trip_and_match_the_reference_coder(n: int, n_coarser: int) -> None:
+    """Odd grid sizes (the ceil halving), a zero grid between coded ones, and latents whose
+    scale follows the coarser grid, so that a coarser value read too early or from the wrong
+    place would change the bytes or fail to decode."""
+    shapes = [(13, 11), (7, 6), (4, 3), (2, 2), (1, 1)]
+    grids = random_grids(shapes, seed=n)
+    grids[2][...] = 0
+    arm = random_arm(n, seed=5 + n, n_coarser=n_coarser)
+    encoded = encode_latents(grids, arm, n, n_coarser)
+    assert encoded.data == _reference_encode(grids, arm, n, n_coarser)
+    assert encoded.zero_grids[2] and not encoded.zero_grids[0]
+    decoded = decode_latents(
+        encoded.data, shapes, arm, n, zero_grids=encoded.zero_grids, n_coarser=n_coarser
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(encoded.grids, decoded, strict=True))
+    with pytest.raises(ValueError, match="contexts"):
+        encode_latents(grids, arm, n)  # the ARM reads coarser values: P must be given
 
 
 _CHILD = """

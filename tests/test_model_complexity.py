@@ -40,6 +40,9 @@ def test_mac_per_pixel_scales_sensibly() -> None:
     assert no_preconcat.upsampling < small.upsampling
     # Tiny images pay for the padding of the coarse grids (every grid is 1x1).
     assert mac_per_pixel(config, 1, 1).arm == 7 * 1200
+    # Two coarser contexts widen the ARM's first layer: 2 × 24 more MAC per latent.
+    coarser = mac_per_pixel(dataclasses.replace(config, coarser_contexts=2), 1, 1)
+    assert coarser.arm == 7 * (1200 + 2 * 24)
 
 
 def test_parameter_counts_match_the_model() -> None:
@@ -49,5 +52,9 @@ def test_parameter_counts_match_the_model() -> None:
     for name, params in model.param_groups().items():
         assert getattr(counts, name) == sum(p.numel() for p in params), name
     assert counts.arm == 24 * 25 * 2 + 24 * 2 + 2
+    coarser = dataclasses.replace(config, coarser_contexts=3)
+    arm = CoolChicModel(coarser, 34, 66).arm
+    assert parameter_counts(coarser, 34, 66).arm == sum(p.numel() for p in arm.parameters())
+    assert parameter_counts(coarser, 34, 66).arm == counts.arm + 3 * 24
     assert counts.upsampling == 6 * (4 + 4)
     assert counts.networks == counts.arm + counts.upsampling + counts.synthesis

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from coolchic.model import native, pointwise
-from coolchic.model.arm import context_index
+from coolchic.model.arm import ContextGather, context_index
+from coolchic.model.layout import context_offsets, grid_shapes
 from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
@@ -103,6 +104,63 @@ def test_context_mlp_matches_plain_indexing(
             torch.testing.assert_close(mine, reference.grad)
     finally:
         torch.set_num_threads(before)
+
+
+def _plain_coarser_contexts(
+    grids: list[torch.Tensor], n_ctx_rowcol: int, n_coarser: int
+) -> torch.Tensor:
+    """The contexts written from their definition, one latent at a time: the causal
+    neighbours, then the latent of grid g + p at (r >> p, c >> p), 0 past the last grid."""
+    rows = []
+    for g, grid in enumerate(grids):
+        h, w = grid.shape
+        for r, c in itertools.product(range(h), range(w)):
+            values = [
+                grid[r + dy, c + dx] if 0 <= r + dy < h and 0 <= c + dx < w else grid.new_zeros(())
+                for dy, dx in context_offsets(n_ctx_rowcol)
+            ]
+            for p in range(1, n_coarser + 1):
+                inside = g + p < len(grids)
+                values.append(grids[g + p][r >> p, c >> p] if inside else grid.new_zeros(()))
+            rows.append(torch.stack(values))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("n_coarser", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["pytorch", "kernel"])
+def test_coarser_contexts_match_their_definition(
+    chunk_columns: int, n_coarser: int, dtype: torch.dtype
+) -> None:
+    """The coarser planes read the co-located coarser latents, in value and in gradient, in
+    the PyTorch form (float64) and in the C kernel (float32); odd sizes, so that the ceil
+    grid sizes and the crop matter."""
+    shapes = grid_shapes(13, 11, 5)
+    gather = ContextGather(shapes, 2, n_coarser)
+    weights, biases = _layers([12 + n_coarser, 6, 2])
+    weights = [w.detach().to(dtype).requires_grad_() for w in weights]
+    biases = [b.detach().to(dtype).requires_grad_() for b in biases]
+    n_total = sum(h * w for h, w in shapes)
+    flat = torch.randn(n_total, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    flat.requires_grad_()
+    grad_out = torch.randn(2, n_total, dtype=dtype)
+    layout_input = gather.layout_input(flat)
+    ours = context_mlp(layout_input, gather.geometry, weights, biases, [True, False])
+    (ours * grad_out).sum().backward()
+    ours_grads = [t.grad.clone() for t in (flat, *weights, *biases)]
+    for t in (flat, *weights, *biases):
+        t.grad = None
+    grids = [
+        part.view(h, w)
+        for part, (h, w) in zip(flat.split([h * w for h, w in shapes]), shapes, strict=True)
+    ]
+    contexts = _plain_coarser_contexts(grids, 2, n_coarser)
+    assert torch.equal(gather(flat), contexts)
+    plain = _plain_mlp(contexts.t(), weights, biases, [True, False])
+    (plain * grad_out).sum().backward()
+    tolerance = {} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-4}
+    torch.testing.assert_close(ours, plain, **tolerance)
+    for mine, reference in zip(ours_grads, (flat, *weights, *biases), strict=True):
+        torch.testing.assert_close(mine, reference.grad, **tolerance)
 
 
 def test_two_runs_with_two_threads_are_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None:

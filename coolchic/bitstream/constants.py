@@ -17,8 +17,11 @@ from typing import Final
 
 #: First two bytes of every coolchic bitstream (followed by the format version byte).
 MAGIC: Final = b"CC"
-#: Version of the layout described in docs/bitstream.md. A decoder refuses any other value.
-FORMAT_VERSION: Final = 2
+#: Version of the layout described in docs/bitstream.md, the one the encoder writes. Version 3
+#: added the coarser-grid ARM contexts (one header field and the latent coding order).
+FORMAT_VERSION: Final = 3
+#: Versions this decoder reads; it refuses any other value.
+READABLE_VERSIONS: Final = (2, 3)
 #: First four bytes of a format-version-1 file: recognised only to say "re-encode it".
 MAGIC_V1: Final = b"CCHC"
 
@@ -111,6 +114,7 @@ MIN_BIT_DEPTH: Final = 8
 MAX_BIT_DEPTH: Final = 16
 MAX_N_GRIDS: Final = 10
 MAX_N_CTX_ROWCOL: Final = 4
+MAX_COARSER_CONTEXTS: Final = 3
 MAX_ARM_HIDDEN_LAYERS: Final = 8
 MAX_ARM_WIDTH: Final = 64
 MAX_SYNTHESIS_LAYERS: Final = 16

@@ -48,10 +48,12 @@ from coolchic.bitstream.constants import (
     MAX_SECTION_BYTES,
     NN_GROUPS,
     RANGE_CODER_SLACK_WORDS,
+    READABLE_VERSIONS,
 )
 from coolchic.bitstream.header_fields import (
     FRAME_FORMAT_CODES,
     HEADER_FIELDS,
+    HEADER_FIELDS_V2,
     LAYER_KIND_CODES,
     NONLINEARITY_CODES,
     FrameFormat,
@@ -59,6 +61,7 @@ from coolchic.bitstream.header_fields import (
     LayerKind,
     Nonlinearity,
     SynthesisLayerField,
+    header_fields,
 )
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 from coolchic.model.layout import grid_shapes
@@ -96,7 +99,8 @@ def _header_bytes(field_bits: int) -> int:
     return _PREFIX_BYTES + -(-field_bits // 8) + _CRC_BYTES
 
 
-_MIN_BITS, _MAX_BITS = bit_bounds(HEADER_FIELDS)
+# the smallest header is a version-2 one (one field fewer), the largest a version-3 one
+_MIN_BITS, _MAX_BITS = bit_bounds(HEADER_FIELDS_V2)[0], bit_bounds(HEADER_FIELDS)[1]
 #: Smallest header, every field at its smallest (1x1 RGB, one 3-channel 1x1 layer, no section,
 #: no frame rate: 17 bytes).
 MIN_HEADER_BYTES: Final = _header_bytes(_MIN_BITS)
@@ -130,7 +134,9 @@ class StreamHeader:
         frame_format: ``"rgb"`` (0), ``"yuv420"`` (1) or ``"yuv444"`` (2).
         bit_depth: 8..16.
         n_grids: number of latent grids, 1..10.
-        n_ctx_rowcol: N, the ARM context is ``2N² + 2N`` values; 1..4.
+        n_ctx_rowcol: N, the ARM context holds ``2N² + 2N`` neighbours; 1..4.
+        coarser_contexts: P, then the co-located values of the P next coarser grids; 0..3
+            (always 0 in version 2, which has no such field).
         arm_hidden: widths of the ARM hidden layers, at most 8, each 1..64.
         upsampling_kernel: even, 4..16.
         preconcat_kernel: 0 (none) or odd 1..15.
@@ -147,7 +153,8 @@ class StreamHeader:
         fps_text: source frame rate as written in YUV file names (``"50"``, ``"29.97"``), at
             most 16 characters; ``""`` when unknown. The source name is not stored: a decoder
             names its output after the ``.cool`` file.
-        format_version: must be :data:`~coolchic.bitstream.constants.FORMAT_VERSION`.
+        format_version: one of :data:`~coolchic.bitstream.constants.READABLE_VERSIONS`; the
+            encoder writes :data:`~coolchic.bitstream.constants.FORMAT_VERSION`.
 
     Every field is checked when the header is built, against the ranges and rules of
     :data:`~coolchic.bitstream.header_fields.HEADER_FIELDS`.
@@ -171,14 +178,19 @@ class StreamHeader:
     nn_bytes: int = 0
     latent_bytes: int = 0
     fps_text: str = ""
+    coarser_contexts: int = 0
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if self.format_version != FORMAT_VERSION:
+        if self.format_version not in READABLE_VERSIONS:
             raise field_error(
-                "format_version", str(FORMAT_VERSION), self.format_version, is_limit=False
+                "format_version", f"one of {READABLE_VERSIONS}", self.format_version, is_limit=False
             )
-        check_fields(self, HEADER_FIELDS)
+        if self.format_version == 2 and self.coarser_contexts:
+            raise field_error(
+                "coarser_contexts", "0 in format version 2", self.coarser_contexts, is_limit=False
+            )
+        check_fields(self, header_fields(self.format_version))
 
     # ----------------------------------------------------------------------------------------
 
@@ -194,8 +206,8 @@ class StreamHeader:
 
     @property
     def n_contexts(self) -> int:
-        """Width of the ARM input, ``2N² + 2N``."""
-        return 2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1)
+        """Width of the ARM input, ``2N² + 2N + P``."""
+        return 2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1) + self.coarser_contexts
 
     @property
     def n_coded_latents(self) -> int:
@@ -249,7 +261,13 @@ class StreamHeader:
 
 
 #: The header fields a model architecture gives as they are (the lists are converted).
-_ARCHITECTURE_NUMBERS: Final = ("n_grids", "n_ctx_rowcol", "upsampling_kernel", "preconcat_kernel")
+_ARCHITECTURE_NUMBERS: Final = (
+    "n_grids",
+    "n_ctx_rowcol",
+    "coarser_contexts",
+    "upsampling_kernel",
+    "preconcat_kernel",
+)
 
 
 def header_for_model(
@@ -313,18 +331,19 @@ def write_header(header: StreamHeader, payload: bytes | bytearray | memoryview =
             f"section lengths), found {len(payload)}"
         )
     writer = BitWriter()
-    write_fields(writer, header, HEADER_FIELDS)
+    write_fields(writer, header, header_fields(header.format_version))
     writer.align()
     head = MAGIC + bytes([header.format_version]) + writer.to_bytes()
     return head + zlib.crc32(payload, zlib.crc32(head)).to_bytes(_CRC_BYTES, "big")
 
 
-def _check_identification(data: bytes) -> None:
-    """Magic and version, so that a foreign or older file gets a plain answer."""
+def _check_identification(data: bytes) -> int:
+    """Magic and version, so that a foreign or older file gets a plain answer; the version."""
+    readable = " and ".join(str(version) for version in READABLE_VERSIONS)
     if data[: len(MAGIC_V1)] == MAGIC_V1:
         raise UnsupportedVersion(
             f"format version 1 (the file starts with {MAGIC_V1!r}): this decoder reads format "
-            f"version {FORMAT_VERSION} only; re-encode the source with this coolchic"
+            f"versions {readable}; re-encode the source with this coolchic"
         )
     if data[: len(MAGIC)] != MAGIC:
         raise BitstreamError(
@@ -333,17 +352,18 @@ def _check_identification(data: bytes) -> None:
     if len(data) < _PREFIX_BYTES:
         raise BitstreamError("header field format_version: missing (truncated file)")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise UnsupportedVersion(
-            f"format version: this decoder reads version {FORMAT_VERSION}, found {version} "
+            f"format version: this decoder reads versions {readable}, found {version} "
             "(written by a different coolchic release)"
         )
+    return version
 
 
-def _build(fields: dict[str, Any]) -> StreamHeader:
+def _build(fields: dict[str, Any], version: int) -> StreamHeader:
     """The header the read values describe; out-of-range values become bitstream errors."""
     try:
-        return StreamHeader(**build(fields, HEADER_FIELDS))
+        return StreamHeader(**build(fields, header_fields(version)), format_version=version)
     except FieldError as error:
         kind = LimitExceeded if error.is_limit else BitstreamError
         raise kind(f"header field {error}") from None
@@ -363,15 +383,15 @@ def read_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int
         BitstreamError: not a coolchic stream (bad magic), a header that ends early, an
             over-long ``ue`` code, non-zero padding bits, an unknown code, or an inconsistent
             field.
-        UnsupportedVersion: a format version other than this decoder's (version 1 included).
+        UnsupportedVersion: a format version this decoder does not read (version 1 included).
         LimitExceeded: a count or size beyond the decoder limits, or sections that are not all
             in ``data``.
         ChecksumMismatch: the CRC-32 of header and sections does not match.
     """
     data = bytes(data)
-    _check_identification(data)
+    version = _check_identification(data)
     reader = BitReader(data, 8 * _PREFIX_BYTES)
-    fields = read_fields(reader, HEADER_FIELDS)
+    fields = read_fields(reader, header_fields(version))
     padding = reader.align()
     if padding:
         raise BitstreamError(
@@ -399,7 +419,7 @@ def read_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int
             f"CRC-32 of header and sections: stored 0x{stored:08x}, computed 0x{computed:08x} "
             "(corrupted file)"
         )
-    return _build(fields), length
+    return _build(fields, version), length
 
 
 # --------------------------------------------------------------------------------------------

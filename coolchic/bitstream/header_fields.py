@@ -38,6 +38,7 @@ from coolchic.bitstream.constants import (
     MAX_ARM_HIDDEN_LAYERS,
     MAX_ARM_WIDTH,
     MAX_BIT_DEPTH,
+    MAX_COARSER_CONTEXTS,
     MAX_EG_ORDER,
     MAX_FPS_CHARS,
     MAX_HEIGHT,
@@ -62,6 +63,7 @@ __all__ = [
     "FRAME_FORMAT_CODES",
     "GROUP_CODING_FIELDS",
     "HEADER_FIELDS",
+    "HEADER_FIELDS_V2",
     "LAYER_KIND_CODES",
     "NONLINEARITY_CODES",
     "SYNTHESIS_LAYER_FIELDS",
@@ -70,6 +72,7 @@ __all__ = [
     "LayerKind",
     "Nonlinearity",
     "SynthesisLayerField",
+    "header_fields",
 ]
 
 FrameFormat = Literal["rgb", "yuv420", "yuv444"]
@@ -223,6 +226,8 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     Field("bit_depth", Ue(offset=MIN_BIT_DEPTH), MIN_BIT_DEPTH, MAX_BIT_DEPTH, is_limit=False),
     Field("n_grids", Ue(offset=1), 1, MAX_N_GRIDS, sizes_loop=True),
     Field("n_ctx_rowcol", Ue(offset=1), 1, MAX_N_CTX_ROWCOL),
+    # from version 3 on (HEADER_FIELDS_V2 leaves it out)
+    Field("coarser_contexts", Ue(), 0, MAX_COARSER_CONTEXTS),
     Field(
         "upsampling_kernel",
         Ue(offset=MIN_UPSAMPLING_KERNEL, scale=2),
@@ -297,3 +302,13 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
         ),
     ),
 )
+
+#: The version-2 header: the same table without the coarser-context field (always 0 there).
+HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
+    entry for entry in HEADER_FIELDS if entry.name != "coarser_contexts"
+)
+
+
+def header_fields(version: int) -> tuple[Entry, ...]:
+    """The field table of a format version this decoder reads."""
+    return HEADER_FIELDS_V2 if version == 2 else HEADER_FIELDS

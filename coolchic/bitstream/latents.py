@@ -106,9 +106,18 @@ class _Schedule:
     Grids are stacked vertically in a buffer whose row stride is ``max(w) + 2N``; each grid has
     N zero rows above it and N zero columns on each side, so every context offset is the same
     flat offset ``dy·stride + dx`` for every grid and out-of-grid neighbours read 0.
+
+    With P coarser contexts (format version 3), the context of ``(r, c)`` in grid g also holds
+    the latent of grid ``g + p`` at ``(r >> p, c >> p)`` for p = 1 … P (0 past the coarsest
+    grid: a zero slot at the end of the buffer), and grid g's steps come ``n_grids − 1 − g``
+    steps later than its own wavefront's: each coarser value is then decoded at an earlier
+    step (``(c >> p) + (r >> p)·(N + 1) <= c + r·(N + 1)`` and the coarser grid is at least one
+    step ahead), at the cost of one step per grid.
     """
 
-    def __init__(self, shapes: Sequence[tuple[int, int]], coded: Sequence[bool], n: int) -> None:
+    def __init__(
+        self, shapes: Sequence[tuple[int, int]], coded: Sequence[bool], n: int, n_coarser: int = 0
+    ) -> None:
         offsets = np.asarray(context_offsets(n), dtype=np.int64).reshape(-1, 2)
         self.stride = max((w for _, w in shapes), default=0) + 2 * n
         self.context_offsets = offsets[:, 0] * self.stride + offsets[:, 1]
@@ -118,10 +127,12 @@ class _Schedule:
             row += n
             self.origins.append(row * self.stride + n)
             row += h
-        self.size = row * self.stride + n + 1
+        zero_slot = row * self.stride + n + 1
+        self.size = zero_slot + 1
         # Coarsest grid first; stable sort by step keeps that order, then row-major.
         flat_parts: list[np.ndarray] = []
         step_parts: list[np.ndarray] = []
+        coarser_parts: list[np.ndarray] = []
         for index in reversed(range(len(shapes))):
             h, w = shapes[index]
             if not coded[index] or h * w == 0:
@@ -129,12 +140,23 @@ class _Schedule:
             steps = _grid_steps(h, w, n)
             rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
             flat_parts.append(self.origins[index] + rows * self.stride + cols)
+            if n_coarser:
+                steps = steps + (len(shapes) - 1 - index)
+                coarser = np.full((h * w, n_coarser), zero_slot, dtype=np.int64)
+                for p in range(1, n_coarser + 1):
+                    if index + p < len(shapes):
+                        origin = self.origins[index + p]
+                        coarser[:, p - 1] = origin + (rows >> p) * self.stride + (cols >> p)
+                coarser_parts.append(coarser)
             step_parts.append(steps)
+        self.coarser: np.ndarray | None = None
         if flat_parts:
             flat = np.concatenate(flat_parts)
             steps = np.concatenate(step_parts)
             order = np.argsort(steps, kind="stable")
             self.positions = flat[order]
+            if n_coarser:
+                self.coarser = np.concatenate(coarser_parts)[order]
             counts = np.bincount(steps)
             bounds = np.concatenate([[0], np.cumsum(counts[counts > 0])])
         else:
@@ -171,10 +193,16 @@ def _code_grids(
     offsets = schedule.context_offsets[None, :]
     positions = schedule.positions
     bounds = schedule.bounds
+    coarser = schedule.coarser
     indices = arm.table_indices
     for step in range(len(bounds) - 1):
         where = positions[bounds[step] : bounds[step + 1]]
-        mu_index, scale_index = indices(buffer[where[:, None] + offsets])
+        contexts = buffer[where[:, None] + offsets]
+        if coarser is not None:
+            contexts = np.concatenate(
+                [contexts, buffer[coarser[bounds[step] : bounds[step + 1]]]], 1
+            )
+        mu_index, scale_index = indices(contexts)
         mu = mu_table[mu_index]
         scale = scale_table[scale_index]
         if mode == "encode":
@@ -183,17 +211,17 @@ def _code_grids(
             buffer[where] = coder.decode(model, mu, scale)
 
 
-def _check_arm(arm: FixedPointArm, n_ctx_rowcol: int) -> None:
-    expected = len(context_offsets(n_ctx_rowcol))
+def _check_arm(arm: FixedPointArm, n_ctx_rowcol: int, n_coarser: int) -> None:
+    expected = len(context_offsets(n_ctx_rowcol)) + n_coarser
     if arm.n_contexts != expected:
         raise ValueError(
-            f"arm: expected {expected} contexts for n_ctx_rowcol = {n_ctx_rowcol}, "
-            f"found {arm.n_contexts}"
+            f"arm: expected {expected} contexts for n_ctx_rowcol = {n_ctx_rowcol} and "
+            f"{n_coarser} coarser, found {arm.n_contexts}"
         )
 
 
 def encode_latents(
-    grids: Sequence[np.ndarray], arm: FixedPointArm, n_ctx_rowcol: int
+    grids: Sequence[np.ndarray], arm: FixedPointArm, n_ctx_rowcol: int, n_coarser: int = 0
 ) -> EncodedLatents:
     """Range-code integer latent grids, check that they decode back, return the section.
 
@@ -201,7 +229,9 @@ def encode_latents(
         grids: integer ``[h, w]`` arrays, grid 0 (finest) first; values are clamped to
             [−64, 63] before coding.
         arm: the integer ARM the decoder will rebuild from the transmitted parameters.
-        n_ctx_rowcol: N, the context size (``arm.n_contexts == 2N² + 2N``).
+        n_ctx_rowcol: N, the spatial context size.
+        n_coarser: P, the coarser grids' values in each context (``arm.n_contexts`` is
+            ``2N² + 2N + P``).
 
     Returns:
         :class:`EncodedLatents` with the bytes, the clamped grids, the clamp count and the
@@ -212,7 +242,7 @@ def encode_latents(
         ValueError: grids that are not 2-D, or an ARM of the wrong width.
         BitstreamError: the section does not decode back to the clamped grids.
     """
-    _check_arm(arm, n_ctx_rowcol)
+    _check_arm(arm, n_ctx_rowcol, n_coarser)
     clamped: list[np.ndarray] = []
     n_clamped = 0
     for index, grid in enumerate(grids):
@@ -228,7 +258,7 @@ def encode_latents(
         clamped.append(inside)
     shapes = [(int(g.shape[0]), int(g.shape[1])) for g in clamped]
     zero_grids = tuple(not bool(np.any(g)) for g in clamped)
-    schedule = _Schedule(shapes, [not z for z in zero_grids], n_ctx_rowcol)
+    schedule = _Schedule(shapes, [not z for z in zero_grids], n_ctx_rowcol, n_coarser)
     buffer = np.zeros(schedule.size, dtype=np.int8)
     for index, grid in enumerate(clamped):
         if not zero_grids[index]:
@@ -236,7 +266,9 @@ def encode_latents(
     encoder = constriction.stream.queue.RangeEncoder()
     _code_grids("encode", buffer, schedule, arm, encoder)
     data = encoder.get_compressed().astype("<u4").tobytes()
-    decoded = decode_latents(data, shapes, arm, n_ctx_rowcol, zero_grids=zero_grids)
+    decoded = decode_latents(
+        data, shapes, arm, n_ctx_rowcol, zero_grids=zero_grids, n_coarser=n_coarser
+    )
     for index, (sent, back) in enumerate(zip(clamped, decoded, strict=True)):
         if not np.array_equal(sent, back):
             raise BitstreamError(
@@ -253,6 +285,7 @@ def decode_latents(
     n_ctx_rowcol: int,
     *,
     zero_grids: Sequence[bool] | None = None,
+    n_coarser: int = 0,
 ) -> list[np.ndarray]:
     """Decode the latent section.
 
@@ -262,6 +295,7 @@ def decode_latents(
         arm: the integer ARM.
         n_ctx_rowcol: N.
         zero_grids: per grid, True when it was not coded (all zero); default: all coded.
+        n_coarser: P, the coarser grids' values in each context (format version 3).
 
     Returns:
         int64 ``[h, w]`` arrays in [−64, 63], grid 0 first.
@@ -271,7 +305,7 @@ def decode_latents(
             cannot decode.
         LimitExceeded: a section larger than the coded latents can produce.
     """
-    _check_arm(arm, n_ctx_rowcol)
+    _check_arm(arm, n_ctx_rowcol, n_coarser)
     shapes = [(int(h), int(w)) for h, w in shapes]
     flags = tuple(bool(z) for z in zero_grids) if zero_grids is not None else (False,) * len(shapes)
     if len(flags) != len(shapes):
@@ -286,7 +320,7 @@ def decode_latents(
             f"latent section: expected at most {max_latent_bytes(n_symbols)} bytes for "
             f"{n_symbols} latents, found {len(data)}"
         )
-    schedule = _Schedule(shapes, [not z for z in flags], n_ctx_rowcol)
+    schedule = _Schedule(shapes, [not z for z in flags], n_ctx_rowcol, n_coarser)
     buffer = np.zeros(schedule.size, dtype=np.int8)
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)

@@ -35,6 +35,7 @@ def model_config_from_header(header: StreamHeader) -> ModelConfig:
     return ModelConfig(
         n_grids=header.n_grids,
         n_ctx_rowcol=header.n_ctx_rowcol,
+        coarser_contexts=header.coarser_contexts,
         arm_hidden=tuple(header.arm_hidden),
         synthesis=tuple(
             LayerSpec(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
@@ -90,6 +91,7 @@ def decode_stream(
             arm,
             header.n_ctx_rowcol,
             zero_grids=header.zero_grids or None,
+            n_coarser=header.coarser_contexts,
         )
     ]
     with np.errstate(over="ignore", invalid="ignore"):  # only hostile weights overflow

@@ -29,6 +29,7 @@ FINGERPRINT_FIELDS = (
     "layers_arm",
     "n_ctx_rowcol",
     "latent_n_grids",
+    "coarser_contexts",
     "seed",
 )
 
@@ -48,6 +49,7 @@ class EncodeSettings:
     layers_arm: str | None = None
     n_ctx_rowcol: int | None = None
     latent_n_grids: int | None = None
+    coarser_contexts: int | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -74,6 +76,8 @@ class EncodeSettings:
             overrides["n_ctx_rowcol"] = self.n_ctx_rowcol
         if self.latent_n_grids is not None:
             overrides["n_grids"] = self.latent_n_grids
+        if self.coarser_contexts is not None:
+            overrides["coarser_contexts"] = self.coarser_contexts
         if not overrides:
             return base
         return dataclasses.replace(base or ModelConfig(), **overrides)

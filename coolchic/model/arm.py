@@ -38,6 +38,7 @@ __all__ = [
     "MAX_BITS_PER_SYMBOL",
     "Arm",
     "ContextGather",
+    "coarser_planes",
     "context_index",
     "context_offsets",
     "gather_contexts",
@@ -99,22 +100,68 @@ def context_index(
     return torch.cat(parts) if parts else torch.empty(0, n_contexts, dtype=dtype)
 
 
+def coarser_planes(grids: list[Tensor], n_coarser: int) -> Tensor:
+    """The coarser context values of every latent, flat: grid after grid, plane after plane.
+
+    Plane p of grid g holds, at ``(r, c)``, the latent of grid ``g + p + 1`` at
+    ``(r >> (p + 1), c >> (p + 1))``: a nearest ×2^(p+1) upsampling cropped to grid g (the
+    ceil grid sizes keep the position inside), 0 past the coarsest grid.
+
+    Args:
+        grids: ``[h_i, w_i]`` tensors, finest first, sizes as :func:`grid_shapes`.
+        n_coarser: P.
+
+    Returns:
+        ``[P · Σ h_i·w_i]``, differentiable w.r.t. the grids.
+    """
+    parts: list[Tensor] = []
+    for g, grid in enumerate(grids):
+        height, width = grid.shape
+        for p in range(n_coarser):
+            if g + p + 1 >= len(grids):
+                parts.append(grid.new_zeros(height * width))
+                continue
+            coarse = grids[g + p + 1]
+            step = 1 << (p + 1)
+            h, w = coarse.shape
+            up = coarse[:, None, :, None].expand(h, step, w, step).reshape(h * step, w * step)
+            parts.append(up[:height, :width].reshape(-1))
+    return torch.cat(parts) if parts else grids[0].new_zeros(0)
+
+
 class ContextGather(nn.Module):
     """The causal contexts of a fixed set of grids (a module, so that the model owns it).
 
     Args:
         shapes: ``(h, w)`` of each grid, in the order of the concatenated latents.
         n_ctx_rowcol: N.
+        n_coarser: P, the coarser grids' values appended to each context.
     """
 
     def __init__(
-        self, shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...], n_ctx_rowcol: int
+        self,
+        shapes: list[tuple[int, int]] | tuple[tuple[int, int], ...],
+        n_ctx_rowcol: int,
+        n_coarser: int = 0,
     ) -> None:
         super().__init__()
         self.shapes = tuple(shapes)
         self.n_ctx_rowcol = n_ctx_rowcol
-        self.geometry = context_geometry(self.shapes, n_ctx_rowcol)
+        self.n_coarser = n_coarser
+        self.geometry = context_geometry(self.shapes, n_ctx_rowcol, n_coarser)
         self.n_total = sum(h * w for h, w in self.shapes)
+
+    def layout_input(self, flat: Tensor) -> Tensor:
+        """The latents followed by their coarser planes: what the context layout reads."""
+        if not self.n_coarser:
+            return flat
+        grids = [
+            part.view(h, w)
+            for part, (h, w) in zip(
+                flat.split([h * w for h, w in self.shapes]), self.shapes, strict=True
+            )
+        ]
+        return torch.cat([flat, coarser_planes(grids, self.n_coarser)])
 
     def check(self, flat: Tensor) -> None:
         """Raise ``ValueError`` unless ``flat`` is ``[N_total]``."""
@@ -130,7 +177,7 @@ class ContextGather(nn.Module):
         band); it is the plain form, for inspection and tests.
         """
         self.check(flat)
-        return causal_contexts(flat, self.geometry)
+        return causal_contexts(self.layout_input(flat), self.geometry)
 
 
 def gather_contexts(grid: Tensor, n_ctx_rowcol: int) -> Tensor:
@@ -290,5 +337,5 @@ class Arm(nn.Module):
             ``[N]`` bits, differentiable w.r.t. ``flat`` and the weights.
         """
         contexts.check(flat)
-        raw = context_mlp(flat, contexts.geometry, *self.layers())
+        raw = context_mlp(contexts.layout_input(flat), contexts.geometry, *self.layers())
         return rate_from_raw(flat, raw[0], raw[1])

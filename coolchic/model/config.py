@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_SYNTHESIS",
     "MAX_ARM_HIDDEN_LAYERS",
     "MAX_ARM_WIDTH",
+    "MAX_COARSER_CONTEXTS",
     "MAX_N_CTX_ROWCOL",
     "MAX_N_GRIDS",
     "MAX_OUT_CHANNELS",
@@ -49,6 +50,7 @@ _NONLINEARITIES: tuple[str, ...] = get_args(Nonlinearity)
 # Limits a decoder accepts. They bound what a (possibly hostile) header can make us allocate.
 MAX_N_GRIDS = 10
 MAX_N_CTX_ROWCOL = 4
+MAX_COARSER_CONTEXTS = 3
 MAX_ARM_WIDTH = 256
 MAX_ARM_HIDDEN_LAYERS = 8
 MAX_SYNTHESIS_LAYERS = 16
@@ -206,6 +208,9 @@ class ModelConfig:
         preconcat_kernel: odd size of the per-level pre-concatenation filter; 0 disables it.
         latent_gain: encoder-side gain g; the quantised value is ``round(g * y)``. Not
             transmitted (the decoder only sees integers).
+        coarser_contexts: P, how many coarser grids add their co-located latent to the ARM
+            context of each latent (0: the grids are modelled independently). Cool-chic 5's
+            inter-feature context (IFCE) plays this role.
     """
 
     n_grids: int = 7
@@ -218,6 +223,7 @@ class ModelConfig:
     upsampling_kernel: int = 8
     preconcat_kernel: int = 7
     latent_gain: float = 16.0
+    coarser_contexts: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_grids <= MAX_N_GRIDS:
@@ -246,6 +252,12 @@ class ModelConfig:
                 "preconcat_kernel",
                 f"0 or an odd integer in 1..{MAX_PRECONCAT_KERNEL}",
                 self.preconcat_kernel,
+            )
+        if not 0 <= self.coarser_contexts <= MAX_COARSER_CONTEXTS:
+            raise _bad(
+                "coarser_contexts",
+                f"an integer in 0..{MAX_COARSER_CONTEXTS}",
+                self.coarser_contexts,
             )
         if not (math.isfinite(self.latent_gain) and self.latent_gain > 0):
             raise _bad("latent_gain", "a finite number > 0", self.latent_gain)
@@ -276,8 +288,8 @@ class ModelConfig:
 
     @property
     def n_contexts(self) -> int:
-        """Number of ARM context values, ``2N² + 2N`` (24 for N = 3)."""
-        return 2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1)
+        """ARM input width: ``2N² + 2N`` neighbours (24 for N = 3), then P coarser values."""
+        return 2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1) + self.coarser_contexts
 
     @property
     def synthesis_text(self) -> str:

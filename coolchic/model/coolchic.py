@@ -68,7 +68,9 @@ class CoolChicModel(nn.Module):
         self.height = height
         self.width = width
         self.latents = LatentGrids(height, width, config.n_grids, gain=config.latent_gain)
-        self.context_gather = ContextGather(self.latents.shapes, config.n_ctx_rowcol)
+        self.context_gather = ContextGather(
+            self.latents.shapes, config.n_ctx_rowcol, config.coarser_contexts
+        )
         self.arm = Arm(config.n_contexts, config.arm_hidden)
         self.upsampling = Upsampling(
             config.n_grids,

@@ -7,7 +7,11 @@ both ends derive from the architecture lives here, so that it cannot drift apart
 * the names of the model's parts (:data:`MODULE_NAMES`), which the trainer and the recipes
   also use without loading torch;
 * the latent grid sizes (:func:`grid_shapes`);
-* the ARM's causal context (:func:`context_offsets`);
+* the ARM's causal context (:func:`context_offsets`); with P coarser contexts (format version
+  3) it also holds, for a latent at ``(r, c)`` of grid g, the latent of grid ``g + p`` at
+  ``(r >> p, c >> p)`` for p = 1 … P, 0 past the coarsest grid (the torch form is
+  :func:`coolchic.model.arm.coarser_planes`, the decoder's
+  :class:`coolchic.bitstream.latents._Schedule`);
 * the polyphase form of the ×2 upsampling step (:func:`polyphase`) and the index maps from the
   free filter taps to the filters (:func:`phase_taps_index`, :func:`odd_full_index`);
 * the fixed starting values of the upsampling filters (:func:`upsampling_initial_values`),

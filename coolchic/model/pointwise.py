@@ -22,7 +22,7 @@ and a seeded run is reproducible.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -254,22 +254,36 @@ class _PaddedGrids:
     """The latent grids, each with N zero rows above and N zero columns on either side.
 
     A causal context window then never leaves its padded grid: the context of row r of a grid
-    is the ``(N + 1) x (2N + 1)`` window of padded rows ``r … r + N``, cut to its first C
-    values in raster order: one shifted copy per context position, and the gradient goes back
-    as one shifted addition per position (both faster here than ``F.unfold`` / ``F.fold``).
-    All grids share one flat buffer, so that a per-worker gradient is one tensor.
+    is the ``(N + 1) x (2N + 1)`` window of padded rows ``r … r + N``, cut to its first
+    ``2N² + 2N`` values in raster order: one shifted copy per context position, and the
+    gradient goes back as one shifted addition per position (both faster here than
+    ``F.unfold`` / ``F.fold``). With ``n_coarser`` = P > 0, each grid also has P *coarser
+    planes* of its padded shape, after all the grids: plane p holds the co-located latent of
+    grid ``g + p + 1`` (nearest-upsampled, 0 past the coarsest grid), the context's last P
+    values. All of it shares one flat buffer, so that a per-worker gradient is one tensor.
+
+    The layout's input ``x`` is the flat latents ``[N_total]`` followed, when P > 0, by the
+    coarser planes' interiors ``[P · N_total]``, grid after grid and plane after plane
+    (:func:`coarser_planes` builds them); its output has one column per latent.
     """
 
-    def __init__(self, shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int) -> None:
+    def __init__(
+        self, shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int, n_coarser: int = 0
+    ) -> None:
         self.shapes = tuple(shapes)
         self.n = n_ctx_rowcol
         self.window = (n_ctx_rowcol + 1, 2 * n_ctx_rowcol + 1)
-        self.n_contexts = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1)
+        self.n_spatial = 2 * n_ctx_rowcol * (n_ctx_rowcol + 1)
+        self.n_coarser = n_coarser
+        self.n_contexts = self.n_spatial + n_coarser
         self.padded_shapes = [(h + self.n, w + 2 * self.n) for h, w in self.shapes]
         sizes = [h * w for h, w in self.padded_shapes]
         self.starts = [sum(sizes[:g]) for g in range(len(sizes))]
-        self.size = sum(sizes)
+        planes = [size * n_coarser for size in sizes]
+        self.plane_starts = [sum(sizes) + sum(planes[:g]) for g in range(len(sizes))]
+        self.size = sum(sizes) + sum(planes)
         self.flat_starts = [sum(h * w for h, w in self.shapes[:g]) for g in range(len(sizes))]
+        self.n_columns = sum(h * w for h, w in self.shapes)
         self._index: Tensor | None = None
         self._context_offsets: dict[int, Tensor] = {}
 
@@ -283,23 +297,40 @@ class _PaddedGrids:
         width = self.shapes[g][1]
         return self.grid(buffer, g)[self.n :, self.n : self.n + width]
 
+    def plane(self, buffer: Tensor, g: int, p: int) -> Tensor:
+        """The ``[h, w]`` interior of coarser plane p of grid g, a view of ``buffer``."""
+        (height, width), w = self.padded_shapes[g], self.shapes[g][1]
+        start = self.plane_starts[g] + p * height * width
+        padded = buffer[start : start + height * width].view(height, width)
+        return padded[self.n :, self.n : self.n + w]
+
+    def _interiors(self, buffer: Tensor) -> Iterator[Tensor]:
+        """Every ``[h, w]`` interior in the order of the flat input ``x``, one view at a time
+        (each is taken after the previous one was written: autograd needs that)."""
+        for g in range(len(self.shapes)):
+            yield self.interior(buffer, g)
+        for g in range(len(self.shapes)):
+            for p in range(self.n_coarser):
+                yield self.plane(buffer, g, p)
+
     def pad(self, flat: Tensor) -> Tensor:
         buffer = flat.new_zeros(self.size)
-        for g, (h, w) in enumerate(self.shapes):
-            start = self.flat_starts[g]
-            self.interior(buffer, g).copy_(flat[start : start + h * w].view(h, w))
+        start = 0
+        for view in self._interiors(buffer):
+            h, w = view.shape
+            view.copy_(flat[start : start + h * w].view(h, w))
+            start += h * w
         return buffer
 
     def unpad(self, buffer: Tensor) -> Tensor:
-        return torch.cat([self.interior(buffer, g).reshape(-1) for g in range(len(self.shapes))])
+        return torch.cat([view.reshape(-1) for view in self._interiors(buffer)])
 
     def chunks(self, *, whole: bool = True) -> list[_Band]:
         """The bands of rows, ``CHUNK_COLUMNS`` latents or so each (one per grid at least).
 
         With ``whole``, a small image is a single chunk of all its grids (PyTorch form).
         """
-        small = self.flat_starts[-1] + self.shapes[-1][0] * self.shapes[-1][1] <= CHUNK_COLUMNS
-        if whole and small:
+        if whole and self.n_columns <= CHUNK_COLUMNS:
             return [_WHOLE]  # a small image: one gather beats many small copies
         bands = []
         for g, (h, w) in enumerate(self.shapes):
@@ -310,7 +341,7 @@ class _PaddedGrids:
     def columns(self, band: _Band) -> slice:
         """The band's latents in the flat (concatenated, raster-order) layout."""
         if band is _WHOLE:
-            return slice(0, sum(h * w for h, w in self.shapes))
+            return slice(0, self.n_columns)
         w = self.shapes[band.grid][1]
         start = self.flat_starts[band.grid]
         return slice(start + band.first * w, start + band.end * w)
@@ -323,9 +354,11 @@ class _PaddedGrids:
         rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
         height, width = band.end - band.first, self.shapes[band.grid][1]
         out = buffer.new_empty(self.n_contexts, height, width)
-        for k in range(self.n_contexts):
+        for k in range(self.n_spatial):
             dy, dx = divmod(k, self.window[1])
             out[k] = rows[dy : dy + height, dx : dx + width]
+        for p in range(self.n_coarser):
+            out[self.n_spatial + p] = self.plane(buffer, band.grid, p)[band.first : band.end]
         return out.view(self.n_contexts, height * width)
 
     def new_input_gradient(self, buffer: Tensor, *, zeroed: bool = True) -> list[Tensor]:
@@ -345,13 +378,21 @@ class _PaddedGrids:
         )
 
     def _offsets(self, g: int) -> Tensor:
-        """Where each context value sits in padded grid g, from its window's top-left."""
+        """Where each context value sits, from grid g's window top-left (coarser planes last)."""
         if g not in self._context_offsets:
-            padded_width = self.padded_shapes[g][1]
-            positions = map(self._window_position, range(self.n_contexts))
-            self._context_offsets[g] = torch.tensor(
-                [dy * padded_width + dx for dy, dx in positions], dtype=torch.int64
-            )
+            height, padded_width = self.padded_shapes[g]
+            positions = map(self._window_position, range(self.n_spatial))
+            spatial = [dy * padded_width + dx for dy, dx in positions]
+            # the co-located value: N rows down and N columns in, in plane p
+            planes = [
+                self.plane_starts[g]
+                + p * height * padded_width
+                - self.starts[g]
+                + self.n * padded_width
+                + self.n
+                for p in range(self.n_coarser)
+            ]
+            self._context_offsets[g] = torch.tensor(spatial + planes, dtype=torch.int64)
         return self._context_offsets[g]
 
     def _window_position(self, k: int) -> tuple[int, int]:
@@ -361,7 +402,7 @@ class _PaddedGrids:
     def add_input_gradient(
         self, sums: list[Tensor], worker: int, band: _Band, grad: Tensor
     ) -> None:
-        """Add the gradient ``[C, rows · w]`` of a band's contexts to the worker's padded grid."""
+        """Add the gradient ``[C, rows · w]`` of a band's contexts to the worker's buffer."""
         if band is _WHOLE:
             index = self._whole_index(sums[worker].device)
             sums[worker].index_add_(0, index.view(-1), grad.reshape(-1))
@@ -369,9 +410,12 @@ class _PaddedGrids:
         rows = self.grid(sums[worker], band.grid)[band.first : band.end + self.n]
         height, width = band.end - band.first, self.shapes[band.grid][1]
         window_width = self.window[1]
-        for k in range(self.n_contexts):
+        for k in range(self.n_spatial):
             dy, dx = divmod(k, window_width)
             rows[dy : dy + height, dx : dx + width].add_(grad[k].view(height, width))
+        for p in range(self.n_coarser):
+            plane = self.plane(sums[worker], band.grid, p)[band.first : band.end]
+            plane.add_(grad[self.n_spatial + p].view(height, width))
 
     def input_gradient(self, sums: list[Tensor], n_workers: int) -> Tensor:
         return self.unpad(_sum_in_order(sums, n_workers))
@@ -381,13 +425,11 @@ class _PaddedGrids:
         if self._index is None or self._index.device != device:
             parts = []
             for g, (h, w) in enumerate(self.shapes):
-                padded_width = w + 2 * self.n
                 rows = torch.arange(h).view(1, h, 1)
                 cols = torch.arange(w).view(1, 1, w)
-                k = torch.arange(self.n_contexts).view(-1, 1, 1)
-                dy, dx = k // self.window[1], k % self.window[1]  # window position, top-left 0
-                position = self.starts[g] + (rows + dy) * padded_width + cols + dx
-                parts.append(position.reshape(self.n_contexts, h * w))
+                window_start = self.starts[g] + rows * self.padded_shapes[g][1] + cols
+                offsets = self._offsets(g).view(-1, 1, 1)
+                parts.append((window_start + offsets).reshape(self.n_contexts, h * w))
             self._index = torch.cat(parts, dim=1).to(device)
         return self._index
 
@@ -455,7 +497,7 @@ class _ChunkedMlp(torch.autograd.Function):
     ) -> Tensor:
         weights, biases = _split(params, relus)
         source = layout.pad(x)
-        out = x.new_empty(weights[-1].shape[0], x.shape[-1])
+        out = x.new_empty(weights[-1].shape[0], layout.n_columns)
         native = _native_kernel(x, params)
         if native is not None:
             packed = _Packed(weights, biases, relus)
@@ -582,7 +624,8 @@ def context_mlp(
     """:func:`pointwise_mlp` on the causal context of every latent, built band by band.
 
     Args:
-        flat: float tensor ``[N]``, the grids flattened in raster order and concatenated.
+        flat: float tensor, the grids flattened in raster order and concatenated ``[N]``,
+            then their coarser planes ``[P · N]`` if the geometry has any.
         grids: their geometry (:func:`context_geometry`).
 
     Returns:
@@ -591,16 +634,19 @@ def context_mlp(
     return _ChunkedMlp.apply(flat, grids, tuple(relus), *weights, *biases)
 
 
-def context_geometry(shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int) -> _PaddedGrids:
+def context_geometry(
+    shapes: Sequence[tuple[int, int]], n_ctx_rowcol: int, n_coarser: int = 0
+) -> _PaddedGrids:
     """The padded-grid layout that :func:`context_mlp` and :func:`causal_contexts` use."""
-    return _PaddedGrids(shapes, n_ctx_rowcol)
+    return _PaddedGrids(shapes, n_ctx_rowcol, n_coarser)
 
 
 def causal_contexts(flat: Tensor, grids: _PaddedGrids) -> Tensor:
     """The ``[N, C]`` contexts of all latents (0 outside each grid), differentiable.
 
-    Training never builds this table (:func:`context_mlp` works band by band); it is the
-    plain form, for inspection and tests.
+    ``flat`` is the layout's input (the latents, then any coarser planes). Training never
+    builds this table (:func:`context_mlp` works band by band); it is the plain form, for
+    inspection and tests.
     """
     padded = grids.pad(flat)
     return torch.cat([grids.inputs(padded, band) for band in grids.chunks()], dim=1).t()

@@ -53,6 +53,12 @@ def _output_for(input_path: Path) -> Path:
 @click.option("--layers-arm", "--layers_arm", "layers_arm", help="ARM hidden widths, e.g. 24,24.")
 @click.option("--n-ctx-rowcol", "--n_ctx_rowcol", "n_ctx_rowcol", type=click.IntRange(1, 4))
 @click.option("--latent-n-grids", "--latent_n_grids", "latent_n_grids", type=click.IntRange(1, 10))
+@click.option(
+    "--coarser-contexts",
+    "coarser_contexts",
+    type=click.IntRange(0, 3),
+    help="How many coarser latent grids add their co-located value to the ARM context.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_file_option("--report", "--enc_results_path", "report_path", help="Write the JSON report here.")
 @_file_option(

@@ -1,12 +1,13 @@
 """Write the stored test streams and what they must decode to (tests/test_stored_streams.py).
 
-The streams pin the format: once written, they are never regenerated for the same
-``FORMAT_VERSION``, so that a change to the writer or the reader that alters a byte of the
-layout, or a decoded sample, fails the test instead of moving the expectation with it.
+The streams pin the format: once written, they are never regenerated, so that a change to the
+writer or the reader that alters a byte of the layout, or a decoded sample, fails the test
+instead of moving the expectation with it. The version-2 streams stay when the format moves
+on: the decoder is held to reading them.
 
-    python tests/data/streams/make_streams.py [--overwrite]   # only with a new FORMAT_VERSION
+    python tests/data/streams/make_streams.py   # writes the streams that are missing
 
-Without ``--overwrite`` it writes only the streams that are missing.
+Add a case for a new format version; never overwrite a stored stream.
 
 Each ``<name>.cool`` gets a ``<name>.json`` beside it: the header fields as the reader parsed
 them, the header length, the frame facts and the SHA-256 of each decoded plane's samples
@@ -46,7 +47,13 @@ def _yuv444_10b() -> Frame:
 
 
 def _architecture(
-    grids: int, ctx: int, arm: tuple[int, ...], synthesis: str, kernel: int, preconcat: int
+    grids: int,
+    ctx: int,
+    arm: tuple[int, ...],
+    synthesis: str,
+    kernel: int,
+    preconcat: int,
+    coarser: int = 0,
 ) -> ModelConfig:
     return ModelConfig(
         grids,
@@ -55,6 +62,7 @@ def _architecture(
         parse_synthesis(synthesis),
         upsampling_kernel=kernel,
         preconcat_kernel=preconcat,
+        coarser_contexts=coarser,
     )
 
 
@@ -77,6 +85,17 @@ CASES = {
         lambda: read_frame(SAMPLES / "hills-synthetic.png"),
         2e-2,
         _architecture(7, 1, (), "4-1-linear-relu,3-1-linear-none", 8, 3),
+    ),
+    # format version 3: the coarser-grid contexts (two of them, and one with N = 1)
+    "v3_hills_yuv420_8b_coarser2": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        1e-3,
+        _architecture(7, 2, (8,), "8-1-linear-relu,3-1-linear-none", 8, 7, coarser=2),
+    ),
+    "v3_hills_yuv420_10b_coarser1": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        4e-3,
+        _architecture(6, 1, (6, 6), "6-1-linear-relu,3-1-linear-none", 6, 5, coarser=1),
     ),
 }
 
