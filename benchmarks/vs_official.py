@@ -1,0 +1,410 @@
+"""coolchic against the official Cool-chic encoder, at equal wall time per point, in one run.
+
+The official encoder (Orange's Cool-chic, 5.0.1 when this was written) is not vendored: the
+script takes a fetched copy of its git repository (``--official-repo``, a git directory, bare or
+not), exports its ``HEAD`` into a temporary folder, and runs it from there in a temporary
+virtual environment that sees this machine's torch (``--system-site-packages``) and gets the
+official requirements that intra coding imports: ``einops``, ``fvcore``, ``ConfigArgParse``
+and ``constriction==0.4.2``. ``torchvision`` is replaced by a stub package (written into the
+environment, listed in the summary) whose names raise when used: the official code imports it
+only for RAFT optical flow (inter coding), a VGG-based Wasserstein loss (perceptual tuning) and
+PNG loading, none of which a YUV intra encode with ``--tune mse`` calls. The official code
+puts its ``coolchic`` package first on ``sys.path`` (its scripts run from its folder), so it
+never sees this project's package of the same name.
+
+For each input and λ:
+
+1. coolchic encodes (``--recipe``, one process, ``--threads``) and its wall time T is measured;
+2. the official encoder (``--official-cfg``, default ``lop``) encodes with ``--n_itr`` chosen so
+   that its wall time matches T: per input, two short official runs (``--calibration``
+   iterations) give its seconds per iteration and its fixed cost, and
+   ``n_itr = (T − fixed) / per_iteration``, at least 2,000 (the official intra preset's
+   minimum); the ratio of the two wall times is printed and recorded;
+3. the official stream is decoded by its own ``cc_decode.py``; both reconstructions are scored
+   by coolchic's metrics (4:2:0 PSNR = (4·MSE_Y + MSE_U + MSE_V)/6), bits = 8 × file size.
+
+x265 ``--preset veryslow --tune psnr`` intra (``--x265-qps``) is run on the same inputs. The
+BD-rates printed: coolchic against x265, the official against x265, coolchic against the
+official (negative: coolchic needs fewer bits for the same PSNR).
+
+    python benchmarks/vs_official.py --official-repo /path/to/Cool-Chic/.git \\
+        --inputs a_416x240_01p_yuv420_8b.yuv b_416x240_01p_yuv420_8b.yuv \\
+        --lmbdas 2e-4,1e-3,4e-3,1e-2 --recipe fast --threads 1
+
+Outputs in ``--out`` (default ``benchmarks/results/vs-official-<time>/``): ``points.tsv`` (one
+row per input × encoder × setting), ``summary.json`` (BD-rates, time ratios, versions, the
+stub) and ``commands.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(HERE.parent))
+
+from coolchic.evaluation.bdrate import bd_rate  # noqa: E402
+from coolchic.evaluation.x265 import DEFAULT_QPS, read_raw, x265_point  # noqa: E402
+from coolchic.io import Frame, frame_metrics, read_frame  # noqa: E402
+
+#: What intra coding of a YUV file imports from the official requirements (torchvision is
+#: stubbed, matplotlib, scipy and the test tools are not imported on that path).
+OFFICIAL_REQUIREMENTS = ("einops", "fvcore", "ConfigArgParse", "constriction==0.4.2")
+
+#: The official intra preset refuses fewer main-phase iterations (``--n_itr``).
+OFFICIAL_MIN_ITERATIONS = 2000
+
+#: The stub ``torchvision``: module path → source. Every name raises if it is ever used.
+_STUB_BODY = (
+    "def _unavailable(*args, **kwargs):\n"
+    "    raise RuntimeError('torchvision is stubbed by benchmarks/vs_official.py')\n"
+)
+TORCHVISION_STUB = {
+    "torchvision/__init__.py": _STUB_BODY + "from . import models, transforms\n",
+    "torchvision/models/__init__.py": _STUB_BODY + "vgg16 = _unavailable\n",
+    "torchvision/models/vgg.py": "class VGG16_Weights:\n    IMAGENET1K_V1 = None\n",
+    "torchvision/models/optical_flow.py": _STUB_BODY
+    + "raft_large = _unavailable\n\nclass Raft_Large_Weights:\n    DEFAULT = None\n",
+    "torchvision/transforms/__init__.py": "from . import functional\n",
+    "torchvision/transforms/functional.py": _STUB_BODY + "to_tensor = _unavailable\n",
+}
+
+
+@dataclass
+class Point:
+    input: str
+    encoder: str
+    setting: str
+    bits: int
+    bpp: float
+    psnr: float
+    seconds: float
+    iterations: int | None = None
+
+
+class Log:
+    """Runs commands, each written to ``commands.log`` first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def run(
+        self,
+        command: Sequence[str | Path],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> float:
+        """Run to completion; its wall time in seconds. Raises with its output on failure."""
+        text = shlex.join(str(part) for part in command)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"{f'(cd {cwd}) ' if cwd else ''}{text}\n")
+        start = time.perf_counter()
+        done = subprocess.run(
+            [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - start
+        if done.returncode:
+            raise RuntimeError(f"{text} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return seconds
+
+
+@dataclass
+class Official:
+    """The exported official code and the interpreter of its environment."""
+
+    folder: Path
+    python: Path
+    commit: str
+    threads: int
+    log: Log
+
+    def env(self) -> dict[str, str]:
+        threads = str(self.threads)
+        return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+    def encode(self, source: Path, lmbda: str, n_itr: int, cfg: str, work: Path) -> Path:
+        stream = work / f"official_{cfg}_l{lmbda}_n{n_itr}.cool"
+        workdir = work / f"official_{cfg}_l{lmbda}_n{n_itr}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        command = [self.python, "cc_encode.py", "-i", source, "-o", stream]
+        command += ["--workdir", workdir, "--lmbda", lmbda, "--n_itr", str(n_itr)]
+        command += ["--dec_cfg_residue", f"cfg/dec/intra/{cfg}.cfg"]
+        self.log.run(command, cwd=self.folder, env=self.env())
+        return stream
+
+    def decode(self, stream: Path, out: Path) -> None:
+        command = [self.python, "cc_decode.py", "-i", stream, "-o", out]
+        self.log.run(command, cwd=self.folder, env=self.env())
+
+
+def set_up_official(repo: Path, work: Path, threads: int, log: Log) -> Official:
+    """Export the official code, make its environment (torch shared, torchvision stubbed)."""
+    folder = work / "official"
+    folder.mkdir(parents=True)
+    commit = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "--git-dir", str(repo), "archive", "HEAD"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    venv = work / "venv"
+    log.run([sys.executable, "-m", "venv", "--system-site-packages", venv])
+    python = venv / "bin" / "python"
+    log.run([python, "-m", "pip", "install", "-q", *OFFICIAL_REQUIREMENTS])
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for relative, source in TORCHVISION_STUB.items():
+        path = Path(site) / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    return Official(folder, python, commit, threads, log)
+
+
+def score(
+    source: Frame,
+    decoded: Frame,
+    label: str,
+    encoder: str,
+    setting: str,
+    bits: int,
+    seconds: float,
+    iterations: int | None = None,
+) -> Point:
+    psnr = frame_metrics(source, decoded).as_dict()["psnr_yuv"]
+    n_pixels = source.width * source.height
+    return Point(label, encoder, setting, bits, bits / n_pixels, psnr, seconds, iterations)
+
+
+def read_decoded_yuv(path: Path, like: Frame) -> Frame:
+    """A raw planar YUV file of ``like``'s format and bit depth."""
+    shapes = [plane.shape for plane in like.integer_planes()]
+    planes = read_raw(path, shapes, like.bit_depth)
+    return Frame.from_integer_planes(
+        tuple(planes),  # type: ignore[arg-type]
+        fmt=like.format,
+        bit_depth=like.bit_depth,
+    )
+
+
+def ours(
+    path: Path, frame: Frame, lmbda: str, args: argparse.Namespace, work: Path, log: Log
+) -> Point:
+    stream, decoded = work / f"coolchic_l{lmbda}.cool", work / f"coolchic_l{lmbda}.yuv"
+    report = work / f"coolchic_l{lmbda}.json"
+    command = [sys.executable, "-m", "coolchic", "-q", "--threads", str(args.threads)]
+    command += ["--device", "cpu", "encode", path, "-o", stream, "--recipe", args.recipe]
+    command += ["--lmbda", lmbda, "--seed", str(args.seed), "--report", report]
+    command += ["--decoded", decoded]
+    seconds = log.run(command)
+    iterations = json.loads(report.read_text(encoding="utf-8"))["iterations"]
+    bits = 8 * stream.stat().st_size
+    return score(
+        frame,
+        read_decoded_yuv(decoded, frame),
+        path.stem,
+        "coolchic",
+        f"lmbda={lmbda}",
+        bits,
+        seconds,
+        iterations,
+    )
+
+
+def official_point(
+    path: Path,
+    frame: Frame,
+    lmbda: str,
+    n_itr: int,
+    official: Official,
+    args: argparse.Namespace,
+    work: Path,
+) -> Point:
+    start = time.perf_counter()
+    stream = official.encode(path, lmbda, n_itr, args.official_cfg, work)
+    seconds = time.perf_counter() - start
+    decoded = stream.with_suffix(".yuv")
+    official.decode(stream, decoded)
+    bits = 8 * stream.stat().st_size
+    return score(
+        frame,
+        read_decoded_yuv(decoded, frame),
+        path.stem,
+        f"official-{args.official_cfg}",
+        f"lmbda={lmbda}",
+        bits,
+        seconds,
+        n_itr,
+    )
+
+
+def calibrate(
+    path: Path, lmbda: str, official: Official, args: argparse.Namespace, work: Path
+) -> tuple[float, float]:
+    """The official encoder's fixed seconds and seconds per iteration on this input."""
+    low, high = args.calibration
+    times = []
+    for n_itr in (low, high):
+        start = time.perf_counter()
+        official.encode(path, lmbda, n_itr, args.official_cfg, work / "calibration")
+        times.append(time.perf_counter() - start)
+    per_iteration = max((times[1] - times[0]) / (high - low), 1e-6)
+    return max(times[0] - low * per_iteration, 0.0), per_iteration
+
+
+def bd_table(points: list[Point], inputs: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for label in inputs:
+        curves: dict[str, tuple[list[float], list[float]]] = {}
+        for point in points:
+            if point.input == label:
+                rates, psnrs = curves.setdefault(point.encoder, ([], []))
+                rates.append(point.bpp)
+                psnrs.append(point.psnr)
+        encoders = [name for name in curves if name != "x265"]
+        pairs = [(name, "x265") for name in encoders]
+        if len(encoders) == 2:
+            pairs.append((encoders[0], encoders[1]))
+        for test, anchor in pairs:
+            result = bd_rate(*curves[anchor], *curves[test])
+            rows.append(
+                {
+                    "input": label,
+                    "test": test,
+                    "anchor": anchor,
+                    "bd_rate_percent": result.percent,
+                    "psnr_range": result.psnr_range,
+                    "note": result.reason,
+                }
+            )
+    return rows
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--official-repo",
+        type=Path,
+        required=True,
+        help="a fetched git copy of the official Cool-chic repository",
+    )
+    parser.add_argument(
+        "--inputs",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="YUV 4:2:0 files named <name>_<W>x<H>_<fps>p_yuv420_<bits>b.yuv",
+    )
+    parser.add_argument("--lmbdas", default="2e-4,1e-3,4e-3,1e-2")
+    parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--official-cfg", default="lop", help="cfg/dec/intra/<name>.cfg")
+    parser.add_argument("--threads", type=int, default=1, help="for every encoder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        nargs=2,
+        default=(OFFICIAL_MIN_ITERATIONS, OFFICIAL_MIN_ITERATIONS + 500),
+        metavar=("LOW", "HIGH"),
+        help="official iterations of the two timing runs",
+    )
+    parser.add_argument("--x265-qps", default=",".join(map(str, DEFAULT_QPS)))
+    parser.add_argument("--out", type=Path)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out = args.out or HERE / "results" / f"vs-official-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / "commands.log")
+    points: list[Point] = []
+    ratios: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="vs-official-") as scratch:
+        official = set_up_official(args.official_repo.resolve(), Path(scratch), args.threads, log)
+        for path in args.inputs:
+            path = path.resolve()
+            frame = read_frame(path)
+            if frame.format != "yuv420":
+                raise SystemExit(f"{path}: only YUV 4:2:0 inputs are compared")
+            work = out / path.stem
+            work.mkdir(exist_ok=True)
+            lmbdas = args.lmbdas.split(",")
+            fixed, per_iteration = calibrate(path, lmbdas[0], official, args, Path(scratch))
+            print(f"{path.stem}: official {fixed:.1f} s + {1e3 * per_iteration:.1f} ms/iteration")
+            for lmbda in lmbdas:
+                mine = ours(path, frame, lmbda, args, work, log)
+                n_itr = round((mine.seconds - fixed) / per_iteration)
+                n_itr = max(OFFICIAL_MIN_ITERATIONS, n_itr)
+                theirs = official_point(path, frame, lmbda, n_itr, official, args, work)
+                ratio = theirs.seconds / mine.seconds
+                ratios.setdefault(path.stem, []).append(ratio)
+                for point in (mine, theirs):
+                    points.append(point)
+                    print(
+                        f"  {point.encoder:14} {point.setting:14} {point.bpp:.4f} bpp "
+                        f"{point.psnr:.3f} dB {point.seconds:8.1f} s"
+                    )
+                print(f"  time official / coolchic: {ratio:.3f} ({n_itr} official iterations)")
+            for qp in args.x265_qps.split(","):
+                anchor = x265_point(frame, int(qp), work, threads=args.threads)
+                points.append(
+                    score(
+                        frame,
+                        anchor.decoded,
+                        path.stem,
+                        "x265",
+                        f"qp={qp}",
+                        anchor.bits,
+                        anchor.encode_seconds,
+                    )
+                )
+        with open(out / "points.tsv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(asdict(points[0])), delimiter="\t")
+            writer.writeheader()
+            writer.writerows(asdict(point) for point in points)
+        rows = bd_table(points, [path.resolve().stem for path in args.inputs])
+        summary = {
+            "date": stamp,
+            "command": shlex.join(sys.argv),
+            "official_commit": official.commit,
+            "official_cfg": args.official_cfg,
+            "official_requirements": OFFICIAL_REQUIREMENTS,
+            "stubbed": sorted(TORCHVISION_STUB),
+            "time_ratios_official_over_coolchic": ratios,
+            "bd_rates": rows,
+        }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print("\nBD-rate (negative: the test needs fewer bits for the same 4:2:0 PSNR)")
+    for row in rows:
+        value = "n/a" if row["bd_rate_percent"] is None else f"{row['bd_rate_percent']:+.2f} %"
+        print(f"  {row['input']:40} {row['test']:14} vs {row['anchor']:14} {value} {row['note']}")
+    print(f"results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
