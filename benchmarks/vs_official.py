@@ -19,7 +19,8 @@ For each input and λ:
    that its wall time matches T: per input, two short official runs (``--calibration``
    iterations) give its seconds per iteration and its fixed cost, and
    ``n_itr = (T − fixed) / per_iteration``, at least 2,000 (the official intra preset's
-   minimum); the ratio of the two wall times is printed and recorded;
+   minimum; ``--official-iterations`` fixes it instead); the ratio of the two wall times is
+   printed and recorded, with a warning when it is outside ±15 %;
 3. the official stream is decoded by its own ``cc_decode.py``; both reconstructions are scored
    by coolchic's metrics (4:2:0 PSNR = (4·MSE_Y + MSE_U + MSE_V)/6), bits = 8 × file size.
 
@@ -67,6 +68,9 @@ OFFICIAL_REQUIREMENTS = ("einops", "fvcore", "ConfigArgParse", "constriction==0.
 
 #: The official intra preset refuses fewer main-phase iterations (``--n_itr``).
 OFFICIAL_MIN_ITERATIONS = 2000
+
+#: Two wall times within this factor of each other count as equal.
+EQUAL_TIME = 1.15
 
 #: The stub ``torchvision``: module path → source. Every name raises if it is ever used.
 _STUB_BODY = (
@@ -330,6 +334,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar=("LOW", "HIGH"),
         help="official iterations of the two timing runs",
     )
+    parser.add_argument(
+        "--official-iterations",
+        type=int,
+        help="fixed official --n_itr for every point, no calibration (when its minimum, "
+        "2,000, already takes longer than the recipe: give coolchic a longer recipe)",
+    )
     parser.add_argument("--x265-qps", default=",".join(map(str, DEFAULT_QPS)))
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)
@@ -353,12 +363,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = out / path.stem
             work.mkdir(exist_ok=True)
             lmbdas = args.lmbdas.split(",")
-            fixed, per_iteration = calibrate(path, lmbdas[0], official, args, Path(scratch))
-            print(f"{path.stem}: official {fixed:.1f} s + {1e3 * per_iteration:.1f} ms/iteration")
+            if args.official_iterations is None:
+                fixed, per_iteration = calibrate(path, lmbdas[0], official, args, Path(scratch))
+                print(f"{path.stem}: official {fixed:.1f} s + {1e3 * per_iteration:.1f} ms/it")
             for lmbda in lmbdas:
                 mine = ours(path, frame, lmbda, args, work, log)
-                n_itr = round((mine.seconds - fixed) / per_iteration)
-                n_itr = max(OFFICIAL_MIN_ITERATIONS, n_itr)
+                if args.official_iterations is None:
+                    n_itr = round((mine.seconds - fixed) / per_iteration)
+                    n_itr = max(OFFICIAL_MIN_ITERATIONS, n_itr)
+                else:
+                    n_itr = args.official_iterations
                 theirs = official_point(path, frame, lmbda, n_itr, official, args, work)
                 ratio = theirs.seconds / mine.seconds
                 ratios.setdefault(path.stem, []).append(ratio)
@@ -369,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{point.psnr:.3f} dB {point.seconds:8.1f} s"
                     )
                 print(f"  time official / coolchic: {ratio:.3f} ({n_itr} official iterations)")
+                if not 1 / EQUAL_TIME <= ratio <= EQUAL_TIME:
+                    print(f"  not equal time (±{EQUAL_TIME - 1:.0%}): choose another --recipe")
             for qp in args.x265_qps.split(","):
                 anchor = x265_point(frame, int(qp), work, threads=args.threads)
                 points.append(
