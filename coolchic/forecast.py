@@ -44,7 +44,7 @@ from coolchic.train.trainer import (
 WARMUP_CALLS = 3
 #: Calibration times each kind of step until it has this many and has spent this long on it.
 MIN_TIMED_STEPS = 5
-MIN_TIMED_S = 0.5
+MIN_TIMED_S = 0.2
 #: The networks' quantisation and the checks after training, counted in evaluations of the
 #: whole model (the step-size trials are partial passes): measured 80 to 93 at 1152x768, where
 #: RDOQ does not run, and 300 to 510 at 416x240 and 192x128, where it does (RDOQ_MAX_PIXELS;

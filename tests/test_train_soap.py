@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from coolchic.train.soap import MAX_PRECONDITIONED_SIDE, Soap
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _excess_loss(optimizer_factory, steps: int = 300) -> float:
@@ -123,3 +129,41 @@ def test_a_non_finite_gradient_does_not_raise() -> None:
     optimizer.step()
     optimizer.step()
     assert optimizer.state[weight]["basis_left"].shape == (3, 3)
+
+
+def test_zero_grad_and_a_foreign_state_are_handled() -> None:
+    weight = torch.nn.Parameter(torch.ones(2, 3))
+    optimizer = Soap([weight], lr=0.01)
+    weight.grad = torch.ones(2, 3)
+    optimizer.zero_grad(set_to_none=False)
+    assert weight.grad is not None and not weight.grad.any()
+    optimizer.zero_grad()
+    assert weight.grad is None
+    other = Soap([weight, torch.nn.Parameter(torch.ones(2))], lr=0.01)
+    with pytest.raises(ValueError, match="other parameter groups"):
+        optimizer.load_state_dict(other.state_dict())
+
+
+def test_training_steps_do_not_import_torch_dynamo() -> None:
+    """torch.optim.Optimizer imports torch._dynamo on first use: 2.5 s per encode process."""
+    script = (
+        "import sys\n"
+        "from coolchic.model.config import ModelConfig\n"
+        "from coolchic.model.coolchic import CoolChicModel\n"
+        "from coolchic.train.trainer import make_optimizer, select_trained\n"
+        "model = CoolChicModel(ModelConfig(), 8, 16)\n"
+        "networks, parameters = select_trained(model, ('latents', 'arm', 'upsampling', "
+        "'synthesis'))\n"
+        "optimizer = make_optimizer(networks, parameters, lr=1e-2)\n"
+        "for p in parameters:\n"
+        "    p.grad = p.detach().clone()\n"
+        "optimizer.step()\n"
+        "optimizer.zero_grad()\n"
+        "optimizer.load_state_dict(optimizer.state_dict())\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]

@@ -14,10 +14,16 @@ or above :data:`MAX_PRECONDITIONED_SIDE` is not rotated. A group with ``precondi
 is plain Adam with decoupled weight decay: the latents take that path, as in Cool-chic 5.0.
 The eigenvectors come from :func:`torch.linalg.eigh` on matrices of a few dozen rows, which
 gives the same result on any number of threads, so a seeded encode stays reproducible.
+
+:class:`Soap` does not derive from ``torch.optim.Optimizer``: the first call into that base
+class imports ``torch._dynamo``, which costs 2.5 s per process on a 2-core host, more than a
+whole ``instant`` encode of a small frame. It keeps the same ``param_groups``, ``state``,
+``zero_grad`` and ``state_dict`` contract, so the trainer and the checkpoints use it alike.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +34,7 @@ from torch import Tensor
 MAX_PRECONDITIONED_SIDE = 256
 
 
-class Soap(torch.optim.Optimizer):
+class Soap:
     """SOAP for groups with ``precondition=True``, Adam (decoupled weight decay) for the others.
 
     Args:
@@ -64,7 +70,48 @@ class Soap(torch.optim.Optimizer):
             "precondition_every": precondition_every,
             "precondition": precondition,
         }
-        super().__init__(params, defaults)
+        self.defaults = defaults
+        items = list(params)
+        as_groups = items if items and isinstance(items[0], dict) else [{"params": items}]
+        self.param_groups: list[dict[str, Any]] = [
+            {**defaults, **group, "params": list(group["params"])} for group in as_groups
+        ]
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                if set_to_none:
+                    parameter.grad = None
+                elif parameter.grad is not None:
+                    parameter.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim``'s layout: parameters by their index over all groups."""
+        index = {id(p): i for i, p in enumerate(self._parameters())}
+        return {
+            "state": {index[id(p)]: dict(s) for p, s in self.state.items()},
+            "param_groups": [
+                {**group, "params": [index[id(p)] for p in group["params"]]}
+                for group in self.param_groups
+            ],
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        parameters = self._parameters()
+        sizes = [len(g["params"]) for g in saved["param_groups"]]
+        if sizes != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError("the saved optimiser state has other parameter groups")
+        for group, saved_group in zip(self.param_groups, saved["param_groups"], strict=True):
+            group.update({k: v for k, v in saved_group.items() if k != "params"})
+        self.state = defaultdict(dict)
+        for i, s in saved["state"].items():
+            self.state[parameters[int(i)]] = {
+                k: v.clone() if isinstance(v, Tensor) else v for k, v in s.items()
+            }
+
+    def _parameters(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]

@@ -104,9 +104,7 @@ def select_trained(
     return networks, parameters
 
 
-def make_optimizer(
-    networks: list[nn.Parameter], parameters: list[nn.Parameter], lr: float
-) -> torch.optim.Optimizer:
+def make_optimizer(networks: list[nn.Parameter], parameters: list[nn.Parameter], lr: float) -> Soap:
     """The optimiser of a phase: SOAP on the network weights, Adam on the latents.
 
     As in Cool-chic 5.0. The networks learn :data:`NETWORK_LR_SCALE` times faster than the
@@ -128,7 +126,7 @@ def make_optimizer(
     return optimizer
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_learning_rate(optimizer: Soap, lr: float) -> None:
     """Set the schedule's learning rate, scaled per group."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("relative_lr", 1.0)
@@ -148,7 +146,7 @@ def phase_quantizer(phase: Phase, fraction: float) -> QuantizerSettings:
 
 def training_step(
     model: CoolChicModel,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Soap,
     networks: list[nn.Parameter],
     *,
     target: Target,
@@ -263,7 +261,7 @@ class Trainer:
         phase_index: int,
         iteration: int = 0,
         since_best: int = 0,
-        optimizer: torch.optim.Optimizer | None = None,
+        optimizer: Soap | None = None,
     ) -> None:
         if self.checkpoint is None:
             return
@@ -434,7 +432,7 @@ class Trainer:
     def _step(
         self,
         model: CoolChicModel,
-        optimizer: torch.optim.Optimizer,
+        optimizer: Soap,
         networks: list[nn.Parameter],
         phase: Phase,
         iteration: int,
