@@ -10,6 +10,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: The files that take longest (real daemons, a Dask cluster, many encodes), longest first,
+#: run before the others: with ``--dist loadfile`` a worker takes whole files in collection
+#: order, and a long file that came last would leave the other worker idle for minutes.
+LONGEST_FILES = (
+    "test_watch.py",
+    "test_codec.py",
+    "test_executors_dask.py",
+    "test_watch_reliability.py",
+    "test_watch_hostile.py",
+    "test_batch.py",
+    "test_resume.py",
+    "test_train_checkpoint.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
+
 
 def yuv420_planes(
     width: int, height: int, bit_depth: int, seed: int = 0

@@ -156,8 +156,7 @@ def test_a_worker_killed_mid_encode_is_replaced_and_nothing_is_lost(tmp_path, cl
         killed.update(job=job_id, pid=pid, at=time.monotonic())
 
     recorder = Recorder(on_first_progress=kill_the_worker_running)
-    settings = EncodeSettings(recipe="faster", threads=1, device="cpu")
-    results = _batch(tmp_path / "in", tmp_path / "out", settings, executor, recorder)
+    results = _batch(tmp_path / "in", tmp_path / "out", INSTANT, executor, recorder)
 
     assert killed, "no worker was killed"
     assert [r.status for r in results] == ["done"] * 3
