@@ -21,7 +21,9 @@ For each input and λ:
    ``n_itr = (T − fixed) / per_iteration``, at least 2,000 (the official intra preset's
    minimum; ``--official-iterations`` fixes it instead); the ratio of the two wall times is
    printed and recorded, with a warning when it is outside ±15 %;
-3. the official stream is decoded by its own ``cc_decode.py``; both reconstructions are scored
+3. with ``--jobs 2`` two λ points run at a time (and the two calibration runs together), so
+   that every encode of either encoder shares the machine with one other encode;
+4. the official stream is decoded by its own ``cc_decode.py``; both reconstructions are scored
    by coolchic's metrics (4:2:0 PSNR = (4·MSE_Y + MSE_U + MSE_V)/6), bits = 8 × file size.
 
 x265 ``--preset veryslow --tune psnr`` intra (``--x265-qps``) is run on the same inputs. The
@@ -30,7 +32,7 @@ official (negative: coolchic needs fewer bits for the same PSNR).
 
     python benchmarks/vs_official.py --official-repo /path/to/Cool-Chic/.git \\
         --inputs a_416x240_01p_yuv420_8b.yuv b_416x240_01p_yuv420_8b.yuv \\
-        --lmbdas 2e-4,1e-3,4e-3,1e-2 --recipe fast --threads 1
+        --lmbdas 2e-4,1e-3,4e-3,1e-2 --recipe fast --threads 1 --jobs 2
 
 Outputs in ``--out`` (default ``benchmarks/results/vs-official-<time>/``): ``points.tsv`` (one
 row per input × encoder × setting), ``summary.json`` (BD-rates, time ratios, versions, the
@@ -50,7 +52,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -264,16 +268,44 @@ def official_point(
     )
 
 
+def equal_time_pair(
+    path: Path,
+    frame: Frame,
+    timing: tuple[float, float] | None,
+    official: Official,
+    args: argparse.Namespace,
+    work: Path,
+    log: Log,
+    lmbda: str,
+) -> tuple[Point, Point]:
+    """coolchic at ``lmbda``, then the official encoder for as long.
+
+    ``timing`` is the official encoder's (fixed seconds, seconds per iteration) from
+    :func:`calibrate`; ``None`` runs it for ``--official-iterations``.
+    """
+    mine = ours(path, frame, lmbda, args, work, log)
+    if timing is None:
+        n_itr = args.official_iterations
+    else:
+        fixed, per_iteration = timing
+        n_itr = max(OFFICIAL_MIN_ITERATIONS, round((mine.seconds - fixed) / per_iteration))
+    return mine, official_point(path, frame, lmbda, n_itr, official, args, work)
+
+
 def calibrate(
     path: Path, lmbda: str, official: Official, args: argparse.Namespace, work: Path
 ) -> tuple[float, float]:
     """The official encoder's fixed seconds and seconds per iteration on this input."""
     low, high = args.calibration
-    times = []
-    for n_itr in (low, high):
+
+    def timed(n_itr: int) -> float:
         start = time.perf_counter()
         official.encode(path, lmbda, n_itr, args.official_cfg, work / "calibration")
-        times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    # Under the same load as the points: with --jobs 2 both runs share the machine too.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        times = list(pool.map(timed, (low, high)))
     per_iteration = max((times[1] - times[0]) / (high - low), 1e-6)
     return max(times[0] - low * per_iteration, 0.0), per_iteration
 
@@ -327,6 +359,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="for every encoder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="λ points run at a time (each: coolchic, then the official encoder for as long); "
+        "the calibration runs share the machine the same way",
+    )
+    parser.add_argument(
         "--calibration",
         type=int,
         nargs=2,
@@ -363,17 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = out / path.stem
             work.mkdir(exist_ok=True)
             lmbdas = args.lmbdas.split(",")
+            timing = None
             if args.official_iterations is None:
-                fixed, per_iteration = calibrate(path, lmbdas[0], official, args, Path(scratch))
-                print(f"{path.stem}: official {fixed:.1f} s + {1e3 * per_iteration:.1f} ms/it")
-            for lmbda in lmbdas:
-                mine = ours(path, frame, lmbda, args, work, log)
-                if args.official_iterations is None:
-                    n_itr = round((mine.seconds - fixed) / per_iteration)
-                    n_itr = max(OFFICIAL_MIN_ITERATIONS, n_itr)
-                else:
-                    n_itr = args.official_iterations
-                theirs = official_point(path, frame, lmbda, n_itr, official, args, work)
+                timing = calibrate(path, lmbdas[0], official, args, Path(scratch))
+                print(f"{path.stem}: official {timing[0]:.1f} s + {1e3 * timing[1]:.1f} ms/it")
+            point_pair = partial(equal_time_pair, path, frame, timing, official, args, work, log)
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                pairs = list(pool.map(point_pair, lmbdas))
+            for mine, theirs in pairs:
+                n_itr = theirs.iterations
                 ratio = theirs.seconds / mine.seconds
                 ratios.setdefault(path.stem, []).append(ratio)
                 for point in (mine, theirs):
