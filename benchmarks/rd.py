@@ -113,6 +113,7 @@ from coolchic.evaluation.x265 import (  # noqa: E402
     coded_planes,
     command_output,
     read_raw,
+    read_raw_frame,
     run_command,
     write_raw,
     x265_point,
@@ -476,12 +477,7 @@ def _read_decoded(source: Source, path: Path) -> Frame:
         from coolchic.io import read_png
 
         return read_png(path)
-    planes = read_raw(path, [p.shape for p in source.frame.integer_planes()], source.bit_depth)
-    return Frame.from_integer_planes(
-        tuple(planes),  # type: ignore[arg-type]
-        fmt=source.kind,  # type: ignore[arg-type]
-        bit_depth=source.bit_depth,
-    )
+    return read_raw_frame(path, source.frame)
 
 
 def _raw_input(source: Source, work: Path) -> Path:

@@ -63,7 +63,7 @@ if str(HERE.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(HERE.parent))
 
 from coolchic.evaluation.bdrate import bd_rate  # noqa: E402
-from coolchic.evaluation.x265 import DEFAULT_QPS, read_raw, x265_point  # noqa: E402
+from coolchic.evaluation.x265 import DEFAULT_QPS, read_raw_frame, x265_point  # noqa: E402
 from coolchic.io import Frame, frame_metrics, read_frame  # noqa: E402
 
 #: What intra coding of a YUV file imports from the official requirements (torchvision is
@@ -206,17 +206,6 @@ def score(
     return Point(label, encoder, setting, bits, bits / n_pixels, psnr, seconds, iterations)
 
 
-def read_decoded_yuv(path: Path, like: Frame) -> Frame:
-    """A raw planar YUV file of ``like``'s format and bit depth."""
-    shapes = [plane.shape for plane in like.integer_planes()]
-    planes = read_raw(path, shapes, like.bit_depth)
-    return Frame.from_integer_planes(
-        tuple(planes),  # type: ignore[arg-type]
-        fmt=like.format,
-        bit_depth=like.bit_depth,
-    )
-
-
 def ours(
     path: Path, frame: Frame, lmbda: str, args: argparse.Namespace, work: Path, log: Log
 ) -> Point:
@@ -231,7 +220,7 @@ def ours(
     bits = 8 * stream.stat().st_size
     return score(
         frame,
-        read_decoded_yuv(decoded, frame),
+        read_raw_frame(decoded, frame),
         path.stem,
         "coolchic",
         f"lmbda={lmbda}",
@@ -258,7 +247,7 @@ def official_point(
     bits = 8 * stream.stat().st_size
     return score(
         frame,
-        read_decoded_yuv(decoded, frame),
+        read_raw_frame(decoded, frame),
         path.stem,
         f"official-{args.official_cfg}",
         f"lmbda={lmbda}",

@@ -118,6 +118,16 @@ def read_raw(path: Path, shapes: Sequence[tuple[int, int]], bit_depth: int) -> l
     return planes
 
 
+def read_raw_frame(path: Path, like: Frame) -> Frame:
+    """A planar raw file holding a frame of ``like``'s format, size and bit depth."""
+    planes = read_raw(path, [plane.shape for plane in like.integer_planes()], like.bit_depth)
+    return Frame.from_integer_planes(
+        tuple(planes),  # type: ignore[arg-type]
+        fmt=like.format,
+        bit_depth=like.bit_depth,
+    )
+
+
 def x265_point(
     frame: Frame,
     qp: int,
