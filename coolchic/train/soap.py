@@ -114,7 +114,7 @@ class Soap:
         return [p for group in self.param_groups for p in group["params"]]
 
     @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
+    def step(self, closure: None = None) -> None:
         """One update of every parameter that has a gradient."""
         for group in self.param_groups:
             for parameter in group["params"]:
