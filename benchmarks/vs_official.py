@@ -73,6 +73,9 @@ OFFICIAL_REQUIREMENTS = ("einops", "fvcore", "ConfigArgParse", "constriction==0.
 #: The official intra preset refuses fewer main-phase iterations (``--n_itr``).
 OFFICIAL_MIN_ITERATIONS = 2000
 
+#: The range of ``coolchic encode --iterations-scale``.
+MIN_SCALE, MAX_SCALE = 0.1, 10.0
+
 #: Two wall times within this factor of each other count as equal.
 EQUAL_TIME = 1.15
 
@@ -207,12 +210,20 @@ def score(
 
 
 def ours(
-    path: Path, frame: Frame, lmbda: str, args: argparse.Namespace, work: Path, log: Log
+    path: Path,
+    frame: Frame,
+    lmbda: str,
+    args: argparse.Namespace,
+    work: Path,
+    log: Log,
+    scale: float = 1.0,
 ) -> Point:
-    stream, decoded = work / f"coolchic_l{lmbda}.cool", work / f"coolchic_l{lmbda}.yuv"
-    report = work / f"coolchic_l{lmbda}.json"
+    """coolchic at ``lmbda`` with ``--recipe``, every phase ``scale`` times as long."""
+    name = f"coolchic_l{lmbda}" + ("" if scale == 1 else f"_x{scale:.3f}")
+    stream, decoded, report = (work / f"{name}{suffix}" for suffix in (".cool", ".yuv", ".json"))
     command = [sys.executable, "-m", "coolchic", "-q", "--threads", str(args.threads)]
     command += ["--device", "cpu", "encode", path, "-o", stream, "--recipe", args.recipe]
+    command += ["--iterations-scale", f"{scale:.3f}"]
     command += ["--lmbda", lmbda, "--seed", str(args.seed), "--report", report]
     command += ["--decoded", decoded]
     seconds = log.run(command)
@@ -223,7 +234,7 @@ def ours(
         read_raw_frame(decoded, frame),
         path.stem,
         "coolchic",
-        f"lmbda={lmbda}",
+        f"lmbda={lmbda}" + ("" if scale == 1 else f" x{scale:.2f}"),
         bits,
         seconds,
         iterations,
@@ -279,6 +290,45 @@ def equal_time_pair(
         fixed, per_iteration = timing
         n_itr = max(OFFICIAL_MIN_ITERATIONS, round((mine.seconds - fixed) / per_iteration))
     return mine, official_point(path, frame, lmbda, n_itr, official, args, work)
+
+
+def official_first_pair(
+    path: Path,
+    frame: Frame,
+    timing: tuple[float, float],
+    official: Official,
+    args: argparse.Namespace,
+    work: Path,
+    log: Log,
+    lmbda: str,
+) -> tuple[Point, Point]:
+    """The official encoder at its fixed iterations, then coolchic for as long.
+
+    ``timing`` is coolchic's (fixed seconds, seconds per unit of ``--iterations-scale``) from
+    :func:`calibrate_ours`.
+    """
+    n_itr = args.official_iterations or OFFICIAL_MIN_ITERATIONS
+    theirs = official_point(path, frame, lmbda, n_itr, official, args, work)
+    fixed, per_unit = timing
+    scale = min(max((theirs.seconds - fixed) / per_unit, MIN_SCALE), MAX_SCALE)
+    return ours(path, frame, lmbda, args, work, log, scale), theirs
+
+
+def calibrate_ours(
+    path: Path, frame: Frame, lmbda: str, args: argparse.Namespace, work: Path, log: Log
+) -> tuple[float, float]:
+    """coolchic's fixed seconds and seconds per unit of ``--iterations-scale`` on this input."""
+    low, high = args.coolchic_calibration
+    calibration = work / "calibration"
+    calibration.mkdir(exist_ok=True)
+
+    def timed(scale: float) -> float:
+        return ours(path, frame, lmbda, args, calibration, log, scale).seconds
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        times = list(pool.map(timed, (low, high)))
+    per_unit = max((times[1] - times[0]) / (high - low), 1e-6)
+    return max(times[0] - low * per_unit, 0.0), per_unit
 
 
 def calibrate(
@@ -368,6 +418,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fixed official --n_itr for every point, no calibration (when its minimum, "
         "2,000, already takes longer than the recipe: give coolchic a longer recipe)",
     )
+    parser.add_argument(
+        "--match",
+        choices=("official", "coolchic"),
+        default="official",
+        help="whose iterations are chosen to equal the other's time: 'official' runs coolchic "
+        "first with --recipe; 'coolchic' runs the official encoder first (at "
+        "--official-iterations, default its minimum) and stretches --recipe to as long with "
+        "coolchic's --iterations-scale, from two calibration encodes per input",
+    )
+    parser.add_argument(
+        "--coolchic-calibration",
+        type=float,
+        nargs=2,
+        default=(0.25, 0.5),
+        metavar=("LOW", "HIGH"),
+        help="--iterations-scale of coolchic's two timing encodes (with --match coolchic)",
+    )
     parser.add_argument("--x265-qps", default=",".join(map(str, DEFAULT_QPS)))
     parser.add_argument("--out", type=Path)
     return parser.parse_args(argv)
@@ -391,11 +458,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = out / path.stem
             work.mkdir(exist_ok=True)
             lmbdas = args.lmbdas.split(",")
-            timing = None
-            if args.official_iterations is None:
-                timing = calibrate(path, lmbdas[0], official, args, Path(scratch))
-                print(f"{path.stem}: official {timing[0]:.1f} s + {1e3 * timing[1]:.1f} ms/it")
-            point_pair = partial(equal_time_pair, path, frame, timing, official, args, work, log)
+            if args.match == "coolchic":
+                mine = calibrate_ours(path, frame, lmbdas[0], args, work, log)
+                print(f"{path.stem}: coolchic {mine[0]:.1f} s + {mine[1]:.1f} s per unit of scale")
+                point_pair = partial(
+                    official_first_pair, path, frame, mine, official, args, work, log
+                )
+            else:
+                timing = None
+                if args.official_iterations is None:
+                    timing = calibrate(path, lmbdas[0], official, args, Path(scratch))
+                    print(f"{path.stem}: official {timing[0]:.1f} s + {1e3 * timing[1]:.1f} ms/it")
+                point_pair = partial(
+                    equal_time_pair, path, frame, timing, official, args, work, log
+                )
             with ThreadPoolExecutor(max_workers=args.jobs) as pool:
                 pairs = list(pool.map(point_pair, lmbdas))
             for mine, theirs in pairs:
@@ -410,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 print(f"  time official / coolchic: {ratio:.3f} ({n_itr} official iterations)")
                 if not 1 / EQUAL_TIME <= ratio <= EQUAL_TIME:
-                    print(f"  not equal time (±{EQUAL_TIME - 1:.0%}): choose another --recipe")
+                    print(f"  not equal time (±{EQUAL_TIME - 1:.0%})")
             for qp in args.x265_qps.split(","):
                 anchor = x265_point(frame, int(qp), work, threads=args.threads)
                 points.append(

@@ -70,7 +70,7 @@ from coolchic.train.progress import (
     ProgressEvent,
     ignore_progress,
 )
-from coolchic.train.recipes import Recipe, continuation, get_recipe
+from coolchic.train.recipes import Recipe, continuation, get_recipe, scaled
 from coolchic.train.trainer import LambdaUpdate, Trainer, TrainingDiverged
 
 logger = logging.getLogger(__name__)
@@ -92,13 +92,19 @@ class EncoderConfig:
     model: ModelConfig | None = None
     start_lr: float | None = None
     seed: int = 0
+    #: Every phase of the recipe this many times as long (see :func:`scaled`).
+    iterations_scale: float = 1.0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_lmbda(self.lmbda)
-        get_recipe(self.recipe)
+        self.schedule()
         if self.start_lr is not None and not (math.isfinite(self.start_lr) and self.start_lr > 0):
             raise ValueError(f"start_lr must be a finite number > 0, found {self.start_lr}")
+
+    def schedule(self) -> Recipe:
+        """The recipe, stretched by ``iterations_scale``."""
+        return scaled(get_recipe(self.recipe), self.iterations_scale)
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +205,7 @@ def encode(
         frame=frame,
         config=config,
         model_config=config.model or default_model_config(frame, config.lmbda, config.recipe),
-        recipe=get_recipe(config.recipe),
+        recipe=config.schedule(),
         progress=progress,
     )
     target = Target.from_frame(frame, config.device)
@@ -289,7 +295,7 @@ def encode_to_target(
     rate_target.check_reachable(frame.width * frame.height)
     started = time.perf_counter()
     model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
-    recipe = get_recipe(config.recipe)
+    recipe = config.schedule()
     target = Target.from_frame(frame, config.device)
     encodes: list[Encoded] = []
     first: dict[str, torch.Tensor] = {}
@@ -530,6 +536,7 @@ def _report(
     return {
         **stream_report(header, len(bitstream)),
         "recipe": config.recipe,
+        "iterations_scale": config.iterations_scale,
         "lmbda": config.lmbda,
         "seed": seed,
         "iterations": job.recipe.iterations,

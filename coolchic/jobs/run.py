@@ -157,6 +157,7 @@ def encode_frame(
         model=model,
         start_lr=settings.start_lr,
         seed=settings.seed,
+        iterations_scale=settings.iterations_scale,
         device=device,
     )
     aim = f"target {settings.target.describe()}" if settings.target else f"lmbda {lmbda:g}"

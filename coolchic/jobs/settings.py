@@ -18,7 +18,7 @@ from coolchic.bitstream.constants import FORMAT_VERSION
 from coolchic.defaults import DEFAULT_LMBDA, DEFAULT_RECIPE, check_lmbda, lmbda_tag
 from coolchic.model.config import ModelConfig, parse_arm, parse_synthesis
 from coolchic.ratecontrol import RateTarget
-from coolchic.train.recipes import get_recipe
+from coolchic.train.recipes import get_recipe, scaled
 
 #: The settings that change the bytes of an encode (threads and device only change its speed).
 FINGERPRINT_FIELDS = (
@@ -51,6 +51,8 @@ class EncodeSettings:
     latent_n_grids: int | None = None
     coarser_contexts: int | None = None
     seed: int = 0
+    #: Every phase of the recipe this many times as long (:func:`coolchic.train.recipes.scaled`).
+    iterations_scale: float = 1.0
     device: str = "auto"
     threads: int | None = None
     #: Memory the jobs of this process may use together (``--memory-limit``); None: the
@@ -59,7 +61,7 @@ class EncodeSettings:
     target: RateTarget | None = None
 
     def __post_init__(self) -> None:
-        get_recipe(self.recipe)
+        scaled(get_recipe(self.recipe), self.iterations_scale)
         check_lmbda(self.lmbda)
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, found {self.threads}")
@@ -105,6 +107,8 @@ class EncodeSettings:
         if self.target is not None:  # only then: the fingerprints of λ encodes stay as they were
             payload["lmbda"] = None
             payload["target"] = self.target.tag
+        if self.iterations_scale != 1:  # only then, as for the target
+            payload["iterations_scale"] = self.iterations_scale
         payload["version"] = __version__
         payload["format_version"] = FORMAT_VERSION
         text = json.dumps(payload, sort_keys=True)

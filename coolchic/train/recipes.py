@@ -13,6 +13,7 @@ The recipes' names, the defaults of an encode and the rule for λ are in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -206,6 +207,38 @@ def continuation(recipe: Recipe, fraction: float) -> Recipe:
         description=f"the last {fraction:.0%} of {recipe.name}'s main phase, from a trained model",
         warmup=Warmup(stages=()),
         phases=(replay, *later),
+    )
+
+
+def scaled(recipe: Recipe, factor: float) -> Recipe:
+    """``recipe`` with every warm-up stage and phase ``factor`` times as long.
+
+    Spends more (or less) time than a recipe without changing its shape: the learning rate,
+    temperature and noise schedules stretch with the phases, patience too; the number of
+    warm-up candidates stays. ``factor`` 1 returns ``recipe`` itself.
+    """
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"iterations scale must be a finite number > 0, found {factor}")
+    if factor == 1:
+        return recipe
+
+    def longer(iterations: int) -> int:
+        return max(1, round(iterations * factor))
+
+    return dataclasses.replace(
+        recipe,
+        warmup=dataclasses.replace(
+            recipe.warmup,
+            stages=tuple((count, longer(length)) for count, length in recipe.warmup.stages),
+        ),
+        phases=tuple(
+            dataclasses.replace(
+                phase,
+                iterations=longer(phase.iterations),
+                patience=None if phase.patience is None else longer(phase.patience),
+            )
+            for phase in recipe.phases
+        ),
     )
 
 

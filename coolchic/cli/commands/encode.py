@@ -41,6 +41,15 @@ def _output_for(input_path: Path) -> Path:
 @_file_option("-o", "--output", help="Bitstream to write (default: INPUT with a .cool suffix).")
 @recipe_option
 @lmbda_option("Rate-distortion trade-off λ: larger means smaller files (1e-4 … 2e-2).")
+@click.option(
+    "--iterations-scale",
+    "iterations_scale",
+    type=click.FloatRange(0.1, 10),
+    default=1.0,
+    show_default=True,
+    help="Make every phase of the recipe this many times as long: a budget between two "
+    "recipes (2 spends about twice the time of the recipe, for smaller files).",
+)
 @target_options(several=False)
 @click.option("--start-lr", "--start_lr", "start_lr", type=click.FloatRange(min=0, min_open=True))
 @click.option(
