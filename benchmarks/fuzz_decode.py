@@ -2,7 +2,8 @@
 
 Valid seed streams (small frames encoded in-process with the ``instant`` recipe: YUV 4:2:0,
 4:4:4 10-bit and RGB, the default small decoder, a larger one with 3x3 layers and a
-pre-concatenation filter, and that one with coarser contexts) are mutated ``--streams`` times
+pre-concatenation filter, that one with coarser contexts and that one with the synthesis
+stabiliser) are mutated ``--streams`` times
 (default 10,000), and each mutant is decoded in a worker process with a per-stream time
 limit. Mutations:
 
@@ -139,6 +140,10 @@ def seed_streams() -> dict[str, bytes]:
             frame(48, 32, "yuv420", 8),
             dataclasses.replace(larger, coarser_contexts=2),
         ),
+        "yuv420-32x32-stabiliser": (
+            frame(32, 32, "yuv420", 8),
+            dataclasses.replace(larger, synthesis_stabiliser=True),
+        ),
     }
     return {
         name: encode(image, EncoderConfig(recipe="instant", model=model)).bitstream
@@ -201,6 +206,8 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
             return rng.randint(1, limits.MAX_N_CTX_ROWCOL)
         case "coarser_contexts":
             return rng.randint(0, limits.MAX_COARSER_CONTEXTS)
+        case "synthesis_stabiliser":
+            return not header.synthesis_stabiliser
         case "arm_hidden":
             count = rng.randint(0, limits.MAX_ARM_HIDDEN_LAYERS)
             return tuple(
@@ -243,6 +250,7 @@ _FIELDS = (
     "n_grids",
     "n_ctx_rowcol",
     "coarser_contexts",
+    "synthesis_stabiliser",
     "arm_hidden",
     "upsampling_kernel",
     "preconcat_kernel",

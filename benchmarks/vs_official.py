@@ -21,6 +21,12 @@ For each input and λ:
    ``n_itr = (T − fixed) / per_iteration``, at least 2,000 (the official intra preset's
    minimum; ``--official-iterations`` fixes it instead); the ratio of the two wall times is
    printed and recorded, with a warning when it is outside ±15 %;
+
+   with ``--match coolchic`` the other way round, for recipes shorter than the official
+   minimum: the official encoder runs first (``--official-iterations``, default 2,000) and
+   coolchic follows with ``--recipe`` stretched to as long by ``--iterations-scale``, chosen
+   from its fixed seconds and seconds per unit of scale, measured per input by two short
+   encodes (``--coolchic-calibration`` scales);
 3. with ``--jobs 2`` two λ points run at a time (and the two calibration runs together), so
    that every encode of either encoder shares the machine with one other encode;
 4. the official stream is decoded by its own ``cc_decode.py``; both reconstructions are scored
@@ -320,13 +326,23 @@ def calibrate_ours(
     """coolchic's fixed seconds and seconds per unit of ``--iterations-scale`` on this input."""
     low, high = args.coolchic_calibration
     calibration = work / "calibration"
-    calibration.mkdir(exist_ok=True)
 
-    def timed(scale: float) -> float:
-        return ours(path, frame, lmbda, args, calibration, log, scale).seconds
+    def timed(scale: float, repeat: int = 0) -> float:
+        folder = calibration / str(repeat)
+        folder.mkdir(parents=True, exist_ok=True)
+        return ours(path, frame, lmbda, args, folder, log, scale).seconds
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        times = list(pool.map(timed, (low, high)))
+    if args.jobs == 1:
+        times = [timed(low), timed(high)]
+    else:
+        # The long encode must share the machine from start to end, as the points do: beside
+        # it the short one runs twice (the second run only keeps the machine loaded).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            long_run = pool.submit(timed, high)
+            short = timed(low)
+            if not long_run.done():
+                timed(low, repeat=1)
+            times = [short, long_run.result()]
     per_unit = max((times[1] - times[0]) / (high - low), 1e-6)
     return max(times[0] - low * per_unit, 0.0), per_unit
 
@@ -510,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": shlex.join(sys.argv),
             "official_commit": official.commit,
             "official_cfg": args.official_cfg,
+            "match": args.match,
             "official_requirements": OFFICIAL_REQUIREMENTS,
             "stubbed": sorted(TORCHVISION_STUB),
             "time_ratios_official_over_coolchic": ratios,

@@ -211,6 +211,12 @@ def _synthesis(ledger: _Ledger, header: StreamHeader, stack: int) -> int:
             channels, index = layer.out_channels, index + 1
         ledger.free(x_bytes)
         x_bytes = out
+    if header.synthesis_stabiliser:  # its 1x1 map of the stack, added to the output in place
+        linear = channels * pixels * _FLOAT
+        chunk = min(pixels, max(1, MATMUL_MACS // (header.n_grids * channels)))
+        ledger.alloc(linear)
+        ledger.transient(2 * chunk * max(header.n_grids, channels) * _FLOAT)
+        ledger.free(linear)
     ledger.free(stack)
     return x_bytes
 

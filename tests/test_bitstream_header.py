@@ -57,7 +57,9 @@ TYPICAL_CODING = tuple(
     GroupCoding(exp, order) for exp, order in ((6, 5), (4, 3), (7, 5), (0, 0), (9, 6), (9, 9))
 )
 #: What a default 192x128 yuv420 8-bit stream's header measures (69 bytes in version 1).
-DEFAULT_HEADER_BYTES = 31  # 30 in version 2: version 3 adds the 1-bit coarser-context field
+# 30 in version 2: version 3 adds the 1-bit coarser-context field, version 4 the stabiliser flag
+# (which still fits in the last byte of these headers)
+DEFAULT_HEADER_BYTES = 31
 
 
 def make_header(**changes: Any) -> StreamHeader:
@@ -80,7 +82,7 @@ def make_header(**changes: Any) -> StreamHeader:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent writer of the layout (docs/bitstream.md §1, versions 2 and 3), from raw values,
+# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 4), from raw values,
 # so that tests can state the layout and write any value, valid or not, under a valid CRC.
 
 UE = 0  # width marker of a ue(v) field
@@ -109,6 +111,8 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
             (f"synthesis[{i}].kind", 1, LAYER_KIND_CODES[layer.kind]),
             (f"synthesis[{i}].nonlinearity", 1, NONLINEARITY_CODES[layer.nonlinearity]),
         ]
+    if h.format_version >= 4:
+        fields.append(("synthesis_stabiliser", 1, int(h.synthesis_stabiliser)))
     for (module, kind), coding in zip(NN_GROUPS, h.nn_coding, strict=True):
         fields += [
             (f"{module}.{kind}.exp", 5, coding.exp),
@@ -164,7 +168,7 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 3
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 4
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
@@ -182,6 +186,30 @@ def test_version_3_carries_the_coarser_contexts(coarser_contexts: int) -> None:
     assert header.n_contexts == 24 + coarser_contexts
 
 
+@pytest.mark.parametrize("stabiliser", [False, True])
+def test_version_4_carries_the_synthesis_stabiliser(stabiliser: bool) -> None:
+    header = make_header(synthesis_stabiliser=stabiliser, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(header, payload)
+    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    plain = make_header(nn_bytes=5, latent_bytes=8)
+    # The stabiliser's 7 x 3 weights raise the bound on the parameter section.
+    assert header.max_n_parameters == plain.max_n_parameters + 21 * stabiliser
+
+
+def test_version_3_headers_are_still_read_and_written() -> None:
+    """Version 3 has no stabiliser flag: it reads as off, and is written back bit for bit."""
+    old = make_header(format_version=3, coarser_contexts=2, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(old, payload)
+    assert data[2] == 3 and data + payload == raw_stream(raw_fields(old), payload, version=3)
+    assert read_header(data + payload) == (old, len(data))
+    assert not old.synthesis_stabiliser
+    with pytest.raises(ValueError, match="synthesis_stabiliser"):
+        make_header(format_version=3, synthesis_stabiliser=True)
+
+
 def test_version_2_headers_are_still_read_and_written() -> None:
     """Version 2 has no coarser-context field: a version-2 header reads as 0 coarser contexts
     and is written back bit for bit, one field shorter than version 3."""
@@ -195,10 +223,10 @@ def test_version_2_headers_are_still_read_and_written() -> None:
         make_header(format_version=2, coarser_contexts=1)
 
 
-@pytest.mark.parametrize("version", [1, 4, 255])
+@pytest.mark.parametrize("version", [1, 5, 255])
 def test_unreadable_versions_are_refused(version: int) -> None:
     data = raw_stream(raw_fields(make_header()), version=version)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2 and 3"):
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3 and 4"):
         read_header(data)
 
 
@@ -411,8 +439,8 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2 and 3, found 4"):
-        read_header(data[:2] + b"\x04" + data[3:])
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3 and 4, found 5"):
+        read_header(data[:2] + b"\x05" + data[3:])
     with pytest.raises(UnsupportedVersion):
         read_header(MAGIC + b"\x07")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]

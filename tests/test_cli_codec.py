@@ -107,12 +107,26 @@ def test_decode_warns_about_unconventional_yuv_names(stream: bytes, tmp_path: Pa
         (["encode", "x.yuv", "--layers-synthesis", "40-2-linear-relu"], 2),
         (["encode", "x.yuv", "--recipe", "turbo"], 2),
         (["encode", "x.yuv", "--lmbda", "0"], 2),
+        (["encode", "x.yuv", "--iterations-scale", "0"], 2),
+        (["encode", "x.yuv", "--iterations-scale", "11"], 2),
         (["decode", "nothing.cool"], 2),
     ],
 )
 def test_encode_usage_errors(args: list[str], code: int, capsys) -> None:
     assert main(args) == code
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_iterations_scale_stretches_the_recipe(make_yuv: MakeYuv, tmp_path: Path) -> None:
+    from coolchic.train.recipes import get_recipe, scaled
+
+    source = make_yuv("scaled_16x8_01p_yuv420_8b.yuv")
+    report = tmp_path / "r.json"
+    args = ["encode", str(source), "-o", str(tmp_path / "s.cool"), "--recipe", "instant"]
+    assert main([*args, "--iterations-scale", "1.5", "--report", str(report)]) == 0
+    written = json.loads(report.read_text())
+    assert written["iterations_scale"] == 1.5
+    assert written["iterations"] == scaled(get_recipe("instant"), 1.5).iterations == 135
 
 
 def test_encode_input_errors_are_one_line(make_yuv: MakeYuv, tmp_path: Path, capsys) -> None:

@@ -223,6 +223,7 @@ UNUSUAL = {
             ),
             upsampling_kernel=16,
             preconcat_kernel=15,
+            synthesis_stabiliser=True,
         ),
         "rgb",
         8,
@@ -372,6 +373,7 @@ def test_upsampling_matches_the_torch_module(
     np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("stabiliser", [False, True])
 @pytest.mark.parametrize(
     "text",
     [
@@ -380,10 +382,10 @@ def test_upsampling_matches_the_torch_module(
         "7-1-residual-relu,9-5-linear-none,9-3-residual-relu,9-1-residual-relu,3-1-linear-none",
     ],
 )
-def test_synthesis_matches_the_torch_module(text: str) -> None:
+def test_synthesis_matches_the_torch_module(text: str, stabiliser: bool) -> None:
     rng = np.random.default_rng(len(text))
     layers = parse_synthesis(text)
-    module = Synthesis(7, layers).double()
+    module = Synthesis(7, layers, stabiliser=stabiliser).double()
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.copy_(torch.from_numpy(0.3 * rng.standard_normal(tuple(parameter.shape))))
@@ -395,6 +397,7 @@ def test_synthesis_matches_the_torch_module(text: str) -> None:
         layers,
         [conv.weight.detach().numpy() for conv in module.layers],
         [conv.bias.detach().numpy() for conv in module.layers],
+        module.stabiliser.weight.detach().numpy() if module.stabiliser is not None else None,
     )
     np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-12)
 

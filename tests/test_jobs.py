@@ -40,6 +40,7 @@ def test_fingerprint_follows_output_changing_settings_only() -> None:
         EncodeSettings(recipe="instant", seed=1),
         EncodeSettings(recipe="instant", layers_arm="8,8"),
         EncodeSettings(recipe="instant", latent_n_grids=3),
+        EncodeSettings(recipe="instant", iterations_scale=1.5),
     ):
         assert changed.fingerprint() != base.fingerprint(), changed
 

@@ -58,3 +58,14 @@ def test_parameter_counts_match_the_model() -> None:
     assert parameter_counts(coarser, 34, 66).arm == counts.arm + 3 * 24
     assert counts.upsampling == 6 * (4 + 4)
     assert counts.networks == counts.arm + counts.upsampling + counts.synthesis
+
+
+def test_the_synthesis_stabiliser_is_counted() -> None:
+    config = ModelConfig()
+    stable = dataclasses.replace(config, synthesis_stabiliser=True)
+    model = CoolChicModel(stable, 34, 66)
+    counts = parameter_counts(stable, 34, 66)
+    assert counts.synthesis == sum(p.numel() for p in model.synthesis.parameters())
+    assert counts.synthesis == parameter_counts(config, 34, 66).synthesis + 7 * 3
+    # one multiply-add per weight and pixel
+    assert mac_per_pixel(stable, 34, 66).synthesis == mac_per_pixel(config, 34, 66).synthesis + 21

@@ -82,3 +82,21 @@ def test_gradients_reach_every_layer() -> None:
     for conv in synthesis.layers:
         assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
     assert x.grad is not None
+
+
+def test_the_stabiliser_starts_at_zero_and_adds_a_linear_map_of_the_input() -> None:
+    layers = parse_synthesis("8-1-linear-relu,3-1-linear-none")
+    torch.manual_seed(0)
+    plain = Synthesis(7, layers)
+    torch.manual_seed(0)
+    stable = Synthesis(7, layers, stabiliser=True)
+    x = torch.randn(1, 7, 5, 6)
+    assert stable.stabiliser is not None and stable.stabiliser.bias is None
+    assert torch.equal(stable(x), plain(x))  # zero at the start: the same synthesis
+    with torch.no_grad():
+        stable.stabiliser.weight.copy_(torch.randn(3, 7, 1, 1))
+    linear = torch.einsum("oc,bchw->bohw", stable.stabiliser.weight.flatten(1), x)
+    torch.testing.assert_close(stable(x), plain(x) + linear)
+    stable(x).square().sum().backward()
+    assert stable.stabiliser.weight.grad is not None
+    assert stable.stabiliser.weight.grad.abs().sum() > 0

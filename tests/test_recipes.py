@@ -10,7 +10,7 @@ import pytest
 
 from coolchic.cli import main
 from coolchic.defaults import RECIPE_NAMES
-from coolchic.train.recipes import RECIPES, continuation, get_recipe
+from coolchic.train.recipes import RECIPES, continuation, get_recipe, scaled
 
 #: Fastest first.
 LADDER = ("instant", "faster", "fast", "medium", "slow", "placebo")
@@ -85,3 +85,36 @@ def test_continuation_replays_the_end_of_the_main_phase_from_where_it_stood() ->
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError):
             continuation(fast, bad)
+
+
+def test_a_scaled_recipe_stretches_every_phase_and_keeps_its_shape() -> None:
+    slow = get_recipe("slow")
+    longer = scaled(slow, 2.5)
+    assert [count for count, _ in longer.warmup.stages] == [c for c, _ in slow.warmup.stages]
+    for (_, before), (_, after) in zip(slow.warmup.stages, longer.warmup.stages, strict=True):
+        assert after == round(2.5 * before)
+    for before, after in zip(slow.phases, longer.phases, strict=True):
+        assert after.iterations == round(2.5 * before.iterations)
+        assert (after.lr_start, after.lr_end) == (before.lr_start, before.lr_end)
+        assert after.temperature == before.temperature and after.modules == before.modules
+    assert slow.phases[0].patience is not None
+    assert longer.phases[0].patience == round(2.5 * slow.phases[0].patience)
+    assert longer.name == slow.name and scaled(slow, 1.0) is slow
+    # A short scale still leaves every phase at least one iteration.
+    assert min(phase.iterations for phase in scaled(get_recipe("instant"), 0.01).phases) == 1
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="iterations scale"):
+            scaled(slow, bad)
+
+
+def test_every_entry_refuses_a_bad_iterations_scale() -> None:
+    from coolchic.codec import EncoderConfig
+    from coolchic.jobs.settings import EncodeSettings
+
+    with pytest.raises(ValueError, match="iterations scale"):
+        EncoderConfig(iterations_scale=0.0)
+    with pytest.raises(ValueError, match="iterations scale"):
+        EncodeSettings(iterations_scale=-2.0)
+    assert EncoderConfig(recipe="fast", iterations_scale=2).schedule() == scaled(
+        get_recipe("fast"), 2
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from coolchic.bitstream import header as stream_header
+from coolchic.bitstream.header_fields import ADDED_FIELDS
 from coolchic.decoder import decode_stream
 
 STREAMS = Path(__file__).resolve().parent / "data" / "streams"
@@ -58,9 +59,13 @@ def header_from_json(fields: dict[str, Any]) -> stream_header.StreamHeader:
 def load(name: str) -> tuple[bytes, dict[str, Any]]:
     data = (STREAMS / f"{name}.cool").read_bytes()
     expected = json.loads((STREAMS / f"{name}.json").read_text())
-    # Version-2 streams were described before the coarser-context field existed: it reads as 0.
-    if expected["header"]["format_version"] == 2:
-        expected["header"].setdefault("coarser_contexts", 0)
+    # A stream was described before the fields of later versions existed: they read as they
+    # were before those versions (0 coarser contexts, no stabiliser).
+    header = expected["header"]
+    for version, added in ADDED_FIELDS.items():
+        if header["format_version"] < version:
+            for name, before in added.items():
+                header.setdefault(name, before)
     return data, expected
 
 
@@ -74,8 +79,13 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     assert any(len(h["arm_hidden"]) > 1 for h in headers)
     assert any(h["preconcat_kernel"] == 0 for h in headers)
     assert any(any(h["zero_grids"]) for h in headers)
-    assert {h["format_version"] for h in headers} == {2, 3}  # the older version still decodes
+    # the older versions still decode
+    assert {h["format_version"] for h in headers} == {2, 3, 4}
     assert {h["coarser_contexts"] for h in headers if h["format_version"] == 3} >= {1, 2}
+    assert {h["synthesis_stabiliser"] for h in headers if h["format_version"] == 4} == {
+        False,
+        True,
+    }
     assert any(
         layer["kind"] == "residual" and layer["kernel"] == 3
         for h in headers

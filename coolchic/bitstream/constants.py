@@ -18,10 +18,11 @@ from typing import Final
 #: First two bytes of every coolchic bitstream (followed by the format version byte).
 MAGIC: Final = b"CC"
 #: Version of the layout described in docs/bitstream.md, the one the encoder writes. Version 3
-#: added the coarser-grid ARM contexts (one header field and the latent coding order).
-FORMAT_VERSION: Final = 3
+#: added the coarser-grid ARM contexts (one header field and the latent coding order), version 4
+#: the synthesis stabiliser (one header flag and, when set, its weights in the synthesis group).
+FORMAT_VERSION: Final = 4
 #: Versions this decoder reads; it refuses any other value.
-READABLE_VERSIONS: Final = (2, 3)
+READABLE_VERSIONS: Final = (2, 3, 4)
 #: First four bytes of a format-version-1 file: recognised only to say "re-encode it".
 MAGIC_V1: Final = b"CCHC"
 

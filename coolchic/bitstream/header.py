@@ -51,6 +51,7 @@ from coolchic.bitstream.constants import (
     READABLE_VERSIONS,
 )
 from coolchic.bitstream.header_fields import (
+    ADDED_FIELDS,
     FRAME_FORMAT_CODES,
     HEADER_FIELDS,
     HEADER_FIELDS_V2,
@@ -137,6 +138,8 @@ class StreamHeader:
         n_ctx_rowcol: N, the ARM context holds ``2N² + 2N`` neighbours; 1..4.
         coarser_contexts: P, then the co-located values of the P next coarser grids; 0..3
             (always 0 in version 2, which has no such field).
+        synthesis_stabiliser: the synthesis adds a 1x1 linear map of its input to its output
+            (always off before version 4, which added the flag).
         arm_hidden: widths of the ARM hidden layers, at most 8, each 1..64.
         upsampling_kernel: even, 4..16.
         preconcat_kernel: 0 (none) or odd 1..15.
@@ -179,6 +182,7 @@ class StreamHeader:
     latent_bytes: int = 0
     fps_text: str = ""
     coarser_contexts: int = 0
+    synthesis_stabiliser: bool = False
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -186,10 +190,15 @@ class StreamHeader:
             raise field_error(
                 "format_version", f"one of {READABLE_VERSIONS}", self.format_version, is_limit=False
             )
-        if self.format_version == 2 and self.coarser_contexts:
-            raise field_error(
-                "coarser_contexts", "0 in format version 2", self.coarser_contexts, is_limit=False
-            )
+        for version, added in ADDED_FIELDS.items():
+            for name, before in added.items():
+                if self.format_version < version and getattr(self, name) != before:
+                    raise field_error(
+                        name,
+                        f"{before} before format version {version}",
+                        getattr(self, name),
+                        is_limit=False,
+                    )
         check_fields(self, header_fields(self.format_version))
 
     # ----------------------------------------------------------------------------------------
@@ -227,7 +236,8 @@ class StreamHeader:
     def max_n_parameters(self) -> int:
         """A generous bound on the number of network parameters of this architecture.
 
-        ARM and synthesis are counted exactly (weights and biases of every layer). The
+        ARM and synthesis are counted exactly (weights and biases of every layer, the
+        stabiliser's weights). The
         upsampling is bounded by one full 2-D transposed-conv and one full 2-D pre-concat kernel
         and two biases per level, whatever the model's actual parametrisation.
         """
@@ -241,6 +251,8 @@ class StreamHeader:
         for layer in self.synthesis:
             synthesis += channels * layer.out_channels * layer.kernel**2 + layer.out_channels
             channels = layer.out_channels
+        if self.synthesis_stabiliser:
+            synthesis += self.n_grids * channels
         levels = max(self.n_grids - 1, 1)
         upsampling = levels * (self.upsampling_kernel**2 + self.preconcat_kernel**2 + 2)
         return arm + synthesis + upsampling
@@ -265,6 +277,7 @@ _ARCHITECTURE_NUMBERS: Final = (
     "n_grids",
     "n_ctx_rowcol",
     "coarser_contexts",
+    "synthesis_stabiliser",
     "upsampling_kernel",
     "preconcat_kernel",
 )
@@ -339,7 +352,8 @@ def write_header(header: StreamHeader, payload: bytes | bytearray | memoryview =
 
 def _check_identification(data: bytes) -> int:
     """Magic and version, so that a foreign or older file gets a plain answer; the version."""
-    readable = " and ".join(str(version) for version in READABLE_VERSIONS)
+    *older, newest = (str(version) for version in READABLE_VERSIONS)
+    readable = f"{', '.join(older)} and {newest}" if older else newest
     if data[: len(MAGIC_V1)] == MAGIC_V1:
         raise UnsupportedVersion(
             f"format version 1 (the file starts with {MAGIC_V1!r}): this decoder reads format "

@@ -59,11 +59,13 @@ from coolchic.bitstream.constants import (
 )
 
 __all__ = [
+    "ADDED_FIELDS",
     "FPS_ALPHABET",
     "FRAME_FORMAT_CODES",
     "GROUP_CODING_FIELDS",
     "HEADER_FIELDS",
     "HEADER_FIELDS_V2",
+    "HEADER_FIELDS_V3",
     "LAYER_KIND_CODES",
     "NONLINEARITY_CODES",
     "SYNTHESIS_LAYER_FIELDS",
@@ -268,6 +270,8 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
         ),
         relations=(_synthesis_channels,),
     ),
+    # from version 4 on (the earlier tables leave it out)
+    Field("synthesis_stabiliser", Flag()),
     Repeated(
         "nn_coding",
         Record(GroupCoding, GROUP_CODING_FIELDS),
@@ -303,12 +307,22 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     ),
 )
 
-#: The version-2 header: the same table without the coarser-context field (always 0 there).
-HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
-    entry for entry in HEADER_FIELDS if entry.name != "coarser_contexts"
+#: The version-3 header: the same table without the stabiliser flag (always off there).
+HEADER_FIELDS_V3: Final[tuple[Entry, ...]] = tuple(
+    entry for entry in HEADER_FIELDS if entry.name != "synthesis_stabiliser"
 )
+#: The version-2 header: neither the coarser-context field (always 0 there) nor the flag.
+HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
+    entry for entry in HEADER_FIELDS_V3 if entry.name != "coarser_contexts"
+)
+
+#: The fields each version added, and their value in the versions before it.
+ADDED_FIELDS: Final[dict[int, dict[str, Any]]] = {
+    3: {"coarser_contexts": 0},
+    4: {"synthesis_stabiliser": False},
+}
 
 
 def header_fields(version: int) -> tuple[Entry, ...]:
     """The field table of a format version this decoder reads."""
-    return HEADER_FIELDS_V2 if version == 2 else HEADER_FIELDS
+    return {2: HEADER_FIELDS_V2, 3: HEADER_FIELDS_V3}.get(version, HEADER_FIELDS)

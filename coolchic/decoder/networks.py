@@ -252,6 +252,7 @@ def synthesize(
     layers: Sequence[LayerSpec],
     weights: Sequence[np.ndarray],
     biases: Sequence[np.ndarray],
+    stabiliser: np.ndarray | None = None,
 ) -> np.ndarray:
     """The synthesis, as :class:`~coolchic.model.synthesis.Synthesis` runs it on one image.
 
@@ -260,10 +261,13 @@ def synthesize(
         layers: the layer specs, first to last.
         weights: float64 ``[out, in, k, k]`` per layer.
         biases: float64 ``[out]`` per layer.
+        stabiliser: float64 ``[C_out, C, 1, 1]``, the 1x1 linear map of ``x`` added to the
+            output, or None.
 
     Returns:
         float64 ``[C_out, H, W]``, unclamped.
     """
+    source = x
     _, height, width = x.shape
     index = 0
     while index < len(layers):
@@ -288,4 +292,12 @@ def synthesize(
             if layers[index].nonlinearity == "relu":
                 np.maximum(x, 0.0, out=x)
             index += 1
+    if stabiliser is not None:
+        linear = _pointwise_run(
+            source.reshape(source.shape[0], -1),
+            [stabiliser.reshape(stabiliser.shape[:2])],
+            [np.zeros(stabiliser.shape[0])],
+            [False],
+        )
+        x += linear.reshape(-1, height, width)  # x is the last layer's own output
     return x

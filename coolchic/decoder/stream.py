@@ -36,6 +36,7 @@ def model_config_from_header(header: StreamHeader) -> ModelConfig:
         n_grids=header.n_grids,
         n_ctx_rowcol=header.n_ctx_rowcol,
         coarser_contexts=header.coarser_contexts,
+        synthesis_stabiliser=header.synthesis_stabiliser,
         arm_hidden=tuple(header.arm_hidden),
         synthesis=tuple(
             LayerSpec(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
@@ -120,7 +121,10 @@ def _reconstruct(
     )
     weights = parameters[("synthesis", "weight")].values()
     biases = parameters[("synthesis", "bias")].values()
-    return synthesize(stack, config.synthesis, list(weights.values()), list(biases.values()))
+    stabiliser = weights.pop("stabiliser.weight", None)
+    return synthesize(
+        stack, config.synthesis, list(weights.values()), list(biases.values()), stabiliser
+    )
 
 
 def _source_for(header: StreamHeader, stem: str | None) -> YuvName | None:

@@ -11,7 +11,7 @@ pixels H·W. Exact for the grid sizes of the given image:
   ``2h x w_f`` samples cropped to ``h_f``; K/2 MACs per produced sample (the polyphase matmul
   also evaluates one discarded position per row and phase when K ≡ 0 mod 4, not counted);
   plus the pre-concatenation filter on the finer grid, two passes of K_p MACs per sample;
-* synthesis: ``Σ_layers in · out · k²`` per pixel.
+* synthesis: ``Σ_layers in · out · k²`` per pixel, plus ``n_grids · 3`` with the stabiliser.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ def _synthesis_layers(config: ModelConfig) -> list[tuple[int, int, int]]:
     return layers
 
 
+def _stabiliser_weights(config: ModelConfig) -> int:
+    """The synthesis stabiliser's 1x1 weights (no bias), one multiply-add each per pixel."""
+    return config.n_grids * config.out_channels if config.synthesis_stabiliser else 0
+
+
 def mac_per_pixel(config: ModelConfig, height: int, width: int) -> MacBreakdown:
     """MAC per pixel of decoding a ``height`` x ``width`` image with ``config``.
 
@@ -91,7 +96,12 @@ def mac_per_pixel(config: ModelConfig, height: int, width: int) -> MacBreakdown:
         upsampling += 2 * config.preconcat_kernel * fine_h * fine_w
 
     synthesis = (
-        height * width * sum(n_in * n_out * k * k for n_in, n_out, k in _synthesis_layers(config))
+        height
+        * width
+        * (
+            sum(n_in * n_out * k * k for n_in, n_out, k in _synthesis_layers(config))
+            + _stabiliser_weights(config)
+        )
     )
     return MacBreakdown(
         arm=arm / n_pixels, upsampling=upsampling / n_pixels, synthesis=synthesis / n_pixels
@@ -106,5 +116,6 @@ def parameter_counts(config: ModelConfig, height: int, width: int) -> ParameterC
         latents=sum(h * w for h, w in grid_shapes(height, width, config.n_grids)),
         arm=sum(n_in * n_out + n_out for n_in, n_out in _arm_layers(config)),
         upsampling=n_levels * (config.upsampling_kernel // 2 + preconcat),
-        synthesis=sum(n_in * n_out * k * k + n_out for n_in, n_out, k in _synthesis_layers(config)),
+        synthesis=sum(n_in * n_out * k * k + n_out for n_in, n_out, k in _synthesis_layers(config))
+        + _stabiliser_weights(config),
     )

@@ -211,6 +211,9 @@ class ModelConfig:
         coarser_contexts: P, how many coarser grids add their co-located latent to the ARM
             context of each latent (0: the grids are modelled independently). Cool-chic 5's
             inter-feature context (IFCE) plays this role.
+        synthesis_stabiliser: a 1x1 linear map from the synthesis input (the upsampled
+            grids) to its output, added to the last layer's output: Cool-chic 5's synthesis
+            "stabiliser" (format version 4).
     """
 
     n_grids: int = 7
@@ -224,6 +227,7 @@ class ModelConfig:
     preconcat_kernel: int = 7
     latent_gain: float = 16.0
     coarser_contexts: int = 0
+    synthesis_stabiliser: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_grids <= MAX_N_GRIDS:
@@ -259,6 +263,8 @@ class ModelConfig:
                 f"an integer in 0..{MAX_COARSER_CONTEXTS}",
                 self.coarser_contexts,
             )
+        if not isinstance(self.synthesis_stabiliser, bool):
+            raise _bad("synthesis_stabiliser", "a bool", self.synthesis_stabiliser)
         if not (math.isfinite(self.latent_gain) and self.latent_gain > 0):
             raise _bad("latent_gain", "a finite number > 0", self.latent_gain)
         self._check_synthesis()

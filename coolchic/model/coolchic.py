@@ -77,7 +77,9 @@ class CoolChicModel(nn.Module):
             kernel=config.upsampling_kernel,
             preconcat_kernel=config.preconcat_kernel,
         )
-        self.synthesis = Synthesis(config.n_grids, config.synthesis)
+        self.synthesis = Synthesis(
+            config.n_grids, config.synthesis, stabiliser=config.synthesis_stabiliser
+        )
         grid_id = torch.repeat_interleave(
             torch.arange(config.n_grids), torch.tensor(self.latents.sizes)
         )

@@ -7,6 +7,10 @@ A stack of ``k x k`` convolutions (stride 1, replicate padding ``(k − 1)/2``, 
 * ``residual``: ``y = conv(x) + x`` (in == out channels), weight and bias initialised to 0;
 
 then the non-linearity (``relu`` or ``none``), after the residual addition.
+
+With a stabiliser (Cool-chic 5), a 1x1 linear map of the input, initialised to 0 and without
+bias, is added to the last layer's output: a linear path from the latents to the image that
+trains quickly while the non-linear stack catches up.
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ class Synthesis(nn.Module):
         ValueError: a residual layer whose input and output widths differ.
     """
 
-    def __init__(self, in_channels: int, layers: tuple[LayerSpec, ...]) -> None:
+    def __init__(
+        self, in_channels: int, layers: tuple[LayerSpec, ...], stabiliser: bool = False
+    ) -> None:
         super().__init__()
         if not layers:
             raise ValueError("synthesis: expected at least one layer, found none")
@@ -80,6 +86,11 @@ class Synthesis(nn.Module):
             self.layers.append(conv)
             width = spec.out_channels
         self.out_channels = width
+        self.stabiliser: nn.Conv2d | None = None
+        if stabiliser:
+            self.stabiliser = nn.Conv2d(in_channels, width, 1, bias=False)
+            with torch.no_grad():
+                self.stabiliser.weight.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layers.
@@ -94,6 +105,7 @@ class Synthesis(nn.Module):
         Returns:
             float tensor ``[B, C_out, H, W]``, unclamped (image data is expected in [0, 1]).
         """
+        source = x
         index = 0
         while index < len(self.specs):
             end = index
@@ -105,6 +117,11 @@ class Synthesis(nn.Module):
             else:
                 x = self._conv_layer(x, index)
                 index += 1
+        if self.stabiliser is not None:
+            batch, channels, height, width = source.shape
+            weight = self.stabiliser.weight.flatten(1)
+            linear = torch.matmul(weight, source.reshape(batch, channels, height * width))
+            x = x + linear.view(batch, -1, height, width)
         return x
 
     def _pointwise_run(self, x: Tensor, start: int, end: int) -> Tensor:

@@ -77,6 +77,8 @@ def _synthesis_parameters(config: ModelConfig) -> list[ParameterSpec]:
         bias = (layer.out_channels,)
         specs += [(f"layers.{index}.weight", shape), (f"layers.{index}.bias", bias)]
         width = layer.out_channels
+    if config.synthesis_stabiliser:
+        specs.append(("stabiliser.weight", (width, config.n_grids, 1, 1)))
     return specs
 
 

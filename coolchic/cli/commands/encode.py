@@ -68,6 +68,13 @@ def _output_for(input_path: Path) -> Path:
     type=click.IntRange(0, 3),
     help="How many coarser latent grids add their co-located value to the ARM context.",
 )
+@click.option(
+    "--synthesis-stabiliser/--no-synthesis-stabiliser",
+    "synthesis_stabiliser",
+    default=None,
+    help="Add a 1x1 linear map of the upsampled latents to the synthesis output "
+    "(Cool-chic 5's stabiliser; default: chosen for the image).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_file_option("--report", "--enc_results_path", "report_path", help="Write the JSON report here.")
 @_file_option(

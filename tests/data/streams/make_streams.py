@@ -54,6 +54,7 @@ def _architecture(
     kernel: int,
     preconcat: int,
     coarser: int = 0,
+    stabiliser: bool = False,
 ) -> ModelConfig:
     return ModelConfig(
         grids,
@@ -63,6 +64,7 @@ def _architecture(
         upsampling_kernel=kernel,
         preconcat_kernel=preconcat,
         coarser_contexts=coarser,
+        synthesis_stabiliser=stabiliser,
     )
 
 
@@ -97,6 +99,23 @@ CASES = {
         4e-3,
         _architecture(6, 1, (6, 6), "6-1-linear-relu,3-1-linear-none", 6, 5, coarser=1),
     ),
+    # format version 4: the synthesis stabiliser, after a 3x3 layer and with coarser contexts;
+    # and the encoder's own choice for the frame, written as version 4
+    "v4_hills_yuv420_10b_stabiliser": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        1e-3,
+        _architecture(
+            7,
+            2,
+            (8,),
+            "8-1-linear-relu,3-1-linear-none,3-3-residual-none",
+            8,
+            7,
+            coarser=1,
+            stabiliser=True,
+        ),
+    ),
+    "v4_hills_rgb_default": (lambda: read_frame(SAMPLES / "hills-synthetic.png"), 4e-3, None),
 }
 
 
