@@ -26,7 +26,7 @@ For each input and λ:
    minimum: the official encoder runs first (``--official-iterations``, default 2,000) and
    coolchic follows with ``--recipe`` stretched to as long by ``--iterations-scale``, chosen
    from its fixed seconds and seconds per unit of scale, measured per input by two short
-   encodes (``--coolchic-calibration`` scales);
+   encodes (``--coolchic-calibration`` scales) and refined by each point as it finishes;
 3. with ``--jobs 2`` two λ points run at a time (and the two calibration runs together), so
    that every encode of either encoder shares the machine with one other encode;
 4. the official stream is decoded by its own ``cc_decode.py``; both reconstructions are scored
@@ -53,9 +53,11 @@ import datetime as dt
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -298,26 +300,47 @@ def equal_time_pair(
     return mine, official_point(path, frame, lmbda, n_itr, official, args, work)
 
 
+class CoolchicTiming:
+    """coolchic's wall time as ``fixed + per_unit · scale`` on one input, refined by every point.
+
+    Starts from :func:`calibrate_ours`; each finished point replaces ``per_unit`` by the median
+    of what the points measured, so that the later points of a run come nearer equal time.
+    """
+
+    def __init__(self, fixed: float, per_unit: float) -> None:
+        self.fixed = fixed
+        self.per_unit = per_unit
+        self._measured: list[float] = []
+        self._lock = threading.Lock()
+
+    def scale_for(self, seconds: float) -> float:
+        with self._lock:
+            scale = (seconds - self.fixed) / self.per_unit
+        return min(max(scale, MIN_SCALE), MAX_SCALE)
+
+    def record(self, scale: float, seconds: float) -> None:
+        with self._lock:
+            self._measured.append(max(seconds - self.fixed, 1e-6) / scale)
+            self.per_unit = statistics.median(self._measured)
+
+
 def official_first_pair(
     path: Path,
     frame: Frame,
-    timing: tuple[float, float],
+    timing: CoolchicTiming,
     official: Official,
     args: argparse.Namespace,
     work: Path,
     log: Log,
     lmbda: str,
 ) -> tuple[Point, Point]:
-    """The official encoder at its fixed iterations, then coolchic for as long.
-
-    ``timing`` is coolchic's (fixed seconds, seconds per unit of ``--iterations-scale``) from
-    :func:`calibrate_ours`.
-    """
+    """The official encoder at its fixed iterations, then coolchic for as long."""
     n_itr = args.official_iterations or OFFICIAL_MIN_ITERATIONS
     theirs = official_point(path, frame, lmbda, n_itr, official, args, work)
-    fixed, per_unit = timing
-    scale = min(max((theirs.seconds - fixed) / per_unit, MIN_SCALE), MAX_SCALE)
-    return ours(path, frame, lmbda, args, work, log, scale), theirs
+    scale = timing.scale_for(theirs.seconds)
+    mine = ours(path, frame, lmbda, args, work, log, scale)
+    timing.record(scale, mine.seconds)
+    return mine, theirs
 
 
 def calibrate_ours(
@@ -475,8 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             work.mkdir(exist_ok=True)
             lmbdas = args.lmbdas.split(",")
             if args.match == "coolchic":
-                mine = calibrate_ours(path, frame, lmbdas[0], args, work, log)
-                print(f"{path.stem}: coolchic {mine[0]:.1f} s + {mine[1]:.1f} s per unit of scale")
+                mine = CoolchicTiming(*calibrate_ours(path, frame, lmbdas[0], args, work, log))
+                print(
+                    f"{path.stem}: coolchic {mine.fixed:.1f} s + {mine.per_unit:.1f} s per unit "
+                    "of scale"
+                )
                 point_pair = partial(
                     official_first_pair, path, frame, mine, official, args, work, log
                 )
