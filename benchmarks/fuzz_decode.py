@@ -2,8 +2,8 @@
 
 Valid seed streams (small frames encoded in-process with the ``instant`` recipe: YUV 4:2:0,
 4:4:4 10-bit and RGB, the default small decoder, a larger one with 3x3 layers and a
-pre-concatenation filter, that one with coarser contexts and that one with the synthesis
-stabiliser) are mutated ``--streams`` times
+pre-concatenation filter, that one with coarser contexts and that one with both
+stabilisers) are mutated ``--streams`` times
 (default 10,000), and each mutant is decoded in a worker process with a per-stream time
 limit. Mutations:
 
@@ -142,7 +142,7 @@ def seed_streams() -> dict[str, bytes]:
         ),
         "yuv420-32x32-stabiliser": (
             frame(32, 32, "yuv420", 8),
-            dataclasses.replace(larger, synthesis_stabiliser=True),
+            dataclasses.replace(larger, arm_stabiliser=True, synthesis_stabiliser=True),
         ),
     }
     return {
@@ -206,8 +206,8 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
             return rng.randint(1, limits.MAX_N_CTX_ROWCOL)
         case "coarser_contexts":
             return rng.randint(0, limits.MAX_COARSER_CONTEXTS)
-        case "synthesis_stabiliser":
-            return not header.synthesis_stabiliser
+        case "arm_stabiliser" | "synthesis_stabiliser":
+            return not getattr(header, name)
         case "arm_hidden":
             count = rng.randint(0, limits.MAX_ARM_HIDDEN_LAYERS)
             return tuple(
@@ -250,6 +250,7 @@ _FIELDS = (
     "n_grids",
     "n_ctx_rowcol",
     "coarser_contexts",
+    "arm_stabiliser",
     "synthesis_stabiliser",
     "arm_hidden",
     "upsampling_kernel",

@@ -51,9 +51,13 @@ def random_layers(
 
 
 def float_reference(
-    hidden: list[QuantizedLayer], output: QuantizedLayer, contexts: np.ndarray
+    hidden: list[QuantizedLayer],
+    output: QuantizedLayer,
+    contexts: np.ndarray,
+    stabiliser: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The float model: residual hidden layers when square, ReLU, then (μ, s − 4) clamped."""
+    """The float model: residual hidden layers when square, ReLU, then (μ, s − 4) clamped,
+    with ``contexts @ stabiliser.T`` added to the output when there is one."""
     x = contexts.astype(np.float64)
     for layer in hidden:
         weight, bias = layer.to_float()
@@ -63,6 +67,8 @@ def float_reference(
         x = np.maximum(y, 0.0)
     weight, bias = output.to_float()
     out = x @ weight.T + bias
+    if stabiliser is not None:
+        out = out + contexts.astype(np.float64) @ stabiliser.T
     return np.clip(out[:, 0], -64, 64 - 1 / 256), np.clip(out[:, 1] - 4, -5, 5)
 
 
@@ -100,6 +106,35 @@ def test_agrees_with_a_float64_reference(hidden: tuple[int, ...]) -> None:
     table_mu, table_scale = mu_scale_table()
     assert np.array_equal(mu, table_mu[mu_index[:50]])
     assert np.array_equal(scale, table_scale[scale_index[:50]])
+
+
+@pytest.mark.parametrize("hidden", [(), (8,), (12, 12)])
+def test_the_stabiliser_agrees_with_the_reference_in_both_kernels(hidden: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(40 + len(hidden))
+    layers, output = random_layers(rng, 12, hidden, output_bias=(0.3, 3.0))
+    weights = _q(rng.normal(0, 0.05, (2, 12)), 8)
+    arm = FixedPointArm.from_quantized(layers, output, stabiliser=(weights, 8))
+    exact = FixedPointArm.from_quantized(
+        layers, output, stabiliser=(weights, 8), float_kernel=False
+    )
+    plain = FixedPointArm.from_quantized(layers, output)
+    assert arm.uses_float_kernel and arm.accumulator_bound >= plain.accumulator_bound
+    assert arm.accumulator_bound > plain.accumulator_bound or hidden  # the output layer is widest
+    contexts = rng.integers(-64, 65, (20_000, 12))
+    contexts[0], contexts[1] = 64, -64
+    mu_index, scale_index = arm(contexts)
+    for a, b in zip((mu_index, scale_index), exact(contexts), strict=True):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(mu_index, plain(contexts)[0])
+    stabiliser = np.ldexp(weights.astype(np.float64), -8)
+    mu_ref, log_scale_ref = float_reference(layers, output, contexts, stabiliser)
+    for error in (
+        mu_ref - mu_from_index(mu_index),
+        log_scale_ref - log_scale_from_index(scale_index),
+    ):
+        assert error.min() > -(2**-10) and error.max() < 1 / 256 + 2**-10
+    with pytest.raises(ValueError, match="stabiliser"):
+        FixedPointArm.from_quantized(layers, output, stabiliser=(weights[:, :5], 8))
 
 
 def test_folded_constants() -> None:

@@ -57,8 +57,8 @@ TYPICAL_CODING = tuple(
     GroupCoding(exp, order) for exp, order in ((6, 5), (4, 3), (7, 5), (0, 0), (9, 6), (9, 9))
 )
 #: What a default 192x128 yuv420 8-bit stream's header measures (69 bytes in version 1).
-# 30 in version 2: version 3 adds the 1-bit coarser-context field, version 4 the stabiliser flag
-# (which still fits in the last byte of these headers)
+# 30 in version 2: version 3 adds the 1-bit coarser-context field, version 4 the two stabiliser
+# flags (which still fit in the last byte of these headers)
 DEFAULT_HEADER_BYTES = 31
 
 
@@ -103,6 +103,8 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
         ("n_arm_hidden", UE, len(h.arm_hidden)),
     ]
     fields += [(f"arm_hidden[{i}]", UE, w - 1) for i, w in enumerate(h.arm_hidden)]
+    if h.format_version >= 4:
+        fields.append(("arm_stabiliser", 1, int(h.arm_stabiliser)))
     fields.append(("n_synthesis_layers", UE, len(h.synthesis) - 1))
     for i, layer in enumerate(h.synthesis):
         fields += [
@@ -186,16 +188,19 @@ def test_version_3_carries_the_coarser_contexts(coarser_contexts: int) -> None:
     assert header.n_contexts == 24 + coarser_contexts
 
 
-@pytest.mark.parametrize("stabiliser", [False, True])
-def test_version_4_carries_the_synthesis_stabiliser(stabiliser: bool) -> None:
-    header = make_header(synthesis_stabiliser=stabiliser, nn_bytes=5, latent_bytes=8)
+@pytest.mark.parametrize("arm", [False, True])
+@pytest.mark.parametrize("synthesis", [False, True])
+def test_version_4_carries_the_stabilisers(arm: bool, synthesis: bool) -> None:
+    header = make_header(
+        arm_stabiliser=arm, synthesis_stabiliser=synthesis, nn_bytes=5, latent_bytes=8
+    )
     payload = bytes(range(13))
     data = write_header(header, payload)
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     plain = make_header(nn_bytes=5, latent_bytes=8)
-    # The stabiliser's 7 x 3 weights raise the bound on the parameter section.
-    assert header.max_n_parameters == plain.max_n_parameters + 21 * stabiliser
+    # The stabilisers' 24 x 2 and 7 x 3 weights raise the bound on the parameter section.
+    assert header.max_n_parameters == plain.max_n_parameters + 48 * arm + 21 * synthesis
 
 
 def test_version_3_headers_are_still_read_and_written() -> None:
@@ -205,9 +210,11 @@ def test_version_3_headers_are_still_read_and_written() -> None:
     data = write_header(old, payload)
     assert data[2] == 3 and data + payload == raw_stream(raw_fields(old), payload, version=3)
     assert read_header(data + payload) == (old, len(data))
-    assert not old.synthesis_stabiliser
+    assert not old.synthesis_stabiliser and not old.arm_stabiliser
     with pytest.raises(ValueError, match="synthesis_stabiliser"):
         make_header(format_version=3, synthesis_stabiliser=True)
+    with pytest.raises(ValueError, match="arm_stabiliser"):
+        make_header(format_version=2, arm_stabiliser=True)
 
 
 def test_version_2_headers_are_still_read_and_written() -> None:
@@ -272,6 +279,9 @@ def test_smallest_and_largest_headers() -> None:
         bit_depth=16,
         n_grids=10,
         n_ctx_rowcol=4,
+        coarser_contexts=3,
+        arm_stabiliser=True,
+        synthesis_stabiliser=True,
         upsampling_kernel=16,
         preconcat_kernel=15,
         arm_hidden=(64,) * MAX_ARM_HIDDEN_LAYERS,
@@ -510,7 +520,7 @@ def test_long_codes_padding_and_truncated_crc_are_refused() -> None:
     with pytest.raises(BitstreamError, match="width: exp-Golomb code with more than 32"):
         read_header(MAGIC + bytes([FORMAT_VERSION]) + bytes(1 << 20))
     assert time.perf_counter() - start < 0.1
-    header = make_header()
+    header = make_header(fps_text="5")  # 4 bits short of a whole byte
     fields = raw_fields(header)
     assert raw_stream(fields, padding=1) != raw_stream(fields), "the header needs padding bits"
     with pytest.raises(BitstreamError, match="padding: expected zero bits"):

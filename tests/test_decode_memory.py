@@ -231,6 +231,7 @@ def test_header_field_mutants_end_in_a_decode_or_a_coolchic_error(
                 "frame_format": st.sampled_from(["rgb", "yuv420", "yuv444"]),
                 "n_grids": st.integers(1, limits.MAX_N_GRIDS),
                 "n_ctx_rowcol": st.integers(1, limits.MAX_N_CTX_ROWCOL),
+                "arm_stabiliser": st.booleans(),
                 "synthesis_stabiliser": st.booleans(),
                 "upsampling_kernel": st.sampled_from([4, 8, limits.MAX_UPSAMPLING_KERNEL]),
                 "preconcat_kernel": st.sampled_from([0, 3, limits.MAX_PRECONCAT_KERNEL]),

@@ -59,11 +59,14 @@ def _declared_group(model: CoolChicModel, module: str, kind: str) -> list[tuple[
 def fixed_point_arm(
     weights: list[np.ndarray], biases: list[np.ndarray], weight_exp: int, bias_exp: int
 ) -> FixedPointArm:
-    """The integer ARM of the ARM groups: hidden layers first, the output layer last."""
+    """The integer ARM of the ARM groups: hidden layers first, the output layer, then the
+    stabiliser's weights when there is one more weight than biases."""
+    stabiliser = (weights[-1], weight_exp) if len(weights) > len(biases) else None
     layers = [
-        QuantizedLayer(w, b, weight_exp, bias_exp) for w, b in zip(weights, biases, strict=True)
+        QuantizedLayer(w, b, weight_exp, bias_exp)
+        for w, b in zip(weights[: len(biases)], biases, strict=True)
     ]
-    return FixedPointArm.from_quantized(layers[:-1], layers[-1])
+    return FixedPointArm.from_quantized(layers[:-1], layers[-1], stabiliser=stabiliser)
 
 
 def torch_decode(data: bytes) -> tuple[np.ndarray, ...]:
@@ -223,6 +226,7 @@ UNUSUAL = {
             ),
             upsampling_kernel=16,
             preconcat_kernel=15,
+            arm_stabiliser=True,
             synthesis_stabiliser=True,
         ),
         "rgb",

@@ -225,3 +225,31 @@ def test_arm_state_dict_has_only_weights() -> None:
         "hidden.0.weight", "hidden.0.bias", "hidden.1.weight", "hidden.1.bias",
         "output.weight", "output.bias",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("n_coarser", [0, 2])
+def test_the_stabiliser_adds_a_linear_map_of_the_context(n_coarser: int) -> None:
+    """Training computes it as a convolution per grid; it must equal the table form."""
+    torch.manual_seed(n_coarser)
+    shapes = [(9, 13), (5, 7), (3, 4), (2, 2), (1, 1)]
+    gather = ContextGather(shapes, 2, n_coarser)
+    arm = Arm(12 + n_coarser, (8,), stabiliser=True)
+    assert arm.stabiliser is not None and arm.stabiliser.bias is None
+    assert not arm.stabiliser.weight.any()  # starts at zero: the same ARM as without it
+    with torch.no_grad():
+        arm.stabiliser.weight.normal_()
+    flat = torch.randn(sum(h * w for h, w in shapes), requires_grad=True)
+    rate = arm.rate_of(flat, gather)
+    contexts = gather(flat)
+    mu, scale = arm(contexts)
+    reference = laplace_rate_bits(flat, mu, scale)
+    torch.testing.assert_close(rate, reference, rtol=1e-4, atol=1e-4)
+    linear = contexts @ arm.stabiliser.weight.t()
+    plain = arm.raw(contexts) - linear
+    no_stabiliser = Arm(12 + n_coarser, (8,))
+    no_stabiliser.load_state_dict(
+        {k: v for k, v in arm.state_dict().items() if not k.startswith("stabiliser")}
+    )
+    torch.testing.assert_close(plain, no_stabiliser.raw(contexts))
+    rate.sum().backward()
+    assert arm.stabiliser.weight.grad is not None and arm.stabiliser.weight.grad.abs().sum() > 0

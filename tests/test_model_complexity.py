@@ -60,12 +60,17 @@ def test_parameter_counts_match_the_model() -> None:
     assert counts.networks == counts.arm + counts.upsampling + counts.synthesis
 
 
-def test_the_synthesis_stabiliser_is_counted() -> None:
+def test_the_stabilisers_are_counted() -> None:
     config = ModelConfig()
-    stable = dataclasses.replace(config, synthesis_stabiliser=True)
+    stable = dataclasses.replace(config, arm_stabiliser=True, synthesis_stabiliser=True)
     model = CoolChicModel(stable, 34, 66)
-    counts = parameter_counts(stable, 34, 66)
+    counts, before = parameter_counts(stable, 34, 66), parameter_counts(config, 34, 66)
     assert counts.synthesis == sum(p.numel() for p in model.synthesis.parameters())
-    assert counts.synthesis == parameter_counts(config, 34, 66).synthesis + 7 * 3
-    # one multiply-add per weight and pixel
-    assert mac_per_pixel(stable, 34, 66).synthesis == mac_per_pixel(config, 34, 66).synthesis + 21
+    assert counts.arm == sum(p.numel() for p in model.arm.parameters())
+    assert counts.synthesis == before.synthesis + 7 * 3
+    assert counts.arm == before.arm + 24 * 2
+    # one multiply-add per weight and pixel (synthesis) or latent (ARM)
+    macs, plain = mac_per_pixel(stable, 34, 66), mac_per_pixel(config, 34, 66)
+    assert macs.synthesis == plain.synthesis + 21
+    n_latents = sum(-(-34 // 2**i) * -(-66 // 2**i) for i in range(7))
+    assert macs.arm == pytest.approx(plain.arm + 48 * n_latents / (34 * 66))

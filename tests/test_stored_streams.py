@@ -82,10 +82,8 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     # the older versions still decode
     assert {h["format_version"] for h in headers} == {2, 3, 4}
     assert {h["coarser_contexts"] for h in headers if h["format_version"] == 3} >= {1, 2}
-    assert {h["synthesis_stabiliser"] for h in headers if h["format_version"] == 4} == {
-        False,
-        True,
-    }
+    for flag in ("arm_stabiliser", "synthesis_stabiliser"):
+        assert {h[flag] for h in headers if h["format_version"] == 4} == {False, True}
     assert any(
         layer["kind"] == "residual" and layer["kernel"] == 3
         for h in headers

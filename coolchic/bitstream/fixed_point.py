@@ -11,7 +11,9 @@ every decoder, on every platform. So the ARM that produces them runs on integers
   output 1 (``−4·2^32``);
 * forward: ``x = contexts << 16``; each hidden layer ``x = max(x·W + B, 0) >> 16``; output
   ``o = x·W + B`` (32 fractional bits) ``>> 24`` → μ and ``ln b`` in units of 1/256 (``>>`` is an
-  arithmetic shift, i.e. floor);
+  arithmetic shift, i.e. floor); with a stabiliser (format version 4) its weights ``S``, on the
+  ARM weight step, add ``(contexts << 16)·S`` to ``o`` before the shift (32 fractional bits,
+  like the output layer's own products);
 * ``i_μ = clip(o_μ + 64·256, 0, 32767)`` and ``i_s = clip(o_s + 5·256, 0, 2560)`` index the table
   ``μ[i] = −64 + i/256``, ``b[j] = exp(−5 + j/256)``.
 
@@ -205,14 +207,18 @@ class FixedPointArm:
         layers: ``(weight int64 [in, out], bias int64 [out])`` per layer, the last one with
             ``out = 2``; the first weight carries the ``<< 16`` of the input contexts.
         n_contexts: C, the input width.
+        stabiliser: int64 ``[C, 2]``, the stabiliser's weights with the ``<< 16`` of the
+            contexts folded in, added to the output accumulator; None without one.
         accumulator_bound: proven bound on ``|accumulator|`` over all contexts in [−64, 64].
     """
 
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
     n_contexts: int
     float_kernel: bool = True
+    stabiliser: np.ndarray | None = None
     accumulator_bound: int = field(init=False)
     _float_layers: tuple[tuple[np.ndarray, np.ndarray], ...] | None = field(init=False, repr=False)
+    _float_stabiliser: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -229,6 +235,13 @@ class FixedPointArm:
             width = weight.shape[1]
         if width != 2:
             raise ValueError(f"output layer: expected 2 outputs (mu, log-scale), found {width}")
+        if self.stabiliser is not None and (
+            self.stabiliser.dtype != np.int64 or self.stabiliser.shape != (self.n_contexts, 2)
+        ):
+            raise ValueError(
+                f"stabiliser: expected int64 [{self.n_contexts}, 2], found "
+                f"{self.stabiliser.dtype} {self.stabiliser.shape}"
+            )
         bound = self._bound()
         object.__setattr__(self, "accumulator_bound", bound)
         float_layers = None
@@ -241,6 +254,10 @@ class FixedPointArm:
                 for (weight, bias), scale in zip(self.layers, scales, strict=True)
             )
         object.__setattr__(self, "_float_layers", float_layers)
+        float_stabiliser = None
+        if float_layers is not None and self.stabiliser is not None:
+            float_stabiliser = self.stabiliser.astype(np.float64) * _OUTPUT_SCALE
+        object.__setattr__(self, "_float_stabiliser", float_stabiliser)
 
     @property
     def uses_float_kernel(self) -> bool:
@@ -250,6 +267,12 @@ class FixedPointArm:
     def _bound(self) -> int:
         """Worst-case |accumulator| over contexts in [−64, 64] (exact integer arithmetic)."""
         x = [LATENT_ABS_MAX] * self.n_contexts
+        skip = [0, 0]  # the stabiliser's share of the output accumulators
+        if self.stabiliser is not None:
+            skip = [
+                sum(abs(w) * LATENT_ABS_MAX for w in row)
+                for row in self.stabiliser.T.tolist()  # [2][C]
+            ]
         worst = 0
         last = len(self.layers) - 1
         for index, (weight, bias) in enumerate(self.layers):
@@ -258,6 +281,8 @@ class FixedPointArm:
                 sum(w * b for w, b in zip(row, x, strict=True)) + abs(int(c))
                 for row, c in zip(magnitudes, bias.tolist(), strict=True)
             ]
+            if index == last:
+                bounds = [bound + extra for bound, extra in zip(bounds, skip, strict=True)]
             peak = max(bounds)
             if peak > ARM_ACCUMULATOR_LIMIT:
                 raise LimitExceeded(
@@ -276,6 +301,7 @@ class FixedPointArm:
         hidden: Sequence[QuantizedLayer | Sequence[Any]],
         output: QuantizedLayer | Sequence[Any],
         *,
+        stabiliser: tuple[Any, int] | None = None,
         float_kernel: bool = True,
     ) -> FixedPointArm:
         """Fixed-point ARM from the transmitted integers.
@@ -285,6 +311,8 @@ class FixedPointArm:
                 :class:`QuantizedLayer`); a layer with in == out is residual.
             output: the output layer, ``W_q [2, in]``, ``B_q [2]``: row 0 is μ, row 1 the raw
                 log-scale ``s``.
+            stabiliser: ``(S_q int [2, C], exp)``, the stabiliser's weights and their step
+                exponent (the ARM weights'), or None.
             float_kernel: allow the exact float64 kernel (same results, faster); False forces
                 the int64 kernel.
 
@@ -317,7 +345,18 @@ class FixedPointArm:
         bias[0] += MU_INDEX_OFFSET << OUTPUT_SHIFT
         bias[1] += (SCALE_INDEX_OFFSET << OUTPUT_SHIFT) - (LOG_SCALE_OFFSET << BIAS_SHIFT)
         folded[-1] = (weight, bias)
-        return cls(tuple(folded), n_contexts, float_kernel)
+        skip = None
+        if stabiliser is not None:
+            # a weight layer [2, C] without bias, read like the first layer (contexts << 16)
+            skip_layer = QuantizedLayer(stabiliser[0], np.zeros(2, np.int64), stabiliser[1], 0)
+            if skip_layer.weight.shape != (2, n_contexts):
+                raise ValueError(
+                    f"stabiliser: expected [2, {n_contexts}] weights, found "
+                    f"{skip_layer.weight.shape}"
+                )
+            shift = WEIGHT_SHIFT - skip_layer.weight_exp + WEIGHT_SHIFT
+            skip = np.ascontiguousarray((skip_layer.weight << shift).T)
+        return cls(tuple(folded), n_contexts, float_kernel, skip)
 
     def table_indices(self, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The unchecked hot path of :meth:`forward` (used once per wavefront step).
@@ -339,6 +378,8 @@ class FixedPointArm:
             if index != last:
                 np.maximum(x, 0, out=x)
                 x >>= WEIGHT_SHIFT
+        if self.stabiliser is not None:
+            x += contexts.astype(np.int64) @ self.stabiliser
         x >>= OUTPUT_SHIFT
         mu_index = np.clip(x[:, 0], 0, MU_TABLE_SIZE - 1)
         scale_index = np.clip(x[:, 1], 0, SCALE_TABLE_SIZE - 1)
@@ -353,7 +394,7 @@ class FixedPointArm:
         wavefront step.
         """
         assert self._float_layers is not None
-        x = contexts.astype(np.float64)
+        inputs = x = contexts.astype(np.float64)
         *hidden, (out_weight, out_bias) = self._float_layers
         for weight, bias in hidden:
             x = x @ weight
@@ -362,6 +403,8 @@ class FixedPointArm:
             np.floor(x, out=x)  # == >> 16 on the integer
         x = x @ out_weight
         x += out_bias
+        if self._float_stabiliser is not None:
+            x += inputs @ self._float_stabiliser
         np.floor(x, out=x)  # == >> 24
         np.minimum(x, _LAST_INDICES, out=x)
         np.maximum(x, 0.0, out=x)

@@ -138,6 +138,8 @@ class StreamHeader:
         n_ctx_rowcol: N, the ARM context holds ``2N² + 2N`` neighbours; 1..4.
         coarser_contexts: P, then the co-located values of the P next coarser grids; 0..3
             (always 0 in version 2, which has no such field).
+        arm_stabiliser: the ARM adds a linear map of its context to its output (always off
+            before version 4, which added the flag).
         synthesis_stabiliser: the synthesis adds a 1x1 linear map of its input to its output
             (always off before version 4, which added the flag).
         arm_hidden: widths of the ARM hidden layers, at most 8, each 1..64.
@@ -182,6 +184,7 @@ class StreamHeader:
     latent_bytes: int = 0
     fps_text: str = ""
     coarser_contexts: int = 0
+    arm_stabiliser: bool = False
     synthesis_stabiliser: bool = False
     format_version: int = FORMAT_VERSION
 
@@ -237,7 +240,7 @@ class StreamHeader:
         """A generous bound on the number of network parameters of this architecture.
 
         ARM and synthesis are counted exactly (weights and biases of every layer, the
-        stabiliser's weights). The
+        stabilisers' weights). The
         upsampling is bounded by one full 2-D transposed-conv and one full 2-D pre-concat kernel
         and two biases per level, whatever the model's actual parametrisation.
         """
@@ -246,6 +249,8 @@ class StreamHeader:
         for out in (*self.arm_hidden, 2):
             arm += width * out + out
             width = out
+        if self.arm_stabiliser:
+            arm += 2 * self.n_contexts
         synthesis = 0
         channels = self.n_grids
         for layer in self.synthesis:
@@ -277,6 +282,7 @@ _ARCHITECTURE_NUMBERS: Final = (
     "n_grids",
     "n_ctx_rowcol",
     "coarser_contexts",
+    "arm_stabiliser",
     "synthesis_stabiliser",
     "upsampling_kernel",
     "preconcat_kernel",

@@ -257,6 +257,8 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
             sizes_loop=True,
         ),
     ),
+    # from version 4 on (the earlier tables leave it out)
+    Field("arm_stabiliser", Flag()),
     Repeated(
         "synthesis",
         Record(SynthesisLayerField, SYNTHESIS_LAYER_FIELDS),
@@ -307,9 +309,9 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     ),
 )
 
-#: The version-3 header: the same table without the stabiliser flag (always off there).
+#: The version-3 header: the same table without the stabiliser flags (always off there).
 HEADER_FIELDS_V3: Final[tuple[Entry, ...]] = tuple(
-    entry for entry in HEADER_FIELDS if entry.name != "synthesis_stabiliser"
+    entry for entry in HEADER_FIELDS if entry.name not in ("arm_stabiliser", "synthesis_stabiliser")
 )
 #: The version-2 header: neither the coarser-context field (always 0 there) nor the flag.
 HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
@@ -319,7 +321,7 @@ HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
 #: The fields each version added, and their value in the versions before it.
 ADDED_FIELDS: Final[dict[int, dict[str, Any]]] = {
     3: {"coarser_contexts": 0},
-    4: {"synthesis_stabiliser": False},
+    4: {"arm_stabiliser": False, "synthesis_stabiliser": False},
 }
 
 

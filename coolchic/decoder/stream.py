@@ -17,7 +17,7 @@ from coolchic.errors import BitstreamError
 from coolchic.io.frame import Frame
 from coolchic.io.naming import YuvName, name_from_stem
 from coolchic.model.config import LayerSpec, ModelConfig
-from coolchic.nnquant.params import QuantizedNetworks
+from coolchic.nnquant.params import STABILISER, QuantizedNetworks
 
 __all__ = ["Decoded", "decode", "decode_stream", "model_config_from_header"]
 
@@ -36,6 +36,7 @@ def model_config_from_header(header: StreamHeader) -> ModelConfig:
         n_grids=header.n_grids,
         n_ctx_rowcol=header.n_ctx_rowcol,
         coarser_contexts=header.coarser_contexts,
+        arm_stabiliser=header.arm_stabiliser,
         synthesis_stabiliser=header.synthesis_stabiliser,
         arm_hidden=tuple(header.arm_hidden),
         synthesis=tuple(
@@ -121,7 +122,7 @@ def _reconstruct(
     )
     weights = parameters[("synthesis", "weight")].values()
     biases = parameters[("synthesis", "bias")].values()
-    stabiliser = weights.pop("stabiliser.weight", None)
+    stabiliser = weights.pop(STABILISER, None)
     return synthesize(
         stack, config.synthesis, list(weights.values()), list(biases.values()), stabiliser
     )

@@ -30,6 +30,7 @@ FINGERPRINT_FIELDS = (
     "n_ctx_rowcol",
     "latent_n_grids",
     "coarser_contexts",
+    "arm_stabiliser",
     "synthesis_stabiliser",
     "seed",
 )
@@ -51,6 +52,7 @@ class EncodeSettings:
     n_ctx_rowcol: int | None = None
     latent_n_grids: int | None = None
     coarser_contexts: int | None = None
+    arm_stabiliser: bool | None = None
     synthesis_stabiliser: bool | None = None
     seed: int = 0
     #: Every phase of the recipe this many times as long (:func:`coolchic.train.recipes.scaled`).
@@ -82,6 +84,8 @@ class EncodeSettings:
             overrides["n_grids"] = self.latent_n_grids
         if self.coarser_contexts is not None:
             overrides["coarser_contexts"] = self.coarser_contexts
+        if self.arm_stabiliser is not None:
+            overrides["arm_stabiliser"] = self.arm_stabiliser
         if self.synthesis_stabiliser is not None:
             overrides["synthesis_stabiliser"] = self.synthesis_stabiliser
         if not overrides:

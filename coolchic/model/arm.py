@@ -28,6 +28,7 @@ from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
     context_mlp,
+    linear_contexts,
     pointwise_mlp,
 )
 
@@ -251,13 +252,16 @@ class Arm(nn.Module):
     Hidden layer: residual ``y = relu(Wx + b + x)`` (W, b initialised to 0) when in == out,
     else plain ``y = relu(Wx + b)`` (``W ~ N(0, 1)/out²``, ``b = 0``). Output: linear to 2
     values ``(μ, s)``, ``W ~ N(0, 1)/4``, ``b = 0``; the scale is :func:`scale_from_raw` ``(s)``.
+    With a stabiliser (Cool-chic 5), a linear map of the context to ``(μ, s)``, initialised to
+    0 and without bias, is added to the output: a linear predictor beside the MLP.
 
     Args:
         n_contexts: C, input width.
         hidden: widths of the hidden layers.
+        stabiliser: add the linear ``C → 2`` map.
     """
 
-    def __init__(self, n_contexts: int, hidden: tuple[int, ...]) -> None:
+    def __init__(self, n_contexts: int, hidden: tuple[int, ...], stabiliser: bool = False) -> None:
         super().__init__()
         if n_contexts < 1:
             raise ValueError(f"n_contexts: expected >= 1, found {n_contexts}")
@@ -283,6 +287,11 @@ class Arm(nn.Module):
         with torch.no_grad():
             self.output.weight.normal_().div_(4.0)
             self.output.bias.zero_()
+        self.stabiliser: nn.Linear | None = None
+        if stabiliser:
+            self.stabiliser = nn.Linear(n_contexts, 2, bias=False)
+            with torch.no_grad():
+                self.stabiliser.weight.zero_()
 
     def layers(self) -> tuple[list[Tensor], list[Tensor], list[bool]]:
         """Weights, biases and ReLU flags of every layer, the residual ``+ x`` folded in.
@@ -312,7 +321,10 @@ class Arm(nn.Module):
         Returns:
             Tensor ``[N, 2]``: column 0 is ``μ``, column 1 the raw log-scale ``s``.
         """
-        return pointwise_mlp(contexts.t(), *self.layers()).t()
+        raw = pointwise_mlp(contexts.t(), *self.layers()).t()
+        if self.stabiliser is not None:
+            raw = raw + contexts @ self.stabiliser.weight.t()
+        return raw
 
     def forward(self, contexts: Tensor) -> tuple[Tensor, Tensor]:
         """Laplace parameters of each row.
@@ -337,5 +349,8 @@ class Arm(nn.Module):
             ``[N]`` bits, differentiable w.r.t. ``flat`` and the weights.
         """
         contexts.check(flat)
-        raw = context_mlp(contexts.layout_input(flat), contexts.geometry, *self.layers())
+        layout = contexts.layout_input(flat)
+        raw = context_mlp(layout, contexts.geometry, *self.layers())
+        if self.stabiliser is not None:
+            raw = raw + linear_contexts(layout, contexts.geometry, self.stabiliser.weight)
         return rate_from_raw(flat, raw[0], raw[1])

@@ -4,7 +4,8 @@ Counted as Cool-chic counts them: one MAC per weight use (biases, residual addit
 non-linearities and padding are free), over *all* latents, divided by the number of image
 pixels H·W. Exact for the grid sizes of the given image:
 
-* ARM: ``Σ_layers in · out`` per latent, every latent of every grid (≈ 1.333 latents per pixel);
+* ARM: ``Σ_layers in · out`` per latent (plus ``2C`` with the stabiliser), every latent of
+  every grid (≈ 1.333 latents per pixel);
 * upsampling, as :func:`coolchic.model.upsampling.upsample2x` runs it: per level and per map
   of the stack, a horizontal pass producing ``h x 2w`` samples (``h x w`` = the coarser grid)
   that are cropped to the finer grid's width ``w_f``, then a vertical pass producing
@@ -67,6 +68,11 @@ def _synthesis_layers(config: ModelConfig) -> list[tuple[int, int, int]]:
     return layers
 
 
+def _arm_stabiliser_weights(config: ModelConfig) -> int:
+    """The ARM stabiliser's ``C → 2`` weights (no bias), one multiply-add each per latent."""
+    return 2 * config.n_contexts if config.arm_stabiliser else 0
+
+
 def _stabiliser_weights(config: ModelConfig) -> int:
     """The synthesis stabiliser's 1x1 weights (no bias), one multiply-add each per pixel."""
     return config.n_grids * config.out_channels if config.synthesis_stabiliser else 0
@@ -82,7 +88,9 @@ def mac_per_pixel(config: ModelConfig, height: int, width: int) -> MacBreakdown:
     n_pixels = float(height * width)
     n_latents = sum(h * w for h, w in shapes)
 
-    arm = n_latents * sum(n_in * n_out for n_in, n_out in _arm_layers(config))
+    arm = n_latents * (
+        sum(n_in * n_out for n_in, n_out in _arm_layers(config)) + _arm_stabiliser_weights(config)
+    )
 
     taps = config.upsampling_kernel // 2
     upsampling = 0
@@ -114,7 +122,8 @@ def parameter_counts(config: ModelConfig, height: int, width: int) -> ParameterC
     preconcat = (config.preconcat_kernel + 1) // 2 if config.preconcat_kernel else 0
     return ParameterCounts(
         latents=sum(h * w for h, w in grid_shapes(height, width, config.n_grids)),
-        arm=sum(n_in * n_out + n_out for n_in, n_out in _arm_layers(config)),
+        arm=sum(n_in * n_out + n_out for n_in, n_out in _arm_layers(config))
+        + _arm_stabiliser_weights(config),
         upsampling=n_levels * (config.upsampling_kernel // 2 + preconcat),
         synthesis=sum(n_in * n_out * k * k + n_out for n_in, n_out, k in _synthesis_layers(config))
         + _stabiliser_weights(config),

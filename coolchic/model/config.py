@@ -211,6 +211,8 @@ class ModelConfig:
         coarser_contexts: P, how many coarser grids add their co-located latent to the ARM
             context of each latent (0: the grids are modelled independently). Cool-chic 5's
             inter-feature context (IFCE) plays this role.
+        arm_stabiliser: a linear map from the ARM's context to ``(μ, s)``, added to its
+            output: Cool-chic 5's ARM "stabiliser" (format version 4).
         synthesis_stabiliser: a 1x1 linear map from the synthesis input (the upsampled
             grids) to its output, added to the last layer's output: Cool-chic 5's synthesis
             "stabiliser" (format version 4).
@@ -227,6 +229,7 @@ class ModelConfig:
     preconcat_kernel: int = 7
     latent_gain: float = 16.0
     coarser_contexts: int = 0
+    arm_stabiliser: bool = False
     synthesis_stabiliser: bool = False
 
     def __post_init__(self) -> None:
@@ -263,8 +266,9 @@ class ModelConfig:
                 f"an integer in 0..{MAX_COARSER_CONTEXTS}",
                 self.coarser_contexts,
             )
-        if not isinstance(self.synthesis_stabiliser, bool):
-            raise _bad("synthesis_stabiliser", "a bool", self.synthesis_stabiliser)
+        for name in ("arm_stabiliser", "synthesis_stabiliser"):
+            if not isinstance(getattr(self, name), bool):
+                raise _bad(name, "a bool", getattr(self, name))
         if not (math.isfinite(self.latent_gain) and self.latent_gain > 0):
             raise _bad("latent_gain", "a finite number > 0", self.latent_gain)
         self._check_synthesis()

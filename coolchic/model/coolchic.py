@@ -71,7 +71,7 @@ class CoolChicModel(nn.Module):
         self.context_gather = ContextGather(
             self.latents.shapes, config.n_ctx_rowcol, config.coarser_contexts
         )
-        self.arm = Arm(config.n_contexts, config.arm_hidden)
+        self.arm = Arm(config.n_contexts, config.arm_hidden, stabiliser=config.arm_stabiliser)
         self.upsampling = Upsampling(
             config.n_grids,
             kernel=config.upsampling_kernel,

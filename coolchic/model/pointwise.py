@@ -37,6 +37,7 @@ __all__ = [
     "causal_contexts",
     "context_geometry",
     "context_mlp",
+    "linear_contexts",
     "pointwise_mlp",
 ]
 
@@ -639,6 +640,41 @@ def context_geometry(
 ) -> _PaddedGrids:
     """The padded-grid layout that :func:`context_mlp` and :func:`causal_contexts` use."""
     return _PaddedGrids(shapes, n_ctx_rowcol, n_coarser)
+
+
+def linear_contexts(flat: Tensor, grids: _PaddedGrids, weight: Tensor) -> Tensor:
+    """``weight · context`` of every latent, ``[O, N]``, without building the context table.
+
+    On each padded grid the spatial part is one convolution whose ``(N + 1) x (2N + 1)``
+    kernel holds the weights at the context positions (raster order) and 0 at and after the
+    latent itself; the coarser part is a matrix product with the grid's coarser planes.
+
+    Args:
+        flat: the layout's input (the latents, then any coarser planes), as for
+            :func:`context_mlp`.
+        grids: their geometry.
+        weight: ``[O, C]``.
+
+    Returns:
+        ``[O, N_total]``, differentiable w.r.t. ``flat`` and ``weight``.
+    """
+    n_out = weight.shape[0]
+    window = weight.new_zeros(n_out, grids.window[0] * grids.window[1])
+    window = torch.cat([weight[:, : grids.n_spatial], window[:, grids.n_spatial :]], dim=1)
+    kernel = window.view(n_out, 1, *grids.window)
+    padded = grids.pad(flat)
+    n_latents = grids.n_columns
+    parts = []
+    for g, (height, width) in enumerate(grids.shapes):
+        grid = grids.grid(padded, g)[None, None]
+        part = torch.nn.functional.conv2d(grid, kernel).view(n_out, height * width)
+        if grids.n_coarser:
+            size = height * width
+            start = n_latents + grids.n_coarser * grids.flat_starts[g]
+            planes = flat[start : start + grids.n_coarser * size].view(grids.n_coarser, size)
+            part = part + weight[:, grids.n_spatial :] @ planes
+        parts.append(part)
+    return torch.cat(parts, dim=1)
 
 
 def causal_contexts(flat: Tensor, grids: _PaddedGrids) -> Tensor:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from coolchic.bitstream.header import GroupCoding
 
 __all__ = [
+    "STABILISER",
     "ParameterSpec",
     "QuantizedGroup",
     "QuantizedNetworks",
@@ -42,6 +43,9 @@ __all__ = [
     "predicted_integers",
     "quantize",
 ]
+
+#: The name of a stabiliser's weight, in the ARM and in the synthesis.
+STABILISER = "stabiliser.weight"
 
 #: A parameter's name inside its module (``torch.nn.Module.named_parameters`` spelling) and
 #: its shape.
@@ -58,7 +62,10 @@ def _arm_parameters(config: ModelConfig) -> list[ParameterSpec]:
     for index, out in enumerate(config.arm_hidden):
         specs += [(f"hidden.{index}.weight", (out, width)), (f"hidden.{index}.bias", (out,))]
         width = out
-    return [*specs, ("output.weight", (2, width)), ("output.bias", (2,))]
+    specs += [("output.weight", (2, width)), ("output.bias", (2,))]
+    if config.arm_stabiliser:
+        specs.append((STABILISER, (2, config.n_contexts)))
+    return specs
 
 
 def _upsampling_parameters(config: ModelConfig) -> list[ParameterSpec]:
@@ -78,7 +85,7 @@ def _synthesis_parameters(config: ModelConfig) -> list[ParameterSpec]:
         specs += [(f"layers.{index}.weight", shape), (f"layers.{index}.bias", bias)]
         width = layer.out_channels
     if config.synthesis_stabiliser:
-        specs.append(("stabiliser.weight", (width, config.n_grids, 1, 1)))
+        specs.append((STABILISER, (width, config.n_grids, 1, 1)))
     return specs
 
 
@@ -277,13 +284,23 @@ class QuantizedNetworks:
             As :meth:`~coolchic.bitstream.fixed_point.FixedPointArm.from_quantized`.
         """
         weights, biases = self[("arm", "weight")], self[("arm", "bias")]
+        layer_weights = [
+            q for name, q in zip(weights.names, weights.integers, strict=True) if name != STABILISER
+        ]
+        stabiliser = [
+            q for name, q in zip(weights.names, weights.integers, strict=True) if name == STABILISER
+        ]
         layers = [
             QuantizedLayer(weight, bias, weights.exponent, biases.exponent)
-            for weight, bias in zip(weights.integers, biases.integers, strict=True)
+            for weight, bias in zip(layer_weights, biases.integers, strict=True)
         ]
         if not layers:
             raise ValueError("ARM groups: expected at least the output layer, found none")
-        return FixedPointArm.from_quantized(layers[:-1], layers[-1])
+        return FixedPointArm.from_quantized(
+            layers[:-1],
+            layers[-1],
+            stabiliser=(stabiliser[0], weights.exponent) if stabiliser else None,
+        )
 
     def encode(self) -> tuple[bytes, dict[GroupKey, int]]:
         """The parameter section and the exp-Golomb order of each group (for the header)."""

@@ -69,6 +69,13 @@ def _output_for(input_path: Path) -> Path:
     help="How many coarser latent grids add their co-located value to the ARM context.",
 )
 @click.option(
+    "--arm-stabiliser/--no-arm-stabiliser",
+    "arm_stabiliser",
+    default=None,
+    help="Add a linear map of the ARM's context to its output (Cool-chic 5's stabiliser; "
+    "default: chosen for the image).",
+)
+@click.option(
     "--synthesis-stabiliser/--no-synthesis-stabiliser",
     "synthesis_stabiliser",
     default=None,

@@ -54,7 +54,7 @@ def _architecture(
     kernel: int,
     preconcat: int,
     coarser: int = 0,
-    stabiliser: bool = False,
+    stabilisers: bool = False,
 ) -> ModelConfig:
     return ModelConfig(
         grids,
@@ -64,7 +64,8 @@ def _architecture(
         upsampling_kernel=kernel,
         preconcat_kernel=preconcat,
         coarser_contexts=coarser,
-        synthesis_stabiliser=stabiliser,
+        arm_stabiliser=stabilisers,
+        synthesis_stabiliser=stabilisers,
     )
 
 
@@ -99,7 +100,8 @@ CASES = {
         4e-3,
         _architecture(6, 1, (6, 6), "6-1-linear-relu,3-1-linear-none", 6, 5, coarser=1),
     ),
-    # format version 4: the synthesis stabiliser, after a 3x3 layer and with coarser contexts;
+    # format version 4: the ARM and synthesis stabilisers, after a 3x3 layer and with coarser
+    # contexts;
     # and the encoder's own choice for the frame, written as version 4
     "v4_hills_yuv420_10b_stabiliser": (
         lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
@@ -112,7 +114,7 @@ CASES = {
             8,
             7,
             coarser=1,
-            stabiliser=True,
+            stabilisers=True,
         ),
     ),
     "v4_hills_rgb_default": (lambda: read_frame(SAMPLES / "hills-synthetic.png"), 4e-3, None),
