@@ -233,7 +233,7 @@ def ours(
     command += ["--device", "cpu", "encode", path, "-o", stream, "--recipe", args.recipe]
     command += ["--iterations-scale", f"{scale:.3f}"]
     command += ["--lmbda", lmbda, "--seed", str(args.seed), "--report", report]
-    command += ["--decoded", decoded]
+    command += ["--decoded", decoded, *shlex.split(args.coolchic_args)]
     seconds = log.run(command)
     iterations = json.loads(report.read_text(encoding="utf-8"))["iterations"]
     bits = 8 * stream.stat().st_size
@@ -433,6 +433,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--lmbdas", default="2e-4,1e-3,4e-3,1e-2")
     parser.add_argument("--recipe", default="fast")
+    parser.add_argument(
+        "--coolchic-args",
+        default="",
+        help="more options for every coolchic encode, e.g. '--arm-stabiliser'",
+    )
     parser.add_argument("--official-cfg", default="lop", help="cfg/dec/intra/<name>.cfg")
     parser.add_argument("--threads", type=int, default=1, help="for every encoder")
     parser.add_argument("--seed", type=int, default=0)
