@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--coarser-contexts", type=int, default=0, help="coarser grids in the ARM context"
     )
+    parser.add_argument("--arm-stabiliser", action="store_true", help="the ARM's linear map")
+    parser.add_argument(
+        "--synthesis-stabiliser", action="store_true", help="the synthesis' 1x1 linear map"
+    )
     parser.add_argument("--profile-steps", type=int, default=20, help="iterations profiled")
     args = parser.parse_args(argv)
 
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         arm_hidden=parse_arm(args.layers_arm),
         synthesis=parse_synthesis(args.layers_synthesis),
         coarser_contexts=args.coarser_contexts,
+        arm_stabiliser=args.arm_stabiliser,
+        synthesis_stabiliser=args.synthesis_stabiliser,
     )
     model = CoolChicModel(config, args.height, args.width)
     target = _target(args.height, args.width)
