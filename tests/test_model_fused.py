@@ -101,7 +101,7 @@ def test_a_failing_compiler_falls_back_to_eager(
     assert len(warnings) == 1  # said once, then eager for good
 
 
-def test_small_inputs_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_small_or_gradient_free_inputs_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr(torch, "compile", lambda function, **_: calls.append(function) or function)
 
@@ -109,9 +109,15 @@ def test_small_inputs_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     def square(x: torch.Tensor) -> torch.Tensor:
         return x * x
 
-    square(torch.ones(10))
+    square(torch.ones(10, requires_grad=True))
     assert calls == []
-    square(torch.ones(fused.FUSE_MIN_ELEMENTS))
+    large = torch.ones(fused.FUSE_MIN_ELEMENTS)
+    square(large)  # nothing to differentiate: the networks-only phase, evaluations
+    assert calls == []
+    with torch.no_grad():
+        square(large.requires_grad_())
+    assert calls == []
+    square(large)
     assert len(calls) == 1
 
 

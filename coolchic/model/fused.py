@@ -6,9 +6,12 @@ a pass over memory, forward and backward. ``torch.compile`` fuses each chain int
 at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400 ms to
 ~50 ms a step on two cores (BENCHMARKS.md, "training step").
 
-Compilation costs seconds once per process (and once more when the size changes), so it is
-used only for training steps (gradients on) from :data:`FUSE_MIN_ELEMENTS` elements on.
-Evaluations, the network quantisation and the decoder run the same functions eagerly, and
+Compilation costs a minute or two of C++ builds the first time a frame size is seen on a
+machine (``torch.compile`` keeps them in its on-disk cache, so later processes load them in
+seconds), so it is used only where a `fast` encode gains back more than that: training steps
+that differentiate the chain's input (the latents), from :data:`FUSE_MIN_ELEMENTS` elements
+on. The networks-only phase (latents fixed), evaluations, the network quantisation and the
+decoder run the same functions eagerly, and
 so does everything where compilation is not available (no C++ compiler, an unsupported
 platform, or ``COOLCHIC_COMPILE=0`` in the environment). Both forms compute the same values
 up to float rounding. The upsampling stack (:mod:`coolchic.model.upsampling`) is compiled
@@ -29,9 +32,11 @@ __all__ = ["FUSE_MIN_ELEMENTS", "fusable"]
 
 logger = logging.getLogger(__name__)
 
-#: Element counts from which a chain is compiled: about a 450x330 image's latents (7 grids).
-#: Below, a step is short enough that compiling would not pay for itself in a `fast` encode.
-FUSE_MIN_ELEMENTS = 200_000
+#: Element counts from which a chain is compiled (the first argument: the latents, or the
+#: finest grid for the upsampling): a 300x300 image and up. At 416x240 on a 2-core AVX2 host
+#: a `fast` encode took 0.70x the time with a warm cache and 1.04x on the first encode of
+#: that size (the builds); smaller frames gain less than the builds cost (BENCHMARKS.md).
+FUSE_MIN_ELEMENTS = 90_000
 
 
 class _Fusable:
@@ -45,7 +50,9 @@ class _Fusable:
         self.failed = os.environ.get("COOLCHIC_COMPILE", "1") == "0"
 
     def __call__(self, first: Tensor, *args: Any, force_compile: bool = False) -> Tensor:
-        large = first.numel() >= FUSE_MIN_ELEMENTS and torch.is_grad_enabled()
+        large = (
+            first.numel() >= FUSE_MIN_ELEMENTS and torch.is_grad_enabled() and first.requires_grad
+        )
         if self.failed or not (force_compile or large):
             return self.function(first, *args)
         if self.compiled is None:
