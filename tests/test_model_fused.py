@@ -111,14 +111,18 @@ def test_small_or_gradient_free_inputs_stay_eager(monkeypatch: pytest.MonkeyPatc
 
     square(torch.ones(10, requires_grad=True))
     assert calls == []
-    large = torch.ones(fused.FUSE_MIN_ELEMENTS)
-    square(large)  # nothing to differentiate: the networks-only phase, evaluations
+    assert fused.FUSE_MIN_ELEMENTS < fused.FUSE_MIN_ELEMENTS_FIXED_INPUT
+    fixed = torch.ones(fused.FUSE_MIN_ELEMENTS)
+    square(fixed)  # not differentiated (the networks-only phase): a higher threshold
     assert calls == []
-    with torch.no_grad():
-        square(large.requires_grad_())
+    large = fixed.clone().requires_grad_()
+    with torch.no_grad():  # evaluations
+        square(large)
     assert calls == []
     square(large)
     assert len(calls) == 1
+    square(torch.ones(fused.FUSE_MIN_ELEMENTS_FIXED_INPUT))
+    assert len(calls) == 1  # the same compiled function serves both
 
 
 def test_compilation_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,10 @@ at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400
 Compilation costs a minute or two of C++ builds the first time a frame size is seen on a
 machine (``torch.compile`` keeps them in its on-disk cache, so later processes load them in
 seconds), so it is used only where a `fast` encode gains back more than that: training steps
-that differentiate the chain's input (the latents), from :data:`FUSE_MIN_ELEMENTS` elements
-on. The networks-only phase (latents fixed), evaluations, the network quantisation and the
-decoder run the same functions eagerly, and
+that differentiate the chain's input (the latents) from :data:`FUSE_MIN_ELEMENTS` elements
+on, those of the networks-only phase (latents fixed) from
+:data:`FUSE_MIN_ELEMENTS_FIXED_INPUT`. Evaluations, the network quantisation and the decoder
+run the same functions eagerly, and
 so does everything where compilation is not available (no C++ compiler, an unsupported
 platform, or ``COOLCHIC_COMPILE=0`` in the environment). Both forms compute the same values
 up to float rounding. The upsampling stack (:mod:`coolchic.model.upsampling`) is compiled
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FUSE_MIN_ELEMENTS", "fusable"]
+__all__ = ["FUSE_MIN_ELEMENTS", "FUSE_MIN_ELEMENTS_FIXED_INPUT", "fusable"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ logger = logging.getLogger(__name__)
 #: a `fast` encode took 0.70x the time with a warm cache and 1.04x on the first encode of
 #: that size (the builds); smaller frames gain less than the builds cost (BENCHMARKS.md).
 FUSE_MIN_ELEMENTS = 90_000
+#: The same for a first argument that is not differentiated (the networks-only phase, latents
+#: fixed): its graphs are built separately and serve only that short phase, so they pay on
+#: larger frames only. This is the one threshold of the earlier rule, measured at 1152x768
+#: and 1920x1080, kept so that those frames compile as before.
+FUSE_MIN_ELEMENTS_FIXED_INPUT = 200_000
 
 
 class _Fusable:
@@ -50,9 +56,8 @@ class _Fusable:
         self.failed = os.environ.get("COOLCHIC_COMPILE", "1") == "0"
 
     def __call__(self, first: Tensor, *args: Any, force_compile: bool = False) -> Tensor:
-        large = (
-            first.numel() >= FUSE_MIN_ELEMENTS and torch.is_grad_enabled() and first.requires_grad
-        )
+        threshold = FUSE_MIN_ELEMENTS if first.requires_grad else FUSE_MIN_ELEMENTS_FIXED_INPUT
+        large = torch.is_grad_enabled() and first.numel() >= threshold
         if self.failed or not (force_compile or large):
             return self.function(first, *args)
         if self.compiled is None:
