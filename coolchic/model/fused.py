@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 #: Element counts from which a chain is compiled (the first argument: the latents, or the
 #: finest grid for the upsampling): a 300x300 image and up. At 416x240 on a 2-core AVX2 host
-#: a `fast` encode took 0.70x the time with a warm cache and 1.04x on the first encode of
+#: a `fast` encode took 0.69–0.73x the time with a warm cache and 1.04x on the first encode of
 #: that size (the builds); smaller frames gain less than the builds cost (BENCHMARKS.md).
 FUSE_MIN_ELEMENTS = 90_000
 #: The same for a first argument that is not differentiated (the networks-only phase, latents
