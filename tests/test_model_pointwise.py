@@ -163,6 +163,53 @@ def test_coarser_contexts_match_their_definition(
         torch.testing.assert_close(mine, reference.grad, **tolerance)
 
 
+def _skip(n_out: int, n_in: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(n_out * 100 + n_in)
+    return torch.randn(n_out, n_in, generator=generator, dtype=dtype).requires_grad_()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("last_relu", [False, True], ids=["linear-output", "relu-output"])
+def test_skip_is_added_to_the_output(chunk_columns: int, threads: int, last_relu: bool) -> None:
+    """``skip · x`` joins the output after its last non-linearity, in value and gradient
+    (the stabilisers of Cool-chic 5), for columns and for causal contexts."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        relus = [True, last_relu]
+        weights, biases = _layers([5, 7, 3])
+        skip = _skip(3, 5)
+        x = torch.randn(5, 60, dtype=torch.float64, requires_grad=True)
+        shapes = [(9, 6), (5, 3), (3, 2)]
+        grid_weights, grid_biases = _layers([12, 6, 2])
+        grid_skip = _skip(2, 12)
+        flat = torch.randn(sum(h * w for h, w in shapes), dtype=torch.float64)
+        flat.requires_grad_()
+        geometry = context_geometry(shapes, 2)
+        contexts = causal_contexts(flat, geometry).t()
+        cases = [
+            (
+                lambda: pointwise_mlp(x, weights, biases, relus, skip),
+                lambda: _plain_mlp(x, weights, biases, relus) + skip @ x,
+                [x, *weights, *biases, skip],
+            ),
+            (
+                lambda: context_mlp(flat, geometry, grid_weights, grid_biases, relus, grid_skip),
+                lambda: (
+                    _plain_mlp(contexts, grid_weights, grid_biases, relus) + grid_skip @ contexts
+                ),
+                [flat, *grid_weights, *grid_biases, grid_skip],
+            ),
+        ]
+        for ours, plain, leaves in cases:
+            mine = _values_and_gradients(ours, leaves)
+            reference = _values_and_gradients(plain, leaves)
+            for a, b in zip(mine, reference, strict=True):
+                torch.testing.assert_close(a, b)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_two_runs_with_two_threads_are_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pointwise, "CHUNK_COLUMNS", 16)
     before = torch.get_num_threads()
@@ -283,6 +330,46 @@ def test_kernel_matches_the_pytorch_form(
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_skip_matches_the_pytorch_form(
+    compiled_kernel: native.MlpKernel,
+    chunk_columns: int,
+    threads: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The C kernel's skip matrix (both stabilisers) agrees with the PyTorch form: values,
+    the skip's gradient and the input gradient, on both layouts."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        weights, biases = _float32_layers([7, 8, 3])
+        skip = _skip(3, 7, torch.float32)
+        x = torch.randn(7, 33 * 5, requires_grad=True)
+        shapes = [(37, 53), (19, 27), (10, 14), (5, 7), (3, 4), (2, 2), (1, 1)]
+        grid_weights, grid_biases = _float32_layers([12, 8, 2])
+        grid_skip = _skip(2, 12, torch.float32)
+        flat = torch.randn(sum(h * w for h, w in shapes), requires_grad=True)
+        geometry = context_geometry(shapes, 2)
+
+        def both() -> list[torch.Tensor]:
+            return _values_and_gradients(
+                lambda: pointwise_mlp(x, weights, biases, [True, False], skip),
+                [x, *weights, *biases, skip],
+            ) + _values_and_gradients(
+                lambda: context_mlp(
+                    flat, geometry, grid_weights, grid_biases, [True, False], grid_skip
+                ),
+                [flat, *grid_weights, *grid_biases, grid_skip],
+            )
+
+        ours = both()
+        _without_kernel(monkeypatch)
+        for mine, theirs in zip(ours, both(), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=2e-4, atol=2e-4)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_kernel_runs_are_bit_identical_on_two_threads(
     compiled_kernel: native.MlpKernel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -313,9 +400,9 @@ def test_layers_wider_than_the_kernel_take_the_pytorch_form(
     assert not compiled_kernel.fits([3, wide, 2])
     weights, biases = _float32_layers([3, wide, 2])
     x = torch.randn(3, 40)
-    assert pointwise._native_kernel(x, [*weights, *biases]) is None
+    assert pointwise._native_kernel(x, [*weights, *biases], 2) is None
     narrow_weights, narrow_biases = _float32_layers([3, 5, 2])
-    assert pointwise._native_kernel(x, [*narrow_weights, *narrow_biases]) is compiled_kernel
+    assert pointwise._native_kernel(x, [*narrow_weights, *narrow_biases], 2) is compiled_kernel
     out = pointwise_mlp(x, weights, biases, [True, False])
     torch.testing.assert_close(out, _plain_mlp(x, weights, biases, [True, False]))
 

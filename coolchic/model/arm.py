@@ -28,7 +28,6 @@ from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
     context_mlp,
-    linear_contexts,
     pointwise_mlp,
 )
 
@@ -321,10 +320,7 @@ class Arm(nn.Module):
         Returns:
             Tensor ``[N, 2]``: column 0 is ``μ``, column 1 the raw log-scale ``s``.
         """
-        raw = pointwise_mlp(contexts.t(), *self.layers()).t()
-        if self.stabiliser is not None:
-            raw = raw + contexts @ self.stabiliser.weight.t()
-        return raw
+        return pointwise_mlp(contexts.t(), *self.layers(), skip=self._skip()).t()
 
     def forward(self, contexts: Tensor) -> tuple[Tensor, Tensor]:
         """Laplace parameters of each row.
@@ -350,7 +346,9 @@ class Arm(nn.Module):
         """
         contexts.check(flat)
         layout = contexts.layout_input(flat)
-        raw = context_mlp(layout, contexts.geometry, *self.layers())
-        if self.stabiliser is not None:
-            raw = raw + linear_contexts(layout, contexts.geometry, self.stabiliser.weight)
+        raw = context_mlp(layout, contexts.geometry, *self.layers(), skip=self._skip())
         return rate_from_raw(flat, raw[0], raw[1])
+
+    def _skip(self) -> Tensor | None:
+        """The stabiliser's ``[2, C]`` weight, which the MLP adds in the same pass, or None."""
+        return None if self.stabiliser is None else self.stabiliser.weight

@@ -42,7 +42,7 @@ _int32 = ctypes.c_int32
 
 @dataclass(frozen=True)
 class MlpKernel:
-    """The loaded library's two entry points and its size limits."""
+    """The loaded library's two entry points and its size limits (see the C file)."""
 
     forward: ctypes._CFuncPtr  # type: ignore[name-defined]
     backward: ctypes._CFuncPtr  # type: ignore[name-defined]
@@ -76,13 +76,15 @@ def _load() -> MlpKernel | None:
     forward.argtypes = [
         *(_pointer, _pointer, _int64, _int64, _int64),  # in, off, row stride, rows, width
         *(_int32, _pointer, _pointer, _pointer, _pointer),  # layers, dims, W, b, relu
+        _pointer,  # skip matrix or NULL
         *(_pointer, _int64),  # out, its channel stride
     ]
     backward = library.coolchic_mlp_backward
     backward.restype = ctypes.c_int  # -1: out of memory for its gradient lanes
     backward.argtypes = [
-        *forward.argtypes[:10],
-        *(_pointer, _int64, _pointer, _pointer, _pointer),  # grad out, stride, grad in, gW, gb
+        *forward.argtypes[:11],
+        *(_pointer, _int64, _pointer),  # grad out, its stride, grad in
+        *(_pointer, _pointer, _pointer),  # grad W, grad b, grad skip
     ]
     max_width, max_layers = _int32(), _int32()
     library.coolchic_kernel_limits(ctypes.byref(max_width), ctypes.byref(max_layers))

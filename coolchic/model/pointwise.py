@@ -14,6 +14,10 @@ Layout: channels first, ``[channels, rows]``, as the synthesis has its features
 one latent grid at a time, by unfolding the zero-padded grid (no index table), and their
 gradient goes back by the adjoint fold.
 
+An optional *skip* matrix maps each column's input straight to its output and is added there:
+Cool-chic 5's linear "stabiliser" beside the ARM and the synthesis, computed in the same pass
+as the MLP on inputs already in the cache, so that it costs a few products and no memory pass.
+
 Each output column depends only on its own input column, and the weight gradients are summed
 over the chunks in a fixed order: results do not depend on the chunking beyond float rounding,
 and a seeded run is reproducible.
@@ -37,7 +41,6 @@ __all__ = [
     "causal_contexts",
     "context_geometry",
     "context_mlp",
-    "linear_contexts",
     "pointwise_mlp",
 ]
 
@@ -126,12 +129,19 @@ def _sum_in_order(per_worker: Sequence[Tensor], n_workers: int) -> Tensor:
 
 
 class _Gradients:
-    """Weight and bias gradients, one accumulator per worker, summed in worker order."""
+    """Weight, bias (and skip) gradients, one accumulator per worker, summed in worker order."""
 
-    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> None:
+    def __init__(
+        self, weights: Sequence[Tensor], biases: Sequence[Tensor], skip: Tensor | None
+    ) -> None:
         n = torch.get_num_threads()
         self.weights = [[torch.zeros_like(w) for w in weights] for _ in range(n)]
         self.biases = [[torch.zeros_like(b) for b in biases] for _ in range(n)]
+        self.skips = [[torch.zeros_like(skip)] if skip is not None else [] for _ in range(n)]
+
+    def skip_chunk(self, worker: int, grad_out: Tensor, inputs: Tensor) -> None:
+        """Add one chunk's skip-matrix gradient ``grad_out · inputsᵀ``."""
+        self.skips[worker][0].addmm_(grad_out, inputs.t())
 
     def backward_chunk(
         self,
@@ -158,17 +168,21 @@ class _Gradients:
         return grad
 
     def totals(self, n_workers: int) -> list[Tensor]:
-        """Weight gradients then bias gradients, summed over the first ``n_workers``."""
+        """Weight, bias, then any skip gradients, summed over the first ``n_workers``."""
         return [
             _sum_in_order([per_worker[layer] for per_worker in accumulators], n_workers)
-            for accumulators in (self.weights, self.biases)
+            for accumulators in (self.weights, self.biases, self.skips)
             for layer in range(len(accumulators[0]))
         ]
 
 
-def _split(params: Sequence[Tensor], relus: Sequence[bool]) -> tuple[list[Tensor], list[Tensor]]:
-    """The flat ``(*weights, *biases)`` argument list of the Functions, split."""
-    return list(params[: len(relus)]), list(params[len(relus) :])
+def _split(
+    params: Sequence[Tensor], relus: Sequence[bool]
+) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
+    """The flat ``(*weights, *biases[, skip])`` argument list of the Function, split."""
+    n_layers = len(relus)
+    skip = params[2 * n_layers] if len(params) > 2 * n_layers else None
+    return list(params[:n_layers]), list(params[n_layers : 2 * n_layers]), skip
 
 
 class _Columns:
@@ -440,10 +454,17 @@ _WHOLE = _Band(-1, 0, 0)
 
 
 class _Packed:
-    """The MLP's layers as the C kernel takes them: flat weights, flat biases, widths, ReLUs."""
+    """The MLP as the C kernel takes it: flat weights, flat biases, widths, ReLUs, skip."""
 
-    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], relus: Sequence[bool]):
+    def __init__(
+        self,
+        weights: Sequence[Tensor],
+        biases: Sequence[Tensor],
+        relus: Sequence[bool],
+        skip: Tensor | None,
+    ):
         self.shapes = [w.shape for w in weights]
+        self.skip = None if skip is None else skip.detach().contiguous()
         self.weights = torch.cat([w.detach().reshape(-1) for w in weights])
         self.biases = torch.cat([b.detach().reshape(-1) for b in biases])
         widths = [weights[0].shape[1], *(w.shape[0] for w in weights)]
@@ -451,13 +472,14 @@ class _Packed:
         self.relus = torch.tensor(relus, dtype=torch.uint8)
         self.n_layers = len(weights)
 
-    def arguments(self) -> tuple[int, int, int, int, int]:
+    def arguments(self) -> tuple[int, int, int, int, int, int | None]:
         return (
             self.n_layers,
             self.dims.data_ptr(),
             self.weights.data_ptr(),
             self.biases.data_ptr(),
             self.relus.data_ptr(),
+            None if self.skip is None else self.skip.data_ptr(),
         )
 
     def split(self, flat_weights: Tensor, flat_biases: Tensor) -> list[Tensor]:
@@ -470,14 +492,14 @@ class _Packed:
         return [*weights, *flat_biases.split([shape[0] for shape in self.shapes])]
 
 
-def _native_kernel(x: Tensor, params: Sequence[Tensor]) -> MlpKernel | None:
+def _native_kernel(x: Tensor, params: Sequence[Tensor], n_layers: int) -> MlpKernel | None:
     """The C kernel if it is available and takes these tensors (float32 on the CPU)."""
     if x.device.type != "cpu" or any(t.dtype != torch.float32 for t in (x, *params)):
         return None
     native = kernel()
     if native is None:
         return None
-    weights = [p for p in params if p.dim() == 2]
+    weights = params[:n_layers]
     widths = [weights[0].shape[1], *(w.shape[0] for w in weights)]
     return native if native.fits(widths) else None
 
@@ -496,12 +518,12 @@ class _ChunkedMlp(torch.autograd.Function):
         relus: tuple[bool, ...],
         *params: Tensor,
     ) -> Tensor:
-        weights, biases = _split(params, relus)
+        weights, biases, skip = _split(params, relus)
         source = layout.pad(x)
         out = x.new_empty(weights[-1].shape[0], layout.n_columns)
-        native = _native_kernel(x, params)
+        native = _native_kernel(x, params, len(relus))
         if native is not None:
-            packed = _Packed(weights, biases, relus)
+            packed = _Packed(weights, biases, relus, skip)
 
             def job(_worker: int, chunk: Any) -> None:
                 run = layout.run(source, chunk)
@@ -512,7 +534,10 @@ class _ChunkedMlp(torch.autograd.Function):
 
             def job(_worker: int, chunk: Any) -> None:
                 inputs = layout.inputs(source, chunk)
-                out[:, layout.columns(chunk)] = _forward_chunk(inputs, weights, biases, relus)[-1]
+                result = _forward_chunk(inputs, weights, biases, relus)[-1]
+                if skip is not None:
+                    result = torch.addmm(result, skip, inputs)
+                out[:, layout.columns(chunk)] = result
 
             _WORKERS.map(layout.chunks(), job)
         ctx.save_for_backward(source, *params)
@@ -529,24 +554,28 @@ class _ChunkedMlp(torch.autograd.Function):
         source, *params = ctx.saved_tensors  # type: ignore[attr-defined]
         layout: _Columns | _PaddedGrids = ctx.layout  # type: ignore[attr-defined]
         need_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
-        native = _native_kernel(source, params)
+        native = _native_kernel(source, params, len(relus))
         if native is not None:
             grad_x, grad_params = _native_backward(
                 native, layout, source, params, relus, grad_out, need_x
             )
             return (grad_x, None, None, *grad_params)
 
-        weights, biases = _split(params, relus)
-        gradients = _Gradients(weights, biases)
+        weights, biases, skip = _split(params, relus)
+        gradients = _Gradients(weights, biases, skip)
         grad_source = layout.new_input_gradient(source) if need_x else None
 
         def job(worker: int, chunk: Any) -> None:
             activations = _forward_chunk(layout.inputs(source, chunk), weights, biases, relus)
-            grad = gradients.backward_chunk(
-                worker, grad_out[:, layout.columns(chunk)], activations, weights, relus
-            )
+            chunk_grad_out = grad_out[:, layout.columns(chunk)]
+            grad = gradients.backward_chunk(worker, chunk_grad_out, activations, weights, relus)
+            if skip is not None:
+                gradients.skip_chunk(worker, chunk_grad_out, activations[0])
             if grad_source is not None:
-                layout.add_input_gradient(grad_source, worker, chunk, weights[0].t() @ grad)
+                grad_inputs = weights[0].t() @ grad
+                if skip is not None:
+                    grad_inputs = grad_inputs.addmm_(skip.t(), chunk_grad_out)
+                layout.add_input_gradient(grad_source, worker, chunk, grad_inputs)
 
         n_workers = _WORKERS.map(layout.chunks(), job)
         grad_x = None if grad_source is None else layout.input_gradient(grad_source, n_workers)
@@ -567,11 +596,13 @@ def _native_backward(
     Each worker adds into its own weight, bias and (for overlapping bands) input gradient;
     the per-worker sums are added in worker order, so a run is reproducible.
     """
-    packed = _Packed(*_split(params, relus), relus)
+    weights, biases, skip = _split(params, relus)
+    packed = _Packed(weights, biases, relus, skip)
     grad_out = grad_out.contiguous()
     n_threads = torch.get_num_threads()
     grad_weights = [torch.zeros_like(packed.weights) for _ in range(n_threads)]
     grad_biases = [torch.zeros_like(packed.biases) for _ in range(n_threads)]
+    grad_skips = [torch.zeros_like(skip) for _ in range(n_threads)] if skip is not None else []
     grad_source = layout.new_input_gradient(source, zeroed=True) if need_x else None
 
     def job(worker: int, chunk: Any) -> None:
@@ -586,6 +617,7 @@ def _native_backward(
             grad_in or None,
             grad_weights[worker].data_ptr(),
             grad_biases[worker].data_ptr(),
+            grad_skips[worker].data_ptr() if grad_skips else None,
         )
         if status != 0:
             raise MemoryError("the pointwise kernel could not allocate its gradient lanes")
@@ -595,11 +627,17 @@ def _native_backward(
     grads = packed.split(
         _sum_in_order(grad_weights, n_workers), _sum_in_order(grad_biases, n_workers)
     )
+    if grad_skips:
+        grads.append(_sum_in_order(grad_skips, n_workers))
     return grad_x, grads
 
 
 def pointwise_mlp(
-    x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], relus: Sequence[bool]
+    x: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    relus: Sequence[bool],
+    skip: Tensor | None = None,
 ) -> Tensor:
     """The same MLP on every column of ``x``, chunked, activations recomputed in the backward.
 
@@ -608,11 +646,13 @@ def pointwise_mlp(
         weights: ``W_l`` of shape ``[C_l, C_{l-1}]``, first layer first.
         biases: ``b_l`` of shape ``[C_l]``.
         relus: whether layer l is followed by a ReLU.
+        skip: optional ``[C_L, C_in]``; ``skip · x`` is added to the output.
 
     Returns:
-        Tensor ``[C_L, P]``, differentiable w.r.t. ``x``, the weights and the biases.
+        Tensor ``[C_L, P]``, differentiable w.r.t. ``x``, the weights, biases and skip.
     """
-    return _ChunkedMlp.apply(x, _Columns(x.shape[1]), tuple(relus), *weights, *biases)
+    extra = () if skip is None else (skip,)
+    return _ChunkedMlp.apply(x, _Columns(x.shape[1]), tuple(relus), *weights, *biases, *extra)
 
 
 def context_mlp(
@@ -621,6 +661,7 @@ def context_mlp(
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
     relus: Sequence[bool],
+    skip: Tensor | None = None,
 ) -> Tensor:
     """:func:`pointwise_mlp` on the causal context of every latent, built band by band.
 
@@ -628,11 +669,13 @@ def context_mlp(
         flat: float tensor, the grids flattened in raster order and concatenated ``[N]``,
             then their coarser planes ``[P · N]`` if the geometry has any.
         grids: their geometry (:func:`context_geometry`).
+        skip: optional ``[C_L, C]``; ``skip · context`` is added to each output.
 
     Returns:
-        Tensor ``[C_L, N]``, differentiable w.r.t. ``flat``, the weights and the biases.
+        Tensor ``[C_L, N]``, differentiable w.r.t. ``flat``, the weights, biases and skip.
     """
-    return _ChunkedMlp.apply(flat, grids, tuple(relus), *weights, *biases)
+    extra = () if skip is None else (skip,)
+    return _ChunkedMlp.apply(flat, grids, tuple(relus), *weights, *biases, *extra)
 
 
 def context_geometry(
@@ -640,41 +683,6 @@ def context_geometry(
 ) -> _PaddedGrids:
     """The padded-grid layout that :func:`context_mlp` and :func:`causal_contexts` use."""
     return _PaddedGrids(shapes, n_ctx_rowcol, n_coarser)
-
-
-def linear_contexts(flat: Tensor, grids: _PaddedGrids, weight: Tensor) -> Tensor:
-    """``weight · context`` of every latent, ``[O, N]``, without building the context table.
-
-    On each padded grid the spatial part is one convolution whose ``(N + 1) x (2N + 1)``
-    kernel holds the weights at the context positions (raster order) and 0 at and after the
-    latent itself; the coarser part is a matrix product with the grid's coarser planes.
-
-    Args:
-        flat: the layout's input (the latents, then any coarser planes), as for
-            :func:`context_mlp`.
-        grids: their geometry.
-        weight: ``[O, C]``.
-
-    Returns:
-        ``[O, N_total]``, differentiable w.r.t. ``flat`` and ``weight``.
-    """
-    n_out = weight.shape[0]
-    window = weight.new_zeros(n_out, grids.window[0] * grids.window[1])
-    window = torch.cat([weight[:, : grids.n_spatial], window[:, grids.n_spatial :]], dim=1)
-    kernel = window.view(n_out, 1, *grids.window)
-    padded = grids.pad(flat)
-    n_latents = grids.n_columns
-    parts = []
-    for g, (height, width) in enumerate(grids.shapes):
-        grid = grids.grid(padded, g)[None, None]
-        part = torch.nn.functional.conv2d(grid, kernel).view(n_out, height * width)
-        if grids.n_coarser:
-            size = height * width
-            start = n_latents + grids.n_coarser * grids.flat_starts[g]
-            planes = flat[start : start + grids.n_coarser * size].view(grids.n_coarser, size)
-            part = part + weight[:, grids.n_spatial :] @ planes
-        parts.append(part)
-    return torch.cat(parts, dim=1)
 
 
 def causal_contexts(flat: Tensor, grids: _PaddedGrids) -> Tensor:

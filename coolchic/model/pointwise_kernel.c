@@ -12,7 +12,9 @@
  * for the ARM, `in` is a zero-padded latent grid and off[k] the k-th causal context position;
  * for the synthesis, `in` is a [C, P] feature map and off[k] = k * P. Outputs are channels
  * first, out[o * out_stride + r * width + j]. Weights are the layers' row-major [out, in]
- * matrices one after another, biases likewise.
+ * matrices one after another, biases likewise. An optional skip matrix [out, in] (NULL for
+ * none) maps the inputs straight to the outputs and is added to them: Cool-chic 5's linear
+ * "stabiliser" beside the MLP, at the cost of a few products on values already in registers.
  *
  * The backward adds into grad_weights, grad_biases and (when not NULL) grad_in, in a fixed
  * order: a call is deterministic, and the caller sums per-thread accumulators in a fixed
@@ -85,10 +87,20 @@ static void forward_block(int32_t n_layers, const int32_t *dims, const float *we
     }
 }
 
+/* outputs += skip · inputs, the skip matrix being [n_out, n_in] row-major. */
+static void add_skip(int32_t n_in, int32_t n_out, const float *skip, const Block *inputs,
+                     Block *outputs) {
+    for (int32_t o = 0; o < n_out; o++)
+        for (int32_t k = 0; k < n_in; k++) {
+            const float s = skip[(int64_t)o * n_in + k];
+            for (int32_t v = 0; v < VECS; v++) outputs[o][v] += s * inputs[k][v];
+        }
+}
+
 void coolchic_mlp_forward(const float *in, const int64_t *off, int64_t in_row_stride,
                           int64_t rows, int64_t width, int32_t n_layers, const int32_t *dims,
                           const float *weights, const float *biases, const uint8_t *relu,
-                          float *out, int64_t out_stride) {
+                          const float *skip, float *out, int64_t out_stride) {
     static _Thread_local Activations act;
     const int32_t n_out = dims[n_layers];
     for (int64_t r = 0; r < rows; r++) {
@@ -97,6 +109,7 @@ void coolchic_mlp_forward(const float *in, const int64_t *off, int64_t in_row_st
             const int64_t start = r * in_row_stride + first;
             for (int32_t k = 0; k < dims[0]; k++) load_block(in + off[k] + start, n, act[0][k]);
             forward_block(n_layers, dims, weights, biases, relu, act);
+            if (skip != NULL) add_skip(dims[0], n_out, skip, act[0], act[n_layers]);
             float *target = out + r * width + first;
             for (int32_t o = 0; o < n_out; o++)
                 store_block(target + o * out_stride, n, act[n_layers][o]);
@@ -166,13 +179,35 @@ static void backward_block(int32_t n_layers, const int32_t *dims, const float *w
     }
 }
 
+/* The skip matrix's part of the backward for one block: its gradient lanes get
+ * grad_out · inputs, and, when the input gradient is wanted, grad_in += skipᵀ · grad_out. */
+static void skip_backward(int32_t n_in, int32_t n_out, const float *skip, const Block *inputs,
+                          const Block *grad_out, vec *skip_lanes, Block *grad_in) {
+    for (int32_t o = 0; o < n_out; o++) {
+        vec *row = skip_lanes + (int64_t)o * n_in;
+        for (int32_t k = 0; k < n_in; k++) {
+            vec lane = row[k];
+            for (int32_t v = 0; v < VECS; v++) lane += grad_out[o][v] * inputs[k][v];
+            row[k] = lane;
+        }
+    }
+    if (grad_in == NULL) return;
+    for (int32_t k = 0; k < n_in; k++)
+        for (int32_t o = 0; o < n_out; o++) {
+            const float s = skip[(int64_t)o * n_in + k];
+            for (int32_t v = 0; v < VECS; v++) grad_in[k][v] += s * grad_out[o][v];
+        }
+}
+
 int coolchic_mlp_backward(const float *in, const int64_t *off, int64_t in_row_stride,
                           int64_t rows, int64_t width, int32_t n_layers, const int32_t *dims,
                           const float *weights, const float *biases, const uint8_t *relu,
-                          const float *grad_out, int64_t grad_out_stride, float *grad_in,
-                          float *grad_weights, float *grad_biases) {
+                          const float *skip, const float *grad_out, int64_t grad_out_stride,
+                          float *grad_in, float *grad_weights, float *grad_biases,
+                          float *grad_skip) {
     static _Thread_local Activations act;
     static _Thread_local Block grad[MAX_WIDTH];
+    static _Thread_local Block skip_grad[MAX_WIDTH];
     static _Thread_local float input_grad[MAX_WIDTH][SEGMENT];
     int64_t weight_start[MAX_LAYERS], bias_start[MAX_LAYERS];
     int64_t n_weights = 0, n_biases = 0;
@@ -182,10 +217,12 @@ int coolchic_mlp_backward(const float *in, const int64_t *off, int64_t in_row_st
         n_weights += (int64_t)dims[layer + 1] * dims[layer];
         n_biases += dims[layer + 1];
     }
-    vec *weight_lanes = lane_buffer(n_weights + n_biases);
+    const int32_t n_out = dims[n_layers];
+    const int64_t n_skip = skip == NULL ? 0 : (int64_t)n_out * dims[0];
+    vec *weight_lanes = lane_buffer(n_weights + n_biases + n_skip);
     if (weight_lanes == NULL) return -1;
     vec *bias_lanes = weight_lanes + n_weights;
-    const int32_t n_out = dims[n_layers];
+    vec *skip_lanes = bias_lanes + n_biases;
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t segment = 0; segment < width; segment += SEGMENT) {
             const int64_t segment_end = segment + SEGMENT < width ? segment + SEGMENT : width;
@@ -198,8 +235,12 @@ int coolchic_mlp_backward(const float *in, const int64_t *off, int64_t in_row_st
                 /* Columns past n carry a zero gradient, so they add nothing below. */
                 for (int32_t o = 0; o < n_out; o++)
                     load_block(grad_out + o * grad_out_stride + r * width + first, n, grad[o]);
+                if (skip != NULL) memcpy(skip_grad, grad, sizeof(Block) * (size_t)n_out);
                 backward_block(n_layers, dims, weights, relu, act, grad, weight_lanes,
                                bias_lanes, weight_start, bias_start, grad_in != NULL);
+                if (skip != NULL)
+                    skip_backward(dims[0], n_out, skip, act[0], skip_grad, skip_lanes,
+                                  grad_in != NULL ? grad : NULL);
                 if (grad_in != NULL)
                     for (int32_t k = 0; k < dims[0]; k++)
                         memcpy(&input_grad[k][first - segment], grad[k], sizeof(Block));
@@ -217,5 +258,6 @@ int coolchic_mlp_backward(const float *in, const int64_t *off, int64_t in_row_st
     }
     for (int64_t i = 0; i < n_weights; i++) grad_weights[i] += lane_sum(weight_lanes[i]);
     for (int64_t i = 0; i < n_biases; i++) grad_biases[i] += lane_sum(bias_lanes[i]);
+    for (int64_t i = 0; i < n_skip; i++) grad_skip[i] += lane_sum(skip_lanes[i]);
     return 0;
 }

@@ -107,25 +107,30 @@ class Synthesis(nn.Module):
         """
         source = x
         index = 0
+        stabilised = False
         while index < len(self.specs):
             end = index
             while x.shape[0] == 1 and end < len(self.specs) and self.specs[end].kernel == 1:
                 end += 1
             if end > index:
-                x = self._pointwise_run(x, index, end)
+                # all layers 1x1: the stabiliser rides in the same pass, as the MLP's skip
+                whole = index == 0 and end == len(self.specs)
+                skip = self.stabiliser.weight.flatten(1) if whole and self.stabiliser else None
+                x = self._pointwise_run(x, index, end, skip)
+                stabilised = skip is not None
                 index = end
             else:
                 x = self._conv_layer(x, index)
                 index += 1
-        if self.stabiliser is not None:
+        if self.stabiliser is not None and not stabilised:
             batch, channels, height, width = source.shape
             weight = self.stabiliser.weight.flatten(1)
             linear = torch.matmul(weight, source.reshape(batch, channels, height * width))
             x = x + linear.view(batch, -1, height, width)
         return x
 
-    def _pointwise_run(self, x: Tensor, start: int, end: int) -> Tensor:
-        """Layers ``start … end − 1`` (all 1x1) on a ``[1, C, H, W]`` input."""
+    def _pointwise_run(self, x: Tensor, start: int, end: int, skip: Tensor | None = None) -> Tensor:
+        """Layers ``start … end − 1`` (all 1x1) on a ``[1, C, H, W]`` input, plus ``skip · x``."""
         weights: list[Tensor] = []
         biases: list[Tensor] = []
         relus: list[bool] = []
@@ -138,7 +143,7 @@ class Synthesis(nn.Module):
             biases.append(conv.bias)
             relus.append(spec.nonlinearity == "relu")
         _, channels, height, width = x.shape
-        out = pointwise_mlp(x.reshape(channels, height * width), weights, biases, relus)
+        out = pointwise_mlp(x.reshape(channels, height * width), weights, biases, relus, skip)
         return out.view(1, -1, height, width)
 
     def _conv_layer(self, x: Tensor, index: int) -> Tensor:
