@@ -217,6 +217,24 @@ def encode(
     return encoded
 
 
+def train_model(
+    frame: Frame, config: EncoderConfig | None = None, progress: ProgressCallback = ignore_progress
+) -> tuple[CoolChicModel, ModelConfig]:
+    """Train a model exactly as :func:`encode` does, and return it before quantisation.
+
+    For ablations of architectures the stream cannot carry yet (``benchmarks/train_variants``):
+    no stream is written. Returns the trained model and the architecture it has.
+
+    Raises:
+        EncodingError: training diverged with every seed tried.
+    """
+    config = config or EncoderConfig()
+    model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
+    job = _Job(frame, config, model_config, config.schedule(), progress)
+    model, _, _ = _train(job, Target.from_frame(frame, config.device), None, None)
+    return model, model_config
+
+
 def _finish(
     job: _Job, model: CoolChicModel, seed: int, expected: Forecast, started: float
 ) -> Encoded:

@@ -311,7 +311,16 @@ def header_for_model(
         exps: step exponent of every ``(module, kind)`` group of ``NN_GROUPS``.
         orders: exp-Golomb order of each group; a group without parameters may be absent (0).
         zero_grids: per grid, True when it is all zero and not coded (``()``: none is).
+
+    Raises:
+        ValueError: an architecture the stream cannot carry yet (inter-feature context and
+            hyper-latents are training-only).
     """
+    if getattr(config, "ifce_features", 0) or getattr(config, "hyper_grids", 0):
+        raise ValueError(
+            "ifce_features and hyper_grids are not in the bitstream yet: they can be trained "
+            "and measured (benchmarks/train_variants.py), not written"
+        )
     return StreamHeader(
         width=width,
         height=height,

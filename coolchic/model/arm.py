@@ -22,8 +22,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from coolchic.model.config import IFCE_GRIDS, ModelConfig
 from coolchic.model.fused import fusable
-from coolchic.model.layout import context_offsets
+from coolchic.model.layout import context_offsets, grid_resolutions
 from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
@@ -129,6 +130,80 @@ def coarser_planes(grids: list[Tensor], n_coarser: int) -> Tensor:
     return torch.cat(parts) if parts else grids[0].new_zeros(0)
 
 
+class InterFeatureContext(nn.Module):
+    """Cool-chic 5's inter-feature context extractor (IFCE), as context planes for the ARM.
+
+    Each of the ``IFCE_GRIDS`` finest grids g gets C_f feature planes: at the resolution of
+    grid g + 1, a linear map (with bias) of the co-located values of every coarser coded grid
+    (latents and hyper-latents), then nearest-upsampled ×2 and cropped to grid g. Every other
+    grid gets zero planes. The ARM reads the C_f values at each latent's own position as the
+    last values of its context. Weights start at zero: the model starts as without IFCE.
+
+    Args:
+        resolutions: downsampling exponent of every coded grid (:func:`grid_resolutions`).
+        n_targets: how many of the finest grids get features.
+        n_features: C_f.
+    """
+
+    def __init__(self, resolutions: list[int], n_targets: int, n_features: int) -> None:
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        self.n_features = n_features
+        sources = [
+            [k for k, r in enumerate(resolutions) if r > resolutions[g]] for g in range(n_targets)
+        ]
+        self.sources = tuple(tuple(s) for s in sources if s)
+        self.maps = nn.ModuleList(nn.Linear(len(s), n_features) for s in self.sources)
+        with torch.no_grad():
+            for layer in self.maps:
+                layer.weight.zero_()
+                layer.bias.zero_()
+
+    @classmethod
+    def for_config(cls, config: ModelConfig) -> InterFeatureContext:
+        """The IFCE of an architecture with ``ifce_features`` > 0."""
+        resolutions = grid_resolutions(config.n_grids, config.hyper_grids)
+        return cls(resolutions, min(IFCE_GRIDS, config.n_grids), config.ifce_features)
+
+    def planes(self, grids: list[Tensor]) -> Tensor:
+        """The feature planes of every coded grid, ``[C_f · Σ h·w]``: grid after grid, plane
+        after plane, as :func:`coarser_planes` lays them out.
+
+        Args:
+            grids: ``[h, w]`` tensors of every coded grid (latents, then hyper-latents).
+        """
+        parts: list[Tensor] = []
+        for g, grid in enumerate(grids):
+            height, width = grid.shape
+            if g >= len(self.maps):
+                parts.append(grid.new_zeros(self.n_features * height * width))
+                continue
+            # at the next coarser resolution: ceil of this grid's size over 2
+            target = (-(-height // 2), -(-width // 2))
+            level = self.resolutions[g] + 1
+            inputs = torch.stack(
+                [_nearest(grids[k], self.resolutions[k] - level, target) for k in self.sources[g]]
+            )
+            layer = self.maps[g]
+            features = torch.addmm(layer.bias[:, None], layer.weight, inputs.view(len(inputs), -1))
+            up = _nearest(features.view(self.n_features, *target), 1, (height, width))
+            parts.append(up.reshape(-1))
+        return torch.cat(parts)
+
+
+def _nearest(grid: Tensor, steps: int, size: tuple[int, int]) -> Tensor:
+    """``grid`` (``[h, w]`` or ``[C, h, w]``) nearest-upsampled ×2^steps, cropped to ``size``."""
+    if steps:
+        factor = 1 << steps
+        *lead, h, w = grid.shape
+        grid = (
+            grid[..., :, None, :, None]
+            .expand(*lead, h, factor, w, factor)
+            .reshape(*lead, h * factor, w * factor)
+        )
+    return grid[..., : size[0], : size[1]]
+
+
 class ContextGather(nn.Module):
     """The causal contexts of a fixed set of grids (a module, so that the model owns it).
 
@@ -151,8 +226,9 @@ class ContextGather(nn.Module):
         self.geometry = context_geometry(self.shapes, n_ctx_rowcol, n_coarser)
         self.n_total = sum(h * w for h, w in self.shapes)
 
-    def layout_input(self, flat: Tensor) -> Tensor:
-        """The latents followed by their coarser planes: what the context layout reads."""
+    def layout_input(self, flat: Tensor, ifce: InterFeatureContext | None = None) -> Tensor:
+        """The latents followed by their context planes (coarser values, or the IFCE's
+        features): what the context layout reads."""
         if not self.n_coarser:
             return flat
         grids = [
@@ -161,7 +237,8 @@ class ContextGather(nn.Module):
                 flat.split([h * w for h, w in self.shapes]), self.shapes, strict=True
             )
         ]
-        return torch.cat([flat, coarser_planes(grids, self.n_coarser)])
+        planes = coarser_planes(grids, self.n_coarser) if ifce is None else ifce.planes(grids)
+        return torch.cat([flat, planes])
 
     def check(self, flat: Tensor) -> None:
         """Raise ``ValueError`` unless ``flat`` is ``[N_total]``."""
@@ -170,14 +247,14 @@ class ContextGather(nn.Module):
                 f"flat latents: expected shape ({self.n_total},), found {tuple(flat.shape)}"
             )
 
-    def forward(self, flat: Tensor) -> Tensor:
+    def forward(self, flat: Tensor, ifce: InterFeatureContext | None = None) -> Tensor:
         """Contexts of all latents, ``[N_total, C]`` (0 outside each grid), differentiable.
 
         Training does not materialise this table (:meth:`Arm.from_latents` builds it band by
         band); it is the plain form, for inspection and tests.
         """
         self.check(flat)
-        return causal_contexts(self.layout_input(flat), self.geometry)
+        return causal_contexts(self.layout_input(flat, ifce), self.geometry)
 
 
 def gather_contexts(grid: Tensor, n_ctx_rowcol: int) -> Tensor:
@@ -258,10 +335,18 @@ class Arm(nn.Module):
         n_contexts: C, input width.
         hidden: widths of the hidden layers.
         stabiliser: add the linear ``C → 2`` map.
+        ifce: the inter-feature context whose planes end each context (trained with the ARM).
     """
 
-    def __init__(self, n_contexts: int, hidden: tuple[int, ...], stabiliser: bool = False) -> None:
+    def __init__(
+        self,
+        n_contexts: int,
+        hidden: tuple[int, ...],
+        stabiliser: bool = False,
+        ifce: InterFeatureContext | None = None,
+    ) -> None:
         super().__init__()
+        self.ifce = ifce
         if n_contexts < 1:
             raise ValueError(f"n_contexts: expected >= 1, found {n_contexts}")
         self.n_contexts = n_contexts
@@ -345,7 +430,7 @@ class Arm(nn.Module):
             ``[N]`` bits, differentiable w.r.t. ``flat`` and the weights.
         """
         contexts.check(flat)
-        layout = contexts.layout_input(flat)
+        layout = contexts.layout_input(flat, self.ifce)
         raw = context_mlp(layout, contexts.geometry, *self.layers(), skip=self._skip())
         return rate_from_raw(flat, raw[0], raw[1])
 

@@ -5,7 +5,9 @@ non-linearities and padding are free), over *all* latents, divided by the number
 pixels H·W. Exact for the grid sizes of the given image:
 
 * ARM: ``Σ_layers in · out`` per latent (plus ``2C`` with the stabiliser), every latent of
-  every grid (≈ 1.333 latents per pixel);
+  every coded grid (≈ 1.333 latents per pixel, hyper-latents included); with an
+  inter-feature context, ``n_in · C_f`` per position of the next coarser resolution of each
+  of its grids;
 * upsampling, as :func:`coolchic.model.upsampling.upsample2x` runs it: per level and per map
   of the stack, a horizontal pass producing ``h x 2w`` samples (``h x w`` = the coarser grid)
   that are cropped to the finer grid's width ``w_f``, then a vertical pass producing
@@ -20,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from coolchic.model.config import ModelConfig
-from coolchic.model.layout import grid_shapes
+from coolchic.model.config import IFCE_GRIDS, ModelConfig
+from coolchic.model.layout import coded_grid_shapes, grid_resolutions, grid_shapes
 
 __all__ = ["MacBreakdown", "ParameterCounts", "mac_per_pixel", "parameter_counts"]
 
@@ -78,6 +80,22 @@ def _stabiliser_weights(config: ModelConfig) -> int:
     return config.n_grids * config.out_channels if config.synthesis_stabiliser else 0
 
 
+def _ifce_maps(config: ModelConfig, height: int, width: int) -> list[tuple[int, int]]:
+    """(inputs, positions) of each IFCE linear map: the coarser grids it reads, and the
+    positions at the next coarser resolution where it runs."""
+    if not config.ifce_features:
+        return []
+    resolutions = grid_resolutions(config.n_grids, config.hyper_grids)
+    shapes = grid_shapes(height, width, config.n_grids)
+    maps = []
+    for g in range(min(IFCE_GRIDS, config.n_grids)):
+        n_in = sum(1 for r in resolutions if r > g)
+        if n_in:
+            h, w = shapes[g]
+            maps.append((n_in, -(-h // 2) * -(-w // 2)))
+    return maps
+
+
 def mac_per_pixel(config: ModelConfig, height: int, width: int) -> MacBreakdown:
     """MAC per pixel of decoding a ``height`` x ``width`` image with ``config``.
 
@@ -86,10 +104,15 @@ def mac_per_pixel(config: ModelConfig, height: int, width: int) -> MacBreakdown:
     """
     shapes = grid_shapes(height, width, config.n_grids)
     n_pixels = float(height * width)
-    n_latents = sum(h * w for h, w in shapes)
+    coded = coded_grid_shapes(height, width, config.n_grids, config.hyper_grids)
+    n_latents = sum(h * w for h, w in coded)
 
     arm = n_latents * (
         sum(n_in * n_out for n_in, n_out in _arm_layers(config)) + _arm_stabiliser_weights(config)
+    )
+    arm += sum(
+        n_in * config.ifce_features * positions
+        for n_in, positions in _ifce_maps(config, height, width)
     )
 
     taps = config.upsampling_kernel // 2
@@ -121,9 +144,12 @@ def parameter_counts(config: ModelConfig, height: int, width: int) -> ParameterC
     n_levels = config.n_grids - 1
     preconcat = (config.preconcat_kernel + 1) // 2 if config.preconcat_kernel else 0
     return ParameterCounts(
-        latents=sum(h * w for h, w in grid_shapes(height, width, config.n_grids)),
+        latents=sum(
+            h * w for h, w in coded_grid_shapes(height, width, config.n_grids, config.hyper_grids)
+        ),
         arm=sum(n_in * n_out + n_out for n_in, n_out in _arm_layers(config))
-        + _arm_stabiliser_weights(config),
+        + _arm_stabiliser_weights(config)
+        + sum((n_in + 1) * config.ifce_features for n_in, _ in _ifce_maps(config, height, width)),
         upsampling=n_levels * (config.upsampling_kernel // 2 + preconcat),
         synthesis=sum(n_in * n_out * k * k + n_out for n_in, n_out, k in _synthesis_layers(config))
         + _stabiliser_weights(config),

@@ -19,9 +19,12 @@ from typing import Literal, get_args
 __all__ = [
     "DEFAULT_ARM",
     "DEFAULT_SYNTHESIS",
+    "IFCE_GRIDS",
     "MAX_ARM_HIDDEN_LAYERS",
     "MAX_ARM_WIDTH",
     "MAX_COARSER_CONTEXTS",
+    "MAX_HYPER_GRIDS",
+    "MAX_IFCE_FEATURES",
     "MAX_N_CTX_ROWCOL",
     "MAX_N_GRIDS",
     "MAX_OUT_CHANNELS",
@@ -51,6 +54,10 @@ _NONLINEARITIES: tuple[str, ...] = get_args(Nonlinearity)
 MAX_N_GRIDS = 10
 MAX_N_CTX_ROWCOL = 4
 MAX_COARSER_CONTEXTS = 3
+MAX_IFCE_FEATURES = 8
+MAX_HYPER_GRIDS = 4
+#: The finest grids whose ARM context gets inter-feature (IFCE) features, as in Cool-chic 5.
+IFCE_GRIDS = 3
 MAX_ARM_WIDTH = 256
 MAX_ARM_HIDDEN_LAYERS = 8
 MAX_SYNTHESIS_LAYERS = 16
@@ -216,6 +223,14 @@ class ModelConfig:
         synthesis_stabiliser: a 1x1 linear map from the synthesis input (the upsampled
             grids) to its output, added to the last layer's output: Cool-chic 5's synthesis
             "stabiliser" (format version 4).
+        ifce_features: C_f, Cool-chic 5's inter-feature context: the ARM context of each of
+            the :data:`IFCE_GRIDS` finest grids also gets C_f values, a per-grid linear map of
+            the co-located values of every coarser grid (hyper-latents included); other grids
+            get zeros there. Excludes ``coarser_contexts``. Training only for now: the
+            bitstream does not carry it yet.
+        hyper_grids: H, Cool-chic 5's hyper-latents: H more grids at the resolutions of the
+            H coarsest latent grids, coded like the others but read only by the IFCE (never
+            upsampled). Needs ``ifce_features``. Training only for now.
     """
 
     n_grids: int = 7
@@ -231,6 +246,8 @@ class ModelConfig:
     coarser_contexts: int = 0
     arm_stabiliser: bool = False
     synthesis_stabiliser: bool = False
+    ifce_features: int = 0
+    hyper_grids: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_grids <= MAX_N_GRIDS:
@@ -266,6 +283,18 @@ class ModelConfig:
                 f"an integer in 0..{MAX_COARSER_CONTEXTS}",
                 self.coarser_contexts,
             )
+        if not 0 <= self.ifce_features <= MAX_IFCE_FEATURES:
+            raise _bad("ifce_features", f"an integer in 0..{MAX_IFCE_FEATURES}", self.ifce_features)
+        if self.ifce_features and self.coarser_contexts:
+            raise _bad("ifce_features", "0 with coarser_contexts", self.ifce_features)
+        if not 0 <= self.hyper_grids <= min(MAX_HYPER_GRIDS, self.n_grids - 1):
+            raise _bad(
+                "hyper_grids",
+                f"an integer in 0..{min(MAX_HYPER_GRIDS, self.n_grids - 1)}",
+                self.hyper_grids,
+            )
+        if self.hyper_grids and not self.ifce_features:
+            raise _bad("hyper_grids", "0 without ifce_features (nothing would read them)", 1)
         for name in ("arm_stabiliser", "synthesis_stabiliser"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, "a bool", getattr(self, name))
@@ -298,8 +327,23 @@ class ModelConfig:
 
     @property
     def n_contexts(self) -> int:
-        """ARM input width: ``2N² + 2N`` neighbours (24 for N = 3), then P coarser values."""
-        return 2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1) + self.coarser_contexts
+        """ARM input width: ``2N² + 2N`` neighbours (24 for N = 3), then P coarser values or
+        C_f inter-feature values."""
+        return (
+            2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1)
+            + self.coarser_contexts
+            + self.ifce_features
+        )
+
+    @property
+    def n_context_planes(self) -> int:
+        """Values of the ARM context that come from other grids (P or C_f)."""
+        return self.coarser_contexts + self.ifce_features
+
+    @property
+    def n_coded_grids(self) -> int:
+        """Grids the ARM codes: the latent grids, then the hyper-latent grids."""
+        return self.n_grids + self.hyper_grids
 
     @property
     def synthesis_text(self) -> str:

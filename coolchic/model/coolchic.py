@@ -21,7 +21,7 @@ from typing import assert_never
 import torch
 from torch import Tensor, nn
 
-from coolchic.model.arm import Arm, ContextGather
+from coolchic.model.arm import Arm, ContextGather, InterFeatureContext
 from coolchic.model.config import ModelConfig
 from coolchic.model.latents import LatentGrids
 from coolchic.model.layout import MODULE_NAMES, ModuleName
@@ -67,11 +67,18 @@ class CoolChicModel(nn.Module):
         self.config = config
         self.height = height
         self.width = width
-        self.latents = LatentGrids(height, width, config.n_grids, gain=config.latent_gain)
-        self.context_gather = ContextGather(
-            self.latents.shapes, config.n_ctx_rowcol, config.coarser_contexts
+        self.latents = LatentGrids(
+            height, width, config.n_grids, gain=config.latent_gain, n_hyper=config.hyper_grids
         )
-        self.arm = Arm(config.n_contexts, config.arm_hidden, stabiliser=config.arm_stabiliser)
+        self.context_gather = ContextGather(
+            self.latents.shapes, config.n_ctx_rowcol, config.n_context_planes
+        )
+        self.arm = Arm(
+            config.n_contexts,
+            config.arm_hidden,
+            stabiliser=config.arm_stabiliser,
+            ifce=InterFeatureContext.for_config(config) if config.ifce_features else None,
+        )
         self.upsampling = Upsampling(
             config.n_grids,
             kernel=config.upsampling_kernel,
@@ -81,7 +88,7 @@ class CoolChicModel(nn.Module):
             config.n_grids, config.synthesis, stabiliser=config.synthesis_stabiliser
         )
         grid_id = torch.repeat_interleave(
-            torch.arange(config.n_grids), torch.tensor(self.latents.sizes)
+            torch.arange(config.n_coded_grids), torch.tensor(self.latents.sizes)
         )
         self.register_buffer("grid_id", grid_id, persistent=False)
 
@@ -133,7 +140,7 @@ class CoolChicModel(nn.Module):
         y_hat = quantizer.apply(self.latents.scaled_flat(), generator=generator)
         bits = self._rate_bits(y_hat)
         grid_rate = self._grid_rate(bits) if with_grid_rate else None
-        x_hat = self.synthesis(self.upsampling(self.latents.split(y_hat)))
+        x_hat = self.synthesis(self.upsampling(self.latents.split(y_hat)[: self.config.n_grids]))
         return ModelOutput(x_hat=x_hat, rate_bits=bits.sum(), grid_rate_bits=grid_rate)
 
     def _rate_bits(self, y_hat: Tensor) -> Tensor:
@@ -141,7 +148,7 @@ class CoolChicModel(nn.Module):
         return self.arm.rate_of(y_hat, self.context_gather)
 
     def _grid_rate(self, bits: Tensor) -> Tensor:
-        summed = torch.zeros(self.config.n_grids, dtype=bits.dtype, device=bits.device)
+        summed = torch.zeros(self.config.n_coded_grids, dtype=bits.dtype, device=bits.device)
         return summed.index_add_(0, self.grid_id, bits.detach())
 
     @torch.no_grad()
@@ -169,7 +176,7 @@ class CoolChicModel(nn.Module):
         """
         self.latents.check_latents(latents)
         dtype = self.latents.grids[0].dtype
-        grids = [latent.to(dtype) for latent in latents]
+        grids = [latent.to(dtype) for latent in latents[: self.config.n_grids]]
         return self.synthesis(self.upsampling(grids, separable=separable))
 
     def rate_of_latents(self, latents: list[Tensor]) -> tuple[Tensor, Tensor]:

@@ -2,7 +2,9 @@
 
 Grid i (i = 0 … n_grids − 1) has one channel and ``ceil(H / 2^i) x ceil(W / 2^i)`` values:
 grid 0 is at full resolution, each next grid halves both sides (ceil, so a 1x1 grid stays 1x1).
-All grids start at zero; the random ARM and synthesis weights break the symmetry.
+All grids start at zero; the random ARM and synthesis weights break the symmetry. Hyper-latent
+grids (Cool-chic 5), when there are any, come after them: coded like the others, read only by
+the ARM's inter-feature context, never upsampled.
 
 The value that is quantised is ``gain * y`` with a fixed gain (16 from Cool-chic v3.0 on). The
 gain is not transmitted: the decoder only sees the integers ``round(gain * y)``; it acts as a
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from coolchic.model.layout import grid_shapes
+from coolchic.model.layout import coded_grid_shapes, grid_shapes
 
 __all__ = ["LatentGrids", "grid_shapes", "n_latents"]
 
@@ -30,13 +32,19 @@ class LatentGrids(nn.Module):
     Args:
         height: image height H (luma / RGB), >= 1.
         width: image width W, >= 1.
-        n_grids: number of grids.
+        n_grids: number of latent grids (the synthesis input).
         gain: fixed positive gain g; :meth:`scaled_flat` returns ``g * y``.
+        n_hyper: hyper-latent grids after them (:func:`coded_grid_shapes`).
     """
 
-    def __init__(self, height: int, width: int, n_grids: int, *, gain: float) -> None:
+    def __init__(
+        self, height: int, width: int, n_grids: int, *, gain: float, n_hyper: int = 0
+    ) -> None:
         super().__init__()
-        self.shapes: tuple[tuple[int, int], ...] = tuple(grid_shapes(height, width, n_grids))
+        self.n_grids = n_grids
+        self.shapes: tuple[tuple[int, int], ...] = tuple(
+            coded_grid_shapes(height, width, n_grids, n_hyper)
+        )
         self.gain = float(gain)
         self.grids = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in self.shapes)
         self.sizes: tuple[int, ...] = tuple(h * w for h, w in self.shapes)

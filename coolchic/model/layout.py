@@ -36,7 +36,9 @@ __all__ = [
     "MODULE_NAMES",
     "ModuleName",
     "Polyphase",
+    "coded_grid_shapes",
     "context_offsets",
+    "grid_resolutions",
     "grid_shapes",
     "initial_half_kernel",
     "odd_full_index",
@@ -66,6 +68,20 @@ def grid_shapes(height: int, width: int, n_grids: int) -> list[tuple[int, int]]:
     if n_grids < 1:
         raise ValueError(f"n_grids: expected >= 1, found {n_grids}")
     return [(-(-height // (1 << i)), -(-width // (1 << i))) for i in range(n_grids)]
+
+
+def grid_resolutions(n_grids: int, n_hyper: int = 0) -> list[int]:
+    """The downsampling exponent of each coded grid: latents ``0 … n − 1``, then the hyper
+    grids at the ``n_hyper`` coarsest of those resolutions."""
+    return [*range(n_grids), *range(n_grids - n_hyper, n_grids)]
+
+
+def coded_grid_shapes(
+    height: int, width: int, n_grids: int, n_hyper: int = 0
+) -> list[tuple[int, int]]:
+    """Sizes of every coded grid: the latent grids (:func:`grid_shapes`), then the hyper ones."""
+    shapes = grid_shapes(height, width, n_grids)
+    return [shapes[r] for r in grid_resolutions(n_grids, n_hyper)]
 
 
 def context_offsets(n_ctx_rowcol: int) -> tuple[tuple[int, int], ...]:
