@@ -49,7 +49,7 @@ def _plain_features(
     grids: list[torch.Tensor], resolutions: list[int], ifce: InterFeatureContext, g: int
 ) -> torch.Tensor:
     """Grid g's features from the definition, one latent at a time: the map of the values of
-    every coarser grid at the co-located position of the next coarser resolution."""
+    every coarser grid at the co-located position of the next coarser resolution, rounded."""
     height, width = grids[g].shape
     layer = ifce.maps[g]
     out = torch.empty(ifce.n_features, height, width, dtype=grids[g].dtype)
@@ -61,7 +61,7 @@ def _plain_features(
             for k in ifce.sources[g]
         ]
         out[:, r, c] = layer.weight @ torch.stack(values) + layer.bias
-    return out
+    return torch.clamp(torch.floor(out + 0.5), -64, 63)  # a predicted latent, half up
 
 
 def test_features_read_the_co_located_coarser_values() -> None:
@@ -73,7 +73,7 @@ def test_features_read_the_co_located_coarser_values() -> None:
     ifce = InterFeatureContext(resolutions, 3, 2).double()
     with torch.no_grad():
         for parameter in ifce.parameters():
-            parameter.normal_(generator=generator)
+            parameter.normal_(generator=generator).mul_(30)  # some features past the clamp
     assert ifce.sources[0] == (1, 2, 3, 4, 5, 6)  # the hyper grids too
     planes = ifce.planes(grids)
     sizes = [2 * h * w for h, w in shapes]

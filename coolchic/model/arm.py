@@ -22,6 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
 from coolchic.model.config import IFCE_GRIDS, ModelConfig
 from coolchic.model.fused import fusable
 from coolchic.model.layout import context_offsets, grid_resolutions
@@ -139,6 +140,9 @@ class InterFeatureContext(nn.Module):
     grid gets zero planes. The ARM reads the C_f values at each latent's own position as the
     last values of its context. Weights start at zero: the model starts as without IFCE.
 
+    The features are rounded half up and clamped to the latent range, as the decoder's integer
+    ARM needs its inputs (straight-through gradient): a feature is a predicted latent.
+
     Args:
         resolutions: downsampling exponent of every coded grid (:func:`grid_resolutions`).
         n_targets: how many of the finest grids get features.
@@ -186,9 +190,16 @@ class InterFeatureContext(nn.Module):
             )
             layer = self.maps[g]
             features = torch.addmm(layer.bias[:, None], layer.weight, inputs.view(len(inputs), -1))
+            features = _round_to_latent(features)
             up = _nearest(features.view(self.n_features, *target), 1, (height, width))
             parts.append(up.reshape(-1))
         return torch.cat(parts)
+
+
+def _round_to_latent(x: Tensor) -> Tensor:
+    """``clamp(floor(x + ½), −64, 63)`` forward, the identity's gradient inside the range."""
+    rounded = torch.floor(x + 0.5)
+    return torch.clamp(rounded.detach() + (x - x.detach()), LATENT_MIN, LATENT_MAX)
 
 
 def _nearest(grid: Tensor, steps: int, size: tuple[int, int]) -> Tensor:
