@@ -2,8 +2,8 @@
 
 Valid seed streams (small frames encoded in-process with the ``instant`` recipe: YUV 4:2:0,
 4:4:4 10-bit and RGB, the default small decoder, a larger one with 3x3 layers and a
-pre-concatenation filter, that one with coarser contexts and that one with both
-stabilisers) are mutated ``--streams`` times
+pre-concatenation filter, that one with coarser contexts, with both stabilisers, and with
+the inter-feature context and hyper-latents) are mutated ``--streams`` times
 (default 10,000), and each mutant is decoded in a worker process with a per-stream time
 limit. Mutations:
 
@@ -144,6 +144,10 @@ def seed_streams() -> dict[str, bytes]:
             frame(32, 32, "yuv420", 8),
             dataclasses.replace(larger, arm_stabiliser=True, synthesis_stabiliser=True),
         ),
+        "yuv420-40x24-ifce-hyper": (
+            frame(40, 24, "yuv420", 8),
+            dataclasses.replace(larger, ifce_features=2, hyper_grids=2),
+        ),
     }
     return {
         name: encode(image, EncoderConfig(recipe="instant", model=model)).bitstream
@@ -206,6 +210,12 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
             return rng.randint(1, limits.MAX_N_CTX_ROWCOL)
         case "coarser_contexts":
             return rng.randint(0, limits.MAX_COARSER_CONTEXTS)
+        case "ifce_features":
+            return rng.randint(0, limits.MAX_IFCE_FEATURES)
+        case "hyper_grids":
+            return rng.randint(0, limits.MAX_HYPER_GRIDS)
+        case "zero_hyper_grids":
+            return tuple(rng.random() < 0.5 for _ in range(header.hyper_grids))
         case "arm_stabiliser" | "synthesis_stabiliser":
             return not getattr(header, name)
         case "arm_hidden":
@@ -250,6 +260,9 @@ _FIELDS = (
     "n_grids",
     "n_ctx_rowcol",
     "coarser_contexts",
+    "ifce_features",
+    "hyper_grids",
+    "zero_hyper_grids",
     "arm_stabiliser",
     "synthesis_stabiliser",
     "arm_hidden",
@@ -281,6 +294,8 @@ def _header_field(rng: random.Random, stream: bytes) -> bytes:
                 elif name == "n_grids":
                     changes = {"n_grids": value, "zero_grids": ()}
                     changes["synthesis"] = _random_layers(rng, value)
+                elif name == "hyper_grids":
+                    changes = {"hyper_grids": value, "zero_hyper_grids": ()}
                 else:
                     changes = {name: value}
                 new = dataclasses.replace(new, **changes)

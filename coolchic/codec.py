@@ -616,13 +616,21 @@ def _warn_if_over_decode_limit(bitstream: bytes) -> None:
 def _write_stream(
     model: CoolChicModel, groups: QuantizedNetworks, frame: Frame
 ) -> tuple[bytes, int]:
-    """Range-code the latents with the integer ARM, code the networks, pack the stream."""
+    """Range-code the latents (hyper-latents included) with the integer ARM and inter-feature
+    context, code the networks, pack the stream."""
     arm = groups.arm()
     latents = [
         grid.reshape(grid.shape[-2:]).to(torch.int64).numpy() for grid in model.quantized_latents()
     ]
     config = model.config
-    coded = encode_latents(latents, arm, config.n_ctx_rowcol, config.coarser_contexts)
+    coded = encode_latents(
+        latents,
+        arm,
+        config.n_ctx_rowcol,
+        config.coarser_contexts,
+        ifce=groups.ifce(),
+        n_hyper=config.hyper_grids,
+    )
     if coded.n_clamped:
         logger.warning("%d latent values were outside [-64, 63] and were clamped", coded.n_clamped)
     nn_bytes, orders = groups.encode()

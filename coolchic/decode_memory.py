@@ -33,6 +33,8 @@ from coolchic.bitstream.constants import (
     MAX_ARM_HIDDEN_LAYERS,
     MAX_ARM_WIDTH,
     MAX_HEIGHT,
+    MAX_HYPER_GRIDS,
+    MAX_IFCE_FEATURES,
     MAX_N_CTX_ROWCOL,
     MAX_N_GRIDS,
     MAX_PRECONCAT_KERNEL,
@@ -45,6 +47,7 @@ from coolchic.bitstream.constants import (
 )
 from coolchic.bitstream.header import StreamHeader, SynthesisLayerField
 from coolchic.errors import CoolchicError, LimitExceeded
+from coolchic.model.layout import ifce_inputs
 
 __all__ = [
     "DEFAULT_DECODE_MEMORY_LIMIT",
@@ -107,6 +110,8 @@ def largest_header() -> StreamHeader:
         bit_depth=16,
         n_grids=MAX_N_GRIDS,
         n_ctx_rowcol=MAX_N_CTX_ROWCOL,
+        ifce_features=MAX_IFCE_FEATURES,
+        hyper_grids=MAX_HYPER_GRIDS,
         arm_hidden=(MAX_ARM_WIDTH,) * MAX_ARM_HIDDEN_LAYERS,
         upsampling_kernel=MAX_UPSAMPLING_KERNEL,
         preconcat_kernel=MAX_PRECONCAT_KERNEL,
@@ -238,7 +243,7 @@ def estimate_decode_bytes(header: StreamHeader) -> int:
         The ledger's peak times :data:`HEAP_SLACK`, plus a fixed allowance.
     """
     ledger = _Ledger()
-    n_latents = sum(h * w for h, w in header.grid_shapes)
+    n_latents = sum(h * w for h, w in header.coded_grid_shapes)  # hyper-latents included
     n_coded = header.n_coded_latents
     n_params = header.max_n_parameters
     # Sections sliced out of the file.
@@ -250,14 +255,17 @@ def estimate_decode_bytes(header: StreamHeader) -> int:
     ledger.alloc(n_params * (_INT64 + _FLOAT))
     kept += n_params * (_INT64 + _FLOAT)
     # Latent section: words, the int8 buffer (every grid at the widest grid's stride), the
-    # ordered positions (and coarser-context positions) and the schedule's temporaries, then
-    # the int64 grids it returns.
-    n, coarser = header.n_ctx_rowcol, header.coarser_contexts
-    rows = sum(h for h, _ in header.grid_shapes) + header.n_grids * n + 1
-    positions = n_coded * (1 + coarser) * _INT64
+    # ordered positions (and the coarser-context or inter-feature positions and targets) and
+    # the schedule's temporaries, then the int64 grids it returns.
+    n, shapes = header.n_ctx_rowcol, header.coded_grid_shapes
+    links = header.coarser_contexts
+    if header.ifce_features:
+        links += max(ifce_inputs(header.n_grids, header.hyper_grids), default=0) + 1
+    rows = sum(h for h, _ in shapes) + len(shapes) * n + 1
+    positions = n_coded * (1 + links) * _INT64
     scratch = rows * (header.width + 2 * n) + 1 + 3 * header.latent_bytes + positions
     ledger.alloc(scratch)
-    ledger.transient(n_coded * (_SCHEDULE_BYTES_PER_LATENT + 3 * coarser * _INT64))
+    ledger.transient(n_coded * (_SCHEDULE_BYTES_PER_LATENT + 3 * links * _INT64))
     ledger.alloc(n_latents * _INT64)
     ledger.free(scratch)
     ledger.alloc(n_latents * _FLOAT)  # float64 grids (the int64 ones are dropped)

@@ -41,6 +41,8 @@ def stream_report(header: StreamHeader, file_bytes: int) -> dict[str, Any]:
             "n_grids": header.n_grids,
             "n_ctx_rowcol": header.n_ctx_rowcol,
             "coarser_contexts": header.coarser_contexts,
+            "ifce_features": header.ifce_features,
+            "hyper_grids": header.hyper_grids,
             "arm_stabiliser": header.arm_stabiliser,
             "synthesis_stabiliser": header.synthesis_stabiliser,
             "layers_arm": ",".join(str(w) for w in header.arm_hidden),

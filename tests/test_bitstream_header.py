@@ -82,7 +82,7 @@ def make_header(**changes: Any) -> StreamHeader:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 4), from raw values,
+# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 5), from raw values,
 # so that tests can state the layout and write any value, valid or not, under a valid CRC.
 
 UE = 0  # width marker of a ue(v) field
@@ -98,6 +98,11 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
         ("n_grids", UE, h.n_grids - 1),
         ("n_ctx_rowcol", UE, h.n_ctx_rowcol - 1),
         *([("coarser_contexts", UE, h.coarser_contexts)] if h.format_version >= 3 else []),
+        *(
+            [("ifce_features", UE, h.ifce_features), ("hyper_grids", UE, h.hyper_grids)]
+            if h.format_version >= 5
+            else []
+        ),
         ("upsampling_kernel", UE, h.upsampling_kernel // 2 - 2),
         ("preconcat_kernel", UE, (h.preconcat_kernel + 1) // 2),
         ("n_arm_hidden", UE, len(h.arm_hidden)),
@@ -121,6 +126,7 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
             (f"{module}.{kind}.order", 4, coding.order),
         ]
     fields += [(f"zero_grids[{i}]", 1, int(z)) for i, z in enumerate(h.zero_grid_flags)]
+    fields += [(f"zero_hyper_grids[{i}]", 1, int(z)) for i, z in enumerate(h.zero_hyper_grid_flags)]
     fields += [
         ("nn_bytes", UE, h.nn_bytes),
         ("latent_words", UE, h.latent_bytes // 4),
@@ -170,7 +176,7 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 4
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 5
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
@@ -203,6 +209,62 @@ def test_version_4_carries_the_stabilisers(arm: bool, synthesis: bool) -> None:
     assert header.max_n_parameters == plain.max_n_parameters + 48 * arm + 21 * synthesis
 
 
+@pytest.mark.parametrize(("ifce_features", "hyper_grids"), [(0, 0), (2, 0), (2, 3), (8, 4)])
+def test_version_5_carries_the_inter_feature_context_and_hyper_latents(
+    ifce_features: int, hyper_grids: int
+) -> None:
+    zero_hyper = tuple(i == 1 for i in range(hyper_grids))
+    header = make_header(
+        ifce_features=ifce_features,
+        hyper_grids=hyper_grids,
+        zero_hyper_grids=zero_hyper,
+        nn_bytes=5,
+        latent_bytes=8,
+    )
+    payload = bytes(range(13))
+    data = write_header(header, payload)
+    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    assert header.n_contexts == 24 + ifce_features
+    # the hyper grids repeat the coarsest latent sizes, after the latent grids
+    assert header.coded_grid_shapes[7:] == header.grid_shapes[7 - hyper_grids :]
+    assert header.coded_zero_flags == (False,) * 7 + zero_hyper
+    plain = make_header(nn_bytes=5, latent_bytes=8)
+    # grid 0 reads 6 coarser latent grids and the hyper ones, grid 1 five, grid 2 four; the
+    # ARM's first layer (to 24) reads C_f more inputs
+    ifce_parameters = sum(n + hyper_grids + 1 for n in (6, 5, 4)) * ifce_features
+    assert header.max_n_parameters == (
+        plain.max_n_parameters + ifce_parameters + 24 * ifce_features
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"ifce_features": 9}, "ifce_features"),
+        ({"ifce_features": 1, "coarser_contexts": 1}, "ifce_features"),
+        ({"hyper_grids": 1}, "hyper_grids"),
+        ({"ifce_features": 1, "hyper_grids": 5}, "hyper_grids"),
+        ({"ifce_features": 1, "hyper_grids": 2, "n_grids": 2, "synthesis": ()}, "hyper_grids"),
+        ({"format_version": 4, "ifce_features": 1}, "ifce_features"),
+        ({"ifce_features": 1, "hyper_grids": 1, "zero_hyper_grids": (True, False)}, "zero_hyper"),
+    ],
+)
+def test_bad_version_5_fields_are_refused(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        make_header(**changes)
+
+
+def test_version_4_headers_are_still_read_and_written() -> None:
+    """Version 4 has neither the inter-feature fields nor the hyper flags: they read as 0."""
+    old = make_header(format_version=4, arm_stabiliser=True, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(old, payload)
+    assert data[2] == 4 and data + payload == raw_stream(raw_fields(old), payload, version=4)
+    assert read_header(data + payload) == (old, len(data))
+    assert old.ifce_features == old.hyper_grids == 0 and old.coded_zero_flags == (False,) * 7
+
+
 def test_version_3_headers_are_still_read_and_written() -> None:
     """Version 3 has no stabiliser flag: it reads as off, and is written back bit for bit."""
     old = make_header(format_version=3, coarser_contexts=2, nn_bytes=5, latent_bytes=8)
@@ -230,10 +292,10 @@ def test_version_2_headers_are_still_read_and_written() -> None:
         make_header(format_version=2, coarser_contexts=1)
 
 
-@pytest.mark.parametrize("version", [1, 5, 255])
+@pytest.mark.parametrize("version", [1, 6, 255])
 def test_unreadable_versions_are_refused(version: int) -> None:
     data = raw_stream(raw_fields(make_header()), version=version)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3 and 4"):
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4 and 5"):
         read_header(data)
 
 
@@ -279,7 +341,9 @@ def test_smallest_and_largest_headers() -> None:
         bit_depth=16,
         n_grids=10,
         n_ctx_rowcol=4,
-        coarser_contexts=3,
+        ifce_features=8,  # longer than coarser_contexts = 3, which excludes it
+        hyper_grids=4,
+        zero_hyper_grids=(True,) * 4,
         arm_stabiliser=True,
         synthesis_stabiliser=True,
         upsampling_kernel=16,
@@ -292,8 +356,9 @@ def test_smallest_and_largest_headers() -> None:
         fps_text="1" * MAX_FPS_CHARS,
     )
     # Without sections, and with a 3-channel last layer: the bound adds the longest section
-    # lengths (124 bits of ue codes) and a 128-channel last layer (12 bits).
-    assert MAX_HEADER_BYTES - 17 <= len(write_header(widest)) <= MAX_HEADER_BYTES
+    # lengths (124 bits of ue codes), a 128-channel last layer (12 bits) and the longest
+    # coarser_contexts code, which cannot go with ifce_features (4 bits).
+    assert MAX_HEADER_BYTES - 18 <= len(write_header(widest)) <= MAX_HEADER_BYTES
 
 
 @st.composite
@@ -341,6 +406,14 @@ def headers(draw: st.DrawFn) -> StreamHeader:
         nn_coding=tuple(coding),
         zero_grids=tuple(draw(st.lists(st.booleans(), min_size=n_grids, max_size=n_grids))),
         fps_text=draw(st.from_regex(r"\A([0-9]{1,6}(\.[0-9]{1,6})?)?\Z")),
+    )
+    ifce = draw(st.integers(0, 8))
+    hyper = draw(st.integers(0, min(4, n_grids - 1))) if ifce else 0
+    base = dataclasses.replace(
+        base,
+        ifce_features=ifce,
+        hyper_grids=hyper,
+        zero_hyper_grids=tuple(draw(st.lists(st.booleans(), min_size=hyper, max_size=hyper))),
     )
     return dataclasses.replace(
         base,
@@ -449,8 +522,8 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3 and 4, found 5"):
-        read_header(data[:2] + b"\x05" + data[3:])
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4 and 5, found 6"):
+        read_header(data[:2] + b"\x06" + data[3:])
     with pytest.raises(UnsupportedVersion):
         read_header(MAGIC + b"\x07")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]

@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
-from coolchic.bitstream.fixed_point import FixedPointArm, mu_scale_table
+from coolchic.bitstream.fixed_point import (
+    FixedPointArm,
+    FixedPointIfce,
+    QuantizedLayer,
+    mu_scale_table,
+)
 from coolchic.bitstream.latents import (
     EncodedLatents,
     context_offsets,
@@ -22,6 +27,7 @@ from coolchic.bitstream.latents import (
     wavefront_order,
 )
 from coolchic.errors import BitstreamError, LimitExceeded
+from coolchic.model.layout import coded_grid_shapes, ifce_inputs
 
 
 def random_arm(
@@ -194,6 +200,105 @@ def test_coarser_contexts_round_trip_and_match_the_reference_coder(n: int, n_coa
     assert all(np.array_equal(a, b) for a, b in zip(encoded.grids, decoded, strict=True))
     with pytest.raises(ValueError, match="contexts"):
         encode_latents(grids, arm, n)  # the ARM reads coarser values: P must be given
+
+
+def _reference_ifce_encode(
+    grids: list[np.ndarray], arm: FixedPointArm, ifce: FixedPointIfce, n: int, n_hyper: int
+) -> bytes:
+    """Naive coder with an inter-feature context (format version 5), one position at a time:
+    grid g (of the three finest) reads, at its parent (y >> 1, x >> 1), every grid of a coarser
+    resolution, and its features are ``clip(floor(W·v + b + ½), −64, 63)`` computed in exact
+    rationals; every grid's steps come ``len(grids) − 1 − g`` later."""
+    mu_table, scale_table = mu_scale_table()
+    model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
+    encoder = constriction.stream.queue.RangeEncoder()
+    n_grids = len(grids) - n_hyper
+    resolutions = [*range(n_grids), *range(n_grids - n_hyper, n_grids)]
+    schedule = []
+    for index, grid in enumerate(grids):
+        if not grid.any():
+            continue
+        h, w = grid.shape
+        for y in range(h):
+            for x in range(w):
+                step = x + y * (n + 1) + len(grids) - 1 - index
+                schedule.append((step, -index, y, x, index))
+    for _, _, y, x, index in sorted(schedule):
+        grid = grids[index]
+        h, w = grid.shape
+        context = [
+            int(grid[y + dy, x + dx]) if 0 <= y + dy < h and 0 <= x + dx < w else 0
+            for dy, dx in context_offsets(n)
+        ]
+        features = [0] * ifce.n_features
+        if index < len(ifce.maps):
+            level = resolutions[index] + 1
+            values = [
+                int(grids[k][(y >> 1) >> (r - level), (x >> 1) >> (r - level)])
+                for k, r in enumerate(resolutions)
+                if r > resolutions[index]
+            ]
+            weight, bias = ifce.maps[index]  # 32 fractional bits, bias + 2^31
+            for f in range(ifce.n_features):
+                exact = sum(v * int(weight[j, f]) for j, v in enumerate(values)) + int(bias[f])
+                features[f] = min(max(exact >> 32, LATENT_MIN), LATENT_MAX)
+        mu_index, scale_index = arm(np.array([context + features], np.int64))
+        encoder.encode(
+            np.array([grid[y, x]], np.int32), model, mu_table[mu_index], scale_table[scale_index]
+        )
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def random_ifce(n_grids: int, n_hyper: int, n_features: int, seed: int) -> FixedPointIfce:
+    rng = np.random.default_rng(seed)
+    return FixedPointIfce.from_quantized(
+        [
+            QuantizedLayer(
+                np.round(rng.normal(0, 0.5, (n_features, n_in)) * 256).astype(np.int64),
+                np.round(rng.normal(0, 2, n_features) * 64).astype(np.int64),
+                8,
+                6,
+            )
+            for n_in in ifce_inputs(n_grids, n_hyper)
+        ]
+    )
+
+
+@pytest.mark.parametrize(("n", "n_hyper", "n_features"), [(1, 0, 1), (2, 2, 2), (3, 3, 3)])
+def test_inter_feature_context_round_trips_and_matches_the_reference_coder(
+    n: int, n_hyper: int, n_features: int
+) -> None:
+    """Odd sizes, a zero grid among the coded ones, hyper-latent grids after the latents: a
+    coarser value read too early, from the wrong place or rounded otherwise changes the
+    bytes or fails to decode."""
+    n_grids = 5
+    shapes = coded_grid_shapes(13, 11, n_grids, n_hyper)
+    grids = random_grids(shapes, seed=20 + n)
+    grids[3][...] = 0
+    arm = random_arm(n, seed=30 + n, n_coarser=n_features)
+    ifce = random_ifce(n_grids, n_hyper, n_features, seed=n)
+    encoded = encode_latents(grids, arm, n, ifce=ifce, n_hyper=n_hyper)
+    assert encoded.data == _reference_ifce_encode(grids, arm, ifce, n, n_hyper)
+    decoded = decode_latents(
+        encoded.data, shapes, arm, n, zero_grids=encoded.zero_grids, ifce=ifce, n_hyper=n_hyper
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(encoded.grids, decoded, strict=True))
+    with pytest.raises(ValueError, match="contexts"):
+        encode_latents(grids, arm, n, n_hyper=n_hyper)  # the ARM reads C_f more values
+
+
+def test_integer_inter_features_are_the_rounded_map() -> None:
+    """floor(x + ½) of the exact dyadic value, clipped to the latent range, in int64."""
+    rng = np.random.default_rng(4)
+    layer = QuantizedLayer(
+        rng.integers(-(2**15), 2**15, (3, 5)), rng.integers(-(2**15), 2**15, 3), 9, 12
+    )
+    ifce = FixedPointIfce.from_quantized([layer])
+    values = rng.integers(-64, 64, (200, 5))
+    exact = values @ layer.weight.T.astype(np.float64) / 2**9 + layer.bias / 2**12
+    expected = np.clip(np.floor(exact + 0.5), LATENT_MIN, LATENT_MAX)
+    assert np.array_equal(ifce.features(0, values), expected)
+    assert ifce.accumulator_bound < 2**62
 
 
 _CHILD = """

@@ -3,6 +3,7 @@ float64 forward pass (the decoder it replaces, kept here as the reference), one 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -14,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from coolchic.bitstream.constants import NN_GROUPS
-from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
+from coolchic.bitstream.fixed_point import FixedPointArm, FixedPointIfce, QuantizedLayer
 from coolchic.bitstream.header import (
     FrameFormat,
+    GroupCoding,
     StreamHeader,
     SynthesisLayerField,
     header_for_model,
@@ -59,14 +61,35 @@ def _declared_group(model: CoolChicModel, module: str, kind: str) -> list[tuple[
 def fixed_point_arm(
     weights: list[np.ndarray], biases: list[np.ndarray], weight_exp: int, bias_exp: int
 ) -> FixedPointArm:
-    """The integer ARM of the ARM groups: hidden layers first, the output layer, then the
-    stabiliser's weights when there is one more weight than biases."""
+    """The integer ARM of the ARM groups (inter-feature maps left out): hidden layers first,
+    the output layer, then the stabiliser's weights when there is one more weight than biases."""
     stabiliser = (weights[-1], weight_exp) if len(weights) > len(biases) else None
     layers = [
         QuantizedLayer(w, b, weight_exp, bias_exp)
         for w, b in zip(weights[: len(biases)], biases, strict=True)
     ]
     return FixedPointArm.from_quantized(layers[:-1], layers[-1], stabiliser=stabiliser)
+
+
+def _split_ifce(
+    model: CoolChicModel, arm: dict[str, list[np.ndarray]], weight_exp: int, bias_exp: int
+) -> tuple[list[np.ndarray], list[np.ndarray], list[QuantizedLayer]]:
+    """The ARM groups' arrays without the inter-feature maps (named ``ifce.*`` in the torch
+    model), and those maps as layers."""
+    names = {
+        kind: [name for name, _ in _declared_group(model, "arm", kind)]
+        for kind in ("weight", "bias")
+    }
+    kept = {
+        kind: [a for n, a in zip(names[kind], arm[kind], strict=True) if not n.startswith("ifce.")]
+        for kind in ("weight", "bias")
+    }
+    maps = [
+        [a for n, a in zip(names[kind], arm[kind], strict=True) if n.startswith("ifce.")]
+        for kind in ("weight", "bias")
+    ]
+    layers = [QuantizedLayer(w, b, weight_exp, bias_exp) for w, b in zip(*maps, strict=True)]
+    return kept["weight"], kept["bias"], layers
 
 
 def torch_decode(data: bytes) -> tuple[np.ndarray, ...]:
@@ -90,15 +113,18 @@ def torch_decode(data: bytes) -> tuple[np.ndarray, ...]:
                     if module == "upsampling" and name in initial:
                         prediction = torch.round(initial[name].double() * step).long().numpy()
                         arrays[index] = arrays[index] + prediction
-        arm = fixed_point_arm(
-            q["arm"]["weight"], q["arm"]["bias"], exps[("arm", "weight")], exps[("arm", "bias")]
-        )
+        weight_exp, bias_exp = exps[("arm", "weight")], exps[("arm", "bias")]
+        arm_weights, arm_biases, ifce_layers = _split_ifce(model, q["arm"], weight_exp, bias_exp)
+        arm = fixed_point_arm(arm_weights, arm_biases, weight_exp, bias_exp)
         grids = decode_latents(
             latent_bytes,
-            header.grid_shapes,
+            header.coded_grid_shapes,
             arm,
             header.n_ctx_rowcol,
-            zero_grids=header.zero_grids or None,
+            zero_grids=header.coded_zero_flags,
+            n_coarser=header.coarser_contexts,
+            ifce=FixedPointIfce.from_quantized(ifce_layers) if ifce_layers else None,
+            n_hyper=header.hyper_grids,
         )
         for module in ("upsampling", "synthesis"):
             for kind, arrays in q.get(module, {}).items():
@@ -150,6 +176,13 @@ ENCODES = {
     "v2-yuv8": (V2, "yuv420", 8, 16, 16),
     "v2-yuv10": (V2, "yuv420", 10, 24, 16),
     "v2-rgb": (V2, "rgb", 8, 18, 14),
+    "ifce-hyper-yuv8": (
+        dataclasses.replace(SMALL_DECODER, ifce_features=2, hyper_grids=3),
+        "yuv420",
+        8,
+        24,
+        16,
+    ),
 }
 
 
@@ -182,17 +215,28 @@ def synthetic_stream(
         ("synthesis", "bias"): 5,
     }
     coded: dict[str, dict[str, list[np.ndarray]]] = {}
-    for (module, kind), parameters in params.parameter_layout(config).items():
+    planned = params.parameter_layout(config)
+    for (module, kind), parameters in planned.items():
         if parameters:
             low, high = (0, 1) if module == "arm" else (-4, 5)
             arrays = [rng.integers(low, high, shape) for _, shape in parameters]
             coded.setdefault(module, {})[kind] = arrays
-    coded["arm"]["bias"][-1] = np.array([0, 6 << 8])
+    output_bias = [name for name, _ in planned[("arm", "bias")]].index("output.bias")
+    coded["arm"]["bias"][output_bias] = np.array([0, 6 << 8])
     coded["synthesis"]["bias"][-1] += 16  # centre the output near 0.5
     nn, orders = encode_quantized(coded)
-    arm = fixed_point_arm(coded["arm"]["weight"], coded["arm"]["bias"], 8, 8)
-    shapes = layout.grid_shapes(height, width, config.n_grids)
-    latents = encode_latents([rng.integers(-3, 4, s) for s in shapes], arm, config.n_ctx_rowcol)
+    networks = params.QuantizedNetworks.decode(
+        nn, config, [GroupCoding(exps[group], orders.get(group, 0)) for group in NN_GROUPS]
+    )
+    shapes = layout.coded_grid_shapes(height, width, config.n_grids, config.hyper_grids)
+    latents = encode_latents(
+        [rng.integers(-3, 4, s) for s in shapes],
+        networks.arm(),
+        config.n_ctx_rowcol,
+        config.coarser_contexts,
+        ifce=networks.ifce(),
+        n_hyper=config.hyper_grids,
+    )
     zero = latents.zero_grids
     header = header_for_model(
         config, width, height, fmt, bit_depth, exps=exps, orders=orders, zero_grids=zero
@@ -246,6 +290,21 @@ UNUSUAL = {
         10,
         10,
         6,
+    ),
+    "ifce-hyper-stabiliser-yuv420": (
+        ModelConfig(
+            n_grids=6,
+            n_ctx_rowcol=2,
+            arm_hidden=(8,),
+            synthesis=parse_synthesis("8-1-linear-relu,X-1-linear-none"),
+            arm_stabiliser=True,
+            ifce_features=3,
+            hyper_grids=2,
+        ),
+        "yuv420",
+        8,
+        30,
+        22,
     ),
     "ten-grids-1x1": (
         ModelConfig(n_grids=10, synthesis=parse_synthesis("5-1-linear-relu,X-1-linear-relu")),

@@ -8,12 +8,11 @@ import itertools
 import pytest
 import torch
 
-from coolchic.bitstream.header import header_for_model
 from coolchic.model.arm import InterFeatureContext
 from coolchic.model.complexity import mac_per_pixel, parameter_counts
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.model.layout import coded_grid_shapes, grid_resolutions
+from coolchic.model.layout import coded_grid_shapes, grid_resolutions, ifce_sources
 from coolchic.model.quantizer import QuantizerSettings
 
 SMALL = ModelConfig(
@@ -70,7 +69,7 @@ def test_features_read_the_co_located_coarser_values() -> None:
     shapes = coded_grid_shapes(13, 11, 5, 2)
     generator = torch.Generator().manual_seed(0)
     grids = [torch.randn(h, w, generator=generator, dtype=torch.float64) for h, w in shapes]
-    ifce = InterFeatureContext(resolutions, 3, 2).double()
+    ifce = InterFeatureContext(resolutions, ifce_sources(5, 2), 2).double()
     with torch.no_grad():
         for parameter in ifce.parameters():
             parameter.normal_(generator=generator).mul_(30)  # some features past the clamp
@@ -126,9 +125,3 @@ def test_parameter_counts_and_macs_include_ifce_and_hyper_latents() -> None:
     assert counts.arm == sum(p.numel() for p in model.arm.parameters())
     assert counts.latents == sum(p.numel() for p in model.latents.parameters())
     assert mac_per_pixel(config, 64, 96).arm > mac_per_pixel(base, 64, 96).arm
-
-
-def test_the_stream_refuses_what_it_cannot_carry_yet() -> None:
-    config = dataclasses.replace(SMALL, ifce_features=2)
-    with pytest.raises(ValueError, match="not in the bitstream yet"):
-        header_for_model(config, 16, 16, "yuv420", 8, exps={}, orders={})

@@ -52,6 +52,7 @@ def header_from_json(fields: dict[str, Any]) -> stream_header.StreamHeader:
                 stream_header.GroupCoding(**coding) for coding in fields["nn_coding"]
             ),
             "zero_grids": tuple(fields["zero_grids"]),
+            "zero_hyper_grids": tuple(fields["zero_hyper_grids"]),
         }
     )
 
@@ -60,12 +61,12 @@ def load(name: str) -> tuple[bytes, dict[str, Any]]:
     data = (STREAMS / f"{name}.cool").read_bytes()
     expected = json.loads((STREAMS / f"{name}.json").read_text())
     # A stream was described before the fields of later versions existed: they read as they
-    # were before those versions (0 coarser contexts, no stabiliser).
+    # were before those versions (0 coarser contexts, no stabiliser, no inter-feature context).
     header = expected["header"]
     for version, added in ADDED_FIELDS.items():
         if header["format_version"] < version:
-            for name, before in added.items():
-                header.setdefault(name, before)
+            for name, before in added.items():  # as JSON has them: lists, not tuples
+                header.setdefault(name, list(before) if isinstance(before, tuple) else before)
     return data, expected
 
 
@@ -80,10 +81,12 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     assert any(h["preconcat_kernel"] == 0 for h in headers)
     assert any(any(h["zero_grids"]) for h in headers)
     # the older versions still decode
-    assert {h["format_version"] for h in headers} == {2, 3, 4}
+    assert {h["format_version"] for h in headers} == {2, 3, 4, 5}
     assert {h["coarser_contexts"] for h in headers if h["format_version"] == 3} >= {1, 2}
     for flag in ("arm_stabiliser", "synthesis_stabiliser"):
         assert {h[flag] for h in headers if h["format_version"] == 4} == {False, True}
+    assert {h["hyper_grids"] for h in headers if h["format_version"] == 5} >= {0, 3}
+    assert {h["ifce_features"] for h in headers if h["format_version"] == 5} >= {2, 3}
     assert any(
         layer["kind"] == "residual" and layer["kernel"] == 3
         for h in headers

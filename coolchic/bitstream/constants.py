@@ -19,10 +19,12 @@ from typing import Final
 MAGIC: Final = b"CC"
 #: Version of the layout described in docs/bitstream.md, the one the encoder writes. Version 3
 #: added the coarser-grid ARM contexts (one header field and the latent coding order), version 4
-#: the synthesis stabiliser (one header flag and, when set, its weights in the synthesis group).
-FORMAT_VERSION: Final = 4
+#: the stabilisers (two header flags and, when set, their weights), version 5 Cool-chic 5's
+#: inter-feature context and hyper-latents (two header fields, the hyper grids' zero flags,
+#: the IFCE weights at the end of the ARM groups, the hyper grids in the latent section).
+FORMAT_VERSION: Final = 5
 #: Versions this decoder reads; it refuses any other value.
-READABLE_VERSIONS: Final = (2, 3, 4)
+READABLE_VERSIONS: Final = (2, 3, 4, 5)
 #: First four bytes of a format-version-1 file: recognised only to say "re-encode it".
 MAGIC_V1: Final = b"CCHC"
 
@@ -116,6 +118,8 @@ MAX_BIT_DEPTH: Final = 16
 MAX_N_GRIDS: Final = 10
 MAX_N_CTX_ROWCOL: Final = 4
 MAX_COARSER_CONTEXTS: Final = 3
+MAX_IFCE_FEATURES: Final = 8
+MAX_HYPER_GRIDS: Final = 4
 MAX_ARM_HIDDEN_LAYERS: Final = 8
 MAX_ARM_WIDTH: Final = 64
 MAX_SYNTHESIS_LAYERS: Final = 16

@@ -61,6 +61,8 @@ from coolchic.bitstream.constants import (
     BIAS_SHIFT,
     FLOAT_EXACT_LIMIT,
     LATENT_ABS_MAX,
+    LATENT_MAX,
+    LATENT_MIN,
     LOG_SCALE_MIN,
     LOG_SCALE_OFFSET,
     MU_INDEX_OFFSET,
@@ -83,6 +85,7 @@ _LAST_INDICES = np.array([MU_TABLE_SIZE - 1, SCALE_TABLE_SIZE - 1], dtype=np.flo
 
 __all__ = [
     "FixedPointArm",
+    "FixedPointIfce",
     "QuantizedLayer",
     "log_scale_from_index",
     "mu_from_index",
@@ -453,6 +456,90 @@ class FixedPointArm:
         mu_index, scale_index = self.forward(_to_int64(contexts, "contexts"))
         mu, scale = mu_scale_table()
         return mu[mu_index], scale[scale_index]
+
+
+@dataclass(frozen=True, eq=False)
+class FixedPointIfce:
+    """Integer inter-feature context (format version 5): coarser latents → C_f ARM inputs.
+
+    For grid g, the C_f values of a latent are ``clip(floor(W_g·v + b_g + ½), −64, 63)``, v the
+    co-located values of the coarser grids it reads (:func:`~coolchic.model.layout.ifce_sources`),
+    ``W_g``, ``b_g`` its map on the ARM's weight and bias steps. In integers: weights
+    ``q << (32 − e_w)`` and biases ``q << (32 − e_b)`` (32 fractional bits, ``e_b <= 32``),
+    ``(v·W + B + 2^31) >> 32``, then the clip. The features are latent-like integers, so the
+    integer ARM and its overflow bound take them as they take the latents.
+
+    Attributes:
+        maps: per grid, ``(weight int64 [n_in, C_f], bias int64 [C_f])``, the rounding half
+            folded into the bias.
+        accumulator_bound: proven bound on ``|v·W + B|`` over all inputs in [−64, 64].
+    """
+
+    maps: tuple[tuple[np.ndarray, np.ndarray], ...]
+    accumulator_bound: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        worst = 0
+        for index, (weight, bias) in enumerate(self.maps):
+            if weight.dtype != np.int64 or bias.dtype != np.int64 or weight.ndim != 2:
+                raise TypeError(f"inter-feature map {index}: expected int64 arrays")
+            if bias.shape != (weight.shape[1],):
+                raise ValueError(
+                    f"inter-feature map {index}: expected weight [in, out] and bias [out], "
+                    f"found {weight.shape} and {bias.shape}"
+                )
+            columns = np.abs(weight).T.tolist()  # [out][in], python ints
+            peak = max(
+                sum(w * LATENT_ABS_MAX for w in column) + abs(int(b))
+                for column, b in zip(columns, bias.tolist(), strict=True)
+            )
+            if peak > ARM_ACCUMULATOR_LIMIT:
+                raise LimitExceeded(
+                    f"inter-feature map {index}: worst-case accumulator 2^{peak.bit_length()} "
+                    f"exceeds the int64 budget 2^{ARM_ACCUMULATOR_LIMIT.bit_length() - 1}"
+                )
+            worst = max(worst, peak)
+        object.__setattr__(self, "accumulator_bound", worst)
+
+    @property
+    def n_features(self) -> int:
+        """C_f."""
+        return int(self.maps[0][1].shape[0]) if self.maps else 0
+
+    @classmethod
+    def from_quantized(cls, layers: Sequence[QuantizedLayer]) -> FixedPointIfce:
+        """From the transmitted maps, one :class:`QuantizedLayer` ``[C_f, n_in]`` per grid.
+
+        Raises:
+            ValueError: maps of different output widths.
+            LimitExceeded: ``|q| > 2^15`` or an accumulator that could overflow.
+        """
+        if len({layer.weight.shape[0] for layer in layers}) > 1:
+            raise ValueError("inter-feature maps: expected the same number of features each")
+        maps = tuple(
+            (
+                np.ascontiguousarray((layer.weight << (BIAS_SHIFT - layer.weight_exp)).T),
+                (layer.bias << (BIAS_SHIFT - layer.bias_exp)) + (1 << (BIAS_SHIFT - 1)),
+            )
+            for layer in layers
+        )
+        return cls(maps)
+
+    def features(self, grid: int, values: np.ndarray) -> np.ndarray:
+        """The C_f values of grid ``grid``'s latents from their coarser values.
+
+        Args:
+            grid: index of the grid (< ``len(maps)``).
+            values: integer ``[N, n_in]`` with every value in [−64, 64] (not checked).
+
+        Returns:
+            int64 ``[N, C_f]`` in [−64, 63].
+        """
+        weight, bias = self.maps[grid]
+        accumulator = values.astype(np.int64) @ weight
+        accumulator += bias
+        accumulator >>= BIAS_SHIFT
+        return np.clip(accumulator, LATENT_MIN, LATENT_MAX, out=accumulator)
 
 
 def mu_from_index(mu_index: np.ndarray) -> np.ndarray:

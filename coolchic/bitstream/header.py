@@ -65,7 +65,7 @@ from coolchic.bitstream.header_fields import (
     header_fields,
 )
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
-from coolchic.model.layout import grid_shapes
+from coolchic.model.layout import coded_grid_shapes, grid_shapes, ifce_inputs
 
 if TYPE_CHECKING:
     from coolchic.model.config import ModelConfig
@@ -142,6 +142,11 @@ class StreamHeader:
             before version 4, which added the flag).
         synthesis_stabiliser: the synthesis adds a 1x1 linear map of its input to its output
             (always off before version 4, which added the flag).
+        ifce_features: C_f, the inter-feature context's values at the end of the ARM context
+            of the three finest grids; 0..8, 0 with ``coarser_contexts`` (version 5 on).
+        hyper_grids: H, hyper-latent grids at the H coarsest latent resolutions, coded after
+            the latent grids and read only by the inter-feature context; 0..min(4, n_grids −
+            1), 0 without ``ifce_features`` (version 5 on).
         arm_hidden: widths of the ARM hidden layers, at most 8, each 1..64.
         upsampling_kernel: even, 4..16.
         preconcat_kernel: 0 (none) or odd 1..15.
@@ -153,6 +158,7 @@ class StreamHeader:
         zero_grids: per grid (``n_grids`` booleans), True when the grid is all zero and not
             coded; ``()`` when no grid is, which is also how an all-False tuple is stored (so
             headers compare equal whatever the spelling). Read :attr:`zero_grid_flags`.
+        zero_hyper_grids: the same for the ``hyper_grids`` hyper-latent grids (version 5 on).
         nn_bytes: length of the network-parameter section.
         latent_bytes: length of the latent section (a multiple of 4).
         fps_text: source frame rate as written in YUV file names (``"50"``, ``"29.97"``), at
@@ -186,6 +192,9 @@ class StreamHeader:
     coarser_contexts: int = 0
     arm_stabiliser: bool = False
     synthesis_stabiliser: bool = False
+    ifce_features: int = 0
+    hyper_grids: int = 0
+    zero_hyper_grids: tuple[bool, ...] = ()
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -212,21 +221,41 @@ class StreamHeader:
         return tuple(grid_shapes(self.height, self.width, self.n_grids))
 
     @property
+    def coded_grid_shapes(self) -> tuple[tuple[int, int], ...]:
+        """``(h, w)`` of every grid of the latent section: the latent grids, then the
+        hyper-latent grids."""
+        return tuple(coded_grid_shapes(self.height, self.width, self.n_grids, self.hyper_grids))
+
+    @property
     def zero_grid_flags(self) -> tuple[bool, ...]:
         """``n_grids`` booleans: True for a grid that is all zero and not coded."""
         return self.zero_grids or (False,) * self.n_grids
 
     @property
+    def zero_hyper_grid_flags(self) -> tuple[bool, ...]:
+        """``hyper_grids`` booleans, as :attr:`zero_grid_flags`."""
+        return self.zero_hyper_grids or (False,) * self.hyper_grids
+
+    @property
+    def coded_zero_flags(self) -> tuple[bool, ...]:
+        """One flag per grid of :attr:`coded_grid_shapes`."""
+        return self.zero_grid_flags + self.zero_hyper_grid_flags
+
+    @property
     def n_contexts(self) -> int:
-        """Width of the ARM input, ``2N² + 2N + P``."""
-        return 2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1) + self.coarser_contexts
+        """Width of the ARM input, ``2N² + 2N + P + C_f``."""
+        return (
+            2 * self.n_ctx_rowcol * (self.n_ctx_rowcol + 1)
+            + self.coarser_contexts
+            + self.ifce_features
+        )
 
     @property
     def n_coded_latents(self) -> int:
         """Number of latents in the latent section (the grids not flagged all-zero)."""
         return sum(
             h * w
-            for (h, w), zero in zip(self.grid_shapes, self.zero_grid_flags, strict=True)
+            for (h, w), zero in zip(self.coded_grid_shapes, self.coded_zero_flags, strict=True)
             if not zero
         )
 
@@ -251,6 +280,8 @@ class StreamHeader:
             width = out
         if self.arm_stabiliser:
             arm += 2 * self.n_contexts
+        for n_in in ifce_inputs(self.n_grids, self.hyper_grids) if self.ifce_features else ():
+            arm += (n_in + 1) * self.ifce_features
         synthesis = 0
         channels = self.n_grids
         for layer in self.synthesis:
@@ -282,6 +313,8 @@ _ARCHITECTURE_NUMBERS: Final = (
     "n_grids",
     "n_ctx_rowcol",
     "coarser_contexts",
+    "ifce_features",
+    "hyper_grids",
     "arm_stabiliser",
     "synthesis_stabiliser",
     "upsampling_kernel",
@@ -310,17 +343,10 @@ def header_for_model(
     Args:
         exps: step exponent of every ``(module, kind)`` group of ``NN_GROUPS``.
         orders: exp-Golomb order of each group; a group without parameters may be absent (0).
-        zero_grids: per grid, True when it is all zero and not coded (``()``: none is).
-
-    Raises:
-        ValueError: an architecture the stream cannot carry yet (inter-feature context and
-            hyper-latents are training-only).
+        zero_grids: per coded grid (latent grids, then hyper-latent grids), True when it is
+            all zero and not coded (``()``: none is).
     """
-    if getattr(config, "ifce_features", 0) or getattr(config, "hyper_grids", 0):
-        raise ValueError(
-            "ifce_features and hyper_grids are not in the bitstream yet: they can be trained "
-            "and measured (benchmarks/train_variants.py), not written"
-        )
+    flags = tuple(zero_grids) or (False,) * (config.n_grids + config.hyper_grids)
     return StreamHeader(
         width=width,
         height=height,
@@ -333,7 +359,8 @@ def header_for_model(
             for layer in config.synthesis
         ),
         nn_coding=tuple(GroupCoding(exps[group], orders.get(group, 0)) for group in NN_GROUPS),
-        zero_grids=tuple(zero_grids),
+        zero_grids=flags[: config.n_grids],
+        zero_hyper_grids=flags[config.n_grids :],
         fps_text=fps_text,
     )
 

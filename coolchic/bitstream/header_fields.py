@@ -42,6 +42,8 @@ from coolchic.bitstream.constants import (
     MAX_EG_ORDER,
     MAX_FPS_CHARS,
     MAX_HEIGHT,
+    MAX_HYPER_GRIDS,
+    MAX_IFCE_FEATURES,
     MAX_N_CTX_ROWCOL,
     MAX_N_GRIDS,
     MAX_PRECONCAT_KERNEL,
@@ -66,6 +68,7 @@ __all__ = [
     "HEADER_FIELDS",
     "HEADER_FIELDS_V2",
     "HEADER_FIELDS_V3",
+    "HEADER_FIELDS_V4",
     "LAYER_KIND_CODES",
     "NONLINEARITY_CODES",
     "SYNTHESIS_LAYER_FIELDS",
@@ -207,14 +210,36 @@ def _arm_weight_exp(header: Any) -> None:
     check_int(arm_weight.exp, 0, ARM_MAX_WEIGHT_EXP, "arm weight step exponent")
 
 
-def _canonical_zero_grids(header: Any) -> None:
+def _canonical_zero_flags(name: str, count: str) -> Any:
     """No grid all zero is stored as ``()``, so that headers compare equal whatever the spelling."""
-    if not isinstance(header.zero_grids, tuple):
+
+    def relation(header: Any) -> None:
+        flags = getattr(header, name)
+        if not isinstance(flags, tuple):
+            raise field_error(
+                name, f"() or {getattr(header, count)} booleans", flags, is_limit=False
+            )
+        if not any(flags):
+            object.__setattr__(header, name, ())
+
+    return relation
+
+
+def _ifce_without_coarser_contexts(header: Any) -> None:
+    """The inter-feature context takes the slot of the coarser contexts: one or the other."""
+    if header.ifce_features and header.coarser_contexts:
         raise field_error(
-            "zero_grids", f"() or {header.n_grids} booleans", header.zero_grids, is_limit=False
+            "ifce_features", "0 with coarser_contexts", header.ifce_features, is_limit=False
         )
-    if not any(header.zero_grids):
-        object.__setattr__(header, "zero_grids", ())
+
+
+def _hyper_grids_read_by_the_ifce(header: Any) -> None:
+    """Hyper-latents sit at the coarsest latent resolutions and only the IFCE reads them."""
+    check_int(header.hyper_grids, 0, header.n_grids - 1, "hyper_grids")
+    if header.hyper_grids and not header.ifce_features:
+        raise field_error(
+            "hyper_grids", "0 without ifce_features", header.hyper_grids, is_limit=False
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,6 +255,22 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     Field("n_ctx_rowcol", Ue(offset=1), 1, MAX_N_CTX_ROWCOL),
     # from version 3 on (HEADER_FIELDS_V2 leaves it out)
     Field("coarser_contexts", Ue(), 0, MAX_COARSER_CONTEXTS),
+    # from version 5 on (the earlier tables leave them out)
+    Field(
+        "ifce_features",
+        Ue(),
+        0,
+        MAX_IFCE_FEATURES,
+        relations=(_ifce_without_coarser_contexts,),
+    ),
+    Field(
+        "hyper_grids",
+        Ue(),
+        0,
+        MAX_HYPER_GRIDS,
+        sizes_loop=True,
+        relations=(_hyper_grids_read_by_the_ifce,),
+    ),
     Field(
         "upsampling_kernel",
         Ue(offset=MIN_UPSAMPLING_KERNEL, scale=2),
@@ -285,7 +326,15 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
         Field("zero_grids", Flag()),
         "n_grids",
         source="zero_grid_flags",
-        relations=(_canonical_zero_grids,),
+        relations=(_canonical_zero_flags("zero_grids", "n_grids"),),
+    ),
+    # from version 5 on
+    Repeated(
+        "zero_hyper_grids",
+        Field("zero_hyper_grids", Flag()),
+        "hyper_grids",
+        source="zero_hyper_grid_flags",
+        relations=(_canonical_zero_flags("zero_hyper_grids", "hyper_grids"),),
     ),
     Field("nn_bytes", Ue(), 0, MAX_SECTION_BYTES, bound=lambda header: header.max_nn_bytes),
     Field(
@@ -309,9 +358,17 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     ),
 )
 
+#: The version-4 header: no inter-feature context, no hyper-latents.
+HEADER_FIELDS_V4: Final[tuple[Entry, ...]] = tuple(
+    entry
+    for entry in HEADER_FIELDS
+    if entry.name not in ("ifce_features", "hyper_grids", "zero_hyper_grids")
+)
 #: The version-3 header: the same table without the stabiliser flags (always off there).
 HEADER_FIELDS_V3: Final[tuple[Entry, ...]] = tuple(
-    entry for entry in HEADER_FIELDS if entry.name not in ("arm_stabiliser", "synthesis_stabiliser")
+    entry
+    for entry in HEADER_FIELDS_V4
+    if entry.name not in ("arm_stabiliser", "synthesis_stabiliser")
 )
 #: The version-2 header: neither the coarser-context field (always 0 there) nor the flag.
 HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
@@ -322,9 +379,12 @@ HEADER_FIELDS_V2: Final[tuple[Entry, ...]] = tuple(
 ADDED_FIELDS: Final[dict[int, dict[str, Any]]] = {
     3: {"coarser_contexts": 0},
     4: {"arm_stabiliser": False, "synthesis_stabiliser": False},
+    5: {"ifce_features": 0, "hyper_grids": 0, "zero_hyper_grids": ()},
 }
 
 
 def header_fields(version: int) -> tuple[Entry, ...]:
     """The field table of a format version this decoder reads."""
-    return {2: HEADER_FIELDS_V2, 3: HEADER_FIELDS_V3}.get(version, HEADER_FIELDS)
+    return {2: HEADER_FIELDS_V2, 3: HEADER_FIELDS_V3, 4: HEADER_FIELDS_V4}.get(
+        version, HEADER_FIELDS
+    )

@@ -30,10 +30,10 @@ import constriction
 import numpy as np
 
 from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
-from coolchic.bitstream.fixed_point import FixedPointArm, mu_scale_table
+from coolchic.bitstream.fixed_point import FixedPointArm, FixedPointIfce, mu_scale_table
 from coolchic.bitstream.header import max_latent_bytes
 from coolchic.errors import BitstreamError, LimitExceeded
-from coolchic.model.layout import context_offsets
+from coolchic.model.layout import context_offsets, grid_resolutions, ifce_sources
 
 __all__ = [
     "EncodedLatents",
@@ -113,10 +113,23 @@ class _Schedule:
     steps later than its own wavefront's: each coarser value is then decoded at an earlier
     step (``(c >> p) + (r >> p)·(N + 1) <= c + r·(N + 1)`` and the coarser grid is at least one
     step ahead), at the cost of one step per grid.
+
+    With an inter-feature context (format version 5) the last ``n_hyper`` grids are hyper-latent
+    grids at the coarsest resolutions, and each latent of the three finest grids g also reads,
+    through the IFCE, every grid k of a coarser resolution at ``((r >> 1) >> d, (c >> 1) >> d)``,
+    d the resolution step from grid g + 1 to grid k. Every such grid comes after g in the
+    coded order, so the same delays make each value decoded before it is read.
     """
 
     def __init__(
-        self, shapes: Sequence[tuple[int, int]], coded: Sequence[bool], n: int, n_coarser: int = 0
+        self,
+        shapes: Sequence[tuple[int, int]],
+        coded: Sequence[bool],
+        n: int,
+        n_coarser: int = 0,
+        *,
+        ifce: bool = False,
+        n_hyper: int = 0,
     ) -> None:
         offsets = np.asarray(context_offsets(n), dtype=np.int64).reshape(-1, 2)
         self.stride = max((w for _, w in shapes), default=0) + 2 * n
@@ -129,6 +142,11 @@ class _Schedule:
             row += h
         zero_slot = row * self.stride + n + 1
         self.size = zero_slot + 1
+        resolutions = grid_resolutions(len(shapes) - n_hyper, n_hyper)
+        sources = ifce_sources(len(shapes) - n_hyper, n_hyper) if ifce else []
+        n_inputs = max((len(s) for s in sources), default=0)
+        target_parts: list[np.ndarray] = []
+        input_parts: list[np.ndarray] = []
         # Coarsest grid first; stable sort by step keeps that order, then row-major.
         flat_parts: list[np.ndarray] = []
         step_parts: list[np.ndarray] = []
@@ -140,8 +158,20 @@ class _Schedule:
             steps = _grid_steps(h, w, n)
             rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
             flat_parts.append(self.origins[index] + rows * self.stride + cols)
-            if n_coarser:
+            if n_coarser or ifce:
                 steps = steps + (len(shapes) - 1 - index)
+            if ifce:
+                inputs = np.full((h * w, n_inputs), zero_slot, dtype=np.int64)
+                if index < len(sources):
+                    level = resolutions[index] + 1  # the features' resolution
+                    for column, k in enumerate(sources[index]):
+                        d = resolutions[k] - level
+                        inputs[:, column] = (
+                            self.origins[k] + ((rows >> 1) >> d) * self.stride + ((cols >> 1) >> d)
+                        )
+                target_parts.append(np.full(h * w, index if index < len(sources) else -1))
+                input_parts.append(inputs)
+            if n_coarser:
                 coarser = np.full((h * w, n_coarser), zero_slot, dtype=np.int64)
                 for p in range(1, n_coarser + 1):
                     if index + p < len(shapes):
@@ -150,6 +180,8 @@ class _Schedule:
                 coarser_parts.append(coarser)
             step_parts.append(steps)
         self.coarser: np.ndarray | None = None
+        self.ifce_targets: np.ndarray | None = None
+        self.ifce_inputs: np.ndarray | None = None
         if flat_parts:
             flat = np.concatenate(flat_parts)
             steps = np.concatenate(step_parts)
@@ -157,6 +189,9 @@ class _Schedule:
             self.positions = flat[order]
             if n_coarser:
                 self.coarser = np.concatenate(coarser_parts)[order]
+            if ifce:
+                self.ifce_targets = np.concatenate(target_parts)[order]
+                self.ifce_inputs = np.concatenate(input_parts)[order]
             counts = np.bincount(steps)
             bounds = np.concatenate([[0], np.cumsum(counts[counts > 0])])
         else:
@@ -177,6 +212,7 @@ def _code_grids(
     schedule: _Schedule,
     arm: FixedPointArm,
     coder: constriction.stream.queue.RangeEncoder | constriction.stream.queue.RangeDecoder,
+    ifce: FixedPointIfce | None = None,
 ) -> None:
     """Run the wavefront over the buffer; the one routine behind encoding and decoding.
 
@@ -187,6 +223,7 @@ def _code_grids(
         schedule: positions per step.
         arm: the integer ARM.
         coder: a range encoder (encode) or decoder (decode).
+        ifce: the integer inter-feature context, when the schedule has one.
     """
     model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
     mu_table, scale_table = mu_scale_table()
@@ -202,6 +239,11 @@ def _code_grids(
             contexts = np.concatenate(
                 [contexts, buffer[coarser[bounds[step] : bounds[step + 1]]]], 1
             )
+        if ifce is not None:
+            contexts = np.concatenate(
+                [contexts, _ifce_features(ifce, buffer, schedule, bounds[step], bounds[step + 1])],
+                1,
+            )
         mu_index, scale_index = indices(contexts)
         mu = mu_table[mu_index]
         scale = scale_table[scale_index]
@@ -211,17 +253,58 @@ def _code_grids(
             buffer[where] = coder.decode(model, mu, scale)
 
 
-def _check_arm(arm: FixedPointArm, n_ctx_rowcol: int, n_coarser: int) -> None:
-    expected = len(context_offsets(n_ctx_rowcol)) + n_coarser
+def _ifce_features(
+    ifce: FixedPointIfce, buffer: np.ndarray, schedule: _Schedule, start: int, end: int
+) -> np.ndarray:
+    """The inter-feature values of positions ``start … end − 1`` of the schedule (0 for the
+    grids without), from their coarser values already in the buffer."""
+    assert schedule.ifce_targets is not None and schedule.ifce_inputs is not None
+    targets = schedule.ifce_targets[start:end]
+    inputs = schedule.ifce_inputs[start:end]
+    features = np.zeros((end - start, ifce.n_features), dtype=np.int64)
+    for grid, (weight, _) in enumerate(ifce.maps):
+        chosen = targets == grid
+        if chosen.any():
+            values = buffer[inputs[chosen, : weight.shape[0]]]
+            features[chosen] = ifce.features(grid, values)
+    return features
+
+
+def _check_arm(
+    arm: FixedPointArm,
+    n_ctx_rowcol: int,
+    n_coarser: int,
+    ifce: FixedPointIfce | None = None,
+    n_grids: int = 0,
+    n_hyper: int = 0,
+) -> None:
+    n_features = ifce.n_features if ifce is not None else 0
+    expected = len(context_offsets(n_ctx_rowcol)) + n_coarser + n_features
     if arm.n_contexts != expected:
         raise ValueError(
-            f"arm: expected {expected} contexts for n_ctx_rowcol = {n_ctx_rowcol} and "
-            f"{n_coarser} coarser, found {arm.n_contexts}"
+            f"arm: expected {expected} contexts for n_ctx_rowcol = {n_ctx_rowcol}, "
+            f"{n_coarser} coarser and {n_features} inter-feature, found {arm.n_contexts}"
         )
+    if ifce is not None:
+        widths = [weight.shape[0] for weight, _ in ifce.maps]
+        expected_widths = [len(s) for s in ifce_sources(n_grids - n_hyper, n_hyper)]
+        if widths != expected_widths:
+            raise ValueError(
+                f"inter-feature maps: expected input widths {expected_widths} for "
+                f"{n_grids - n_hyper} latent and {n_hyper} hyper grids, found {widths}"
+            )
+    elif n_hyper:
+        raise ValueError("hyper-latent grids need an inter-feature context to read them")
 
 
 def encode_latents(
-    grids: Sequence[np.ndarray], arm: FixedPointArm, n_ctx_rowcol: int, n_coarser: int = 0
+    grids: Sequence[np.ndarray],
+    arm: FixedPointArm,
+    n_ctx_rowcol: int,
+    n_coarser: int = 0,
+    *,
+    ifce: FixedPointIfce | None = None,
+    n_hyper: int = 0,
 ) -> EncodedLatents:
     """Range-code integer latent grids, check that they decode back, return the section.
 
@@ -232,6 +315,9 @@ def encode_latents(
         n_ctx_rowcol: N, the spatial context size.
         n_coarser: P, the coarser grids' values in each context (``arm.n_contexts`` is
             ``2N² + 2N + P``).
+        ifce: the integer inter-feature context (format version 5), whose C_f values end
+            the contexts of the three finest grids.
+        n_hyper: how many of ``grids`` (the last ones) are hyper-latent grids.
 
     Returns:
         :class:`EncodedLatents` with the bytes, the clamped grids, the clamp count and the
@@ -242,7 +328,7 @@ def encode_latents(
         ValueError: grids that are not 2-D, or an ARM of the wrong width.
         BitstreamError: the section does not decode back to the clamped grids.
     """
-    _check_arm(arm, n_ctx_rowcol, n_coarser)
+    _check_arm(arm, n_ctx_rowcol, n_coarser, ifce, len(grids), n_hyper)
     clamped: list[np.ndarray] = []
     n_clamped = 0
     for index, grid in enumerate(grids):
@@ -258,16 +344,30 @@ def encode_latents(
         clamped.append(inside)
     shapes = [(int(g.shape[0]), int(g.shape[1])) for g in clamped]
     zero_grids = tuple(not bool(np.any(g)) for g in clamped)
-    schedule = _Schedule(shapes, [not z for z in zero_grids], n_ctx_rowcol, n_coarser)
+    schedule = _Schedule(
+        shapes,
+        [not z for z in zero_grids],
+        n_ctx_rowcol,
+        n_coarser,
+        ifce=ifce is not None,
+        n_hyper=n_hyper,
+    )
     buffer = np.zeros(schedule.size, dtype=np.int8)
     for index, grid in enumerate(clamped):
         if not zero_grids[index]:
             schedule.grid_view(buffer, index, shapes[index])[...] = grid
     encoder = constriction.stream.queue.RangeEncoder()
-    _code_grids("encode", buffer, schedule, arm, encoder)
+    _code_grids("encode", buffer, schedule, arm, encoder, ifce)
     data = encoder.get_compressed().astype("<u4").tobytes()
     decoded = decode_latents(
-        data, shapes, arm, n_ctx_rowcol, zero_grids=zero_grids, n_coarser=n_coarser
+        data,
+        shapes,
+        arm,
+        n_ctx_rowcol,
+        zero_grids=zero_grids,
+        n_coarser=n_coarser,
+        ifce=ifce,
+        n_hyper=n_hyper,
     )
     for index, (sent, back) in enumerate(zip(clamped, decoded, strict=True)):
         if not np.array_equal(sent, back):
@@ -286,6 +386,8 @@ def decode_latents(
     *,
     zero_grids: Sequence[bool] | None = None,
     n_coarser: int = 0,
+    ifce: FixedPointIfce | None = None,
+    n_hyper: int = 0,
 ) -> list[np.ndarray]:
     """Decode the latent section.
 
@@ -296,6 +398,8 @@ def decode_latents(
         n_ctx_rowcol: N.
         zero_grids: per grid, True when it was not coded (all zero); default: all coded.
         n_coarser: P, the coarser grids' values in each context (format version 3).
+        ifce: the integer inter-feature context (format version 5), or None.
+        n_hyper: how many of the grids (the last ones) are hyper-latent grids.
 
     Returns:
         int64 ``[h, w]`` arrays in [−64, 63], grid 0 first.
@@ -305,7 +409,7 @@ def decode_latents(
             cannot decode.
         LimitExceeded: a section larger than the coded latents can produce.
     """
-    _check_arm(arm, n_ctx_rowcol, n_coarser)
+    _check_arm(arm, n_ctx_rowcol, n_coarser, ifce, len(shapes), n_hyper)
     shapes = [(int(h), int(w)) for h, w in shapes]
     flags = tuple(bool(z) for z in zero_grids) if zero_grids is not None else (False,) * len(shapes)
     if len(flags) != len(shapes):
@@ -320,12 +424,19 @@ def decode_latents(
             f"latent section: expected at most {max_latent_bytes(n_symbols)} bytes for "
             f"{n_symbols} latents, found {len(data)}"
         )
-    schedule = _Schedule(shapes, [not z for z in flags], n_ctx_rowcol, n_coarser)
+    schedule = _Schedule(
+        shapes,
+        [not z for z in flags],
+        n_ctx_rowcol,
+        n_coarser,
+        ifce=ifce is not None,
+        n_hyper=n_hyper,
+    )
     buffer = np.zeros(schedule.size, dtype=np.int8)
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     decoder = constriction.stream.queue.RangeDecoder(words)
     try:
-        _code_grids("decode", buffer, schedule, arm, decoder)
+        _code_grids("decode", buffer, schedule, arm, decoder, ifce)
     except (AssertionError, ValueError, KeyError, RuntimeError) as error:
         raise BitstreamError(f"latent section: the range decoder failed ({error})") from None
     return [schedule.grid_view(buffer, i, shape).astype(np.int64) for i, shape in enumerate(shapes)]

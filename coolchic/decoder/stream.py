@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from coolchic.bitstream.fixed_point import FixedPointArm
+from coolchic.bitstream.fixed_point import FixedPointArm, FixedPointIfce
 from coolchic.bitstream.header import StreamHeader, unpack_stream
 from coolchic.bitstream.latents import decode_latents
 from coolchic.decode_memory import check_decode_memory
@@ -36,6 +36,8 @@ def model_config_from_header(header: StreamHeader) -> ModelConfig:
         n_grids=header.n_grids,
         n_ctx_rowcol=header.n_ctx_rowcol,
         coarser_contexts=header.coarser_contexts,
+        ifce_features=header.ifce_features,
+        hyper_grids=header.hyper_grids,
         arm_stabiliser=header.arm_stabiliser,
         synthesis_stabiliser=header.synthesis_stabiliser,
         arm_hidden=tuple(header.arm_hidden),
@@ -84,27 +86,32 @@ def decode_stream(
     except ValueError as error:
         raise BitstreamError(f"header describes an invalid architecture: {error}") from None
     parameters = QuantizedNetworks.decode(nn_bytes, config, header.nn_coding)
-    arm = _arm(parameters)
-    latents = [
-        grid.astype(np.float64)  # the int64 grids are dropped as they are converted
-        for grid in decode_latents(
-            latent_bytes,
-            header.grid_shapes,
-            arm,
-            header.n_ctx_rowcol,
-            zero_grids=header.zero_grids or None,
-            n_coarser=header.coarser_contexts,
-        )
-    ]
+    arm, ifce = _entropy_model(parameters)
+    coded = decode_latents(
+        latent_bytes,
+        header.coded_grid_shapes,
+        arm,
+        header.n_ctx_rowcol,
+        zero_grids=header.coded_zero_flags,
+        n_coarser=header.coarser_contexts,
+        ifce=ifce,
+        n_hyper=header.hyper_grids,
+    )
+    # the hyper-latent grids served the entropy model only
+    latents = [grid.astype(np.float64) for grid in coded[: header.n_grids]]
+    del coded
     with np.errstate(over="ignore", invalid="ignore"):  # only hostile weights overflow
         x_hat = _reconstruct(latents, parameters, config)
         frame = _to_frame(x_hat, header, _source_for(header, stem))
     return Decoded(frame=frame, header=header)
 
 
-def _arm(parameters: QuantizedNetworks) -> FixedPointArm:
+def _entropy_model(
+    parameters: QuantizedNetworks,
+) -> tuple[FixedPointArm, FixedPointIfce | None]:
+    """The integer ARM and inter-feature context the latents were coded with."""
     try:
-        return parameters.arm()
+        return parameters.arm(), parameters.ifce()
     except ValueError as error:
         raise BitstreamError(f"invalid ARM parameters: {error}") from None
 

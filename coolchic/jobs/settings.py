@@ -30,6 +30,8 @@ FINGERPRINT_FIELDS = (
     "n_ctx_rowcol",
     "latent_n_grids",
     "coarser_contexts",
+    "ifce_features",
+    "hyper_grids",
     "arm_stabiliser",
     "synthesis_stabiliser",
     "seed",
@@ -52,6 +54,8 @@ class EncodeSettings:
     n_ctx_rowcol: int | None = None
     latent_n_grids: int | None = None
     coarser_contexts: int | None = None
+    ifce_features: int | None = None
+    hyper_grids: int | None = None
     arm_stabiliser: bool | None = None
     synthesis_stabiliser: bool | None = None
     seed: int = 0
@@ -84,6 +88,10 @@ class EncodeSettings:
             overrides["n_grids"] = self.latent_n_grids
         if self.coarser_contexts is not None:
             overrides["coarser_contexts"] = self.coarser_contexts
+        if self.ifce_features is not None:
+            overrides["ifce_features"] = self.ifce_features
+        if self.hyper_grids is not None:
+            overrides["hyper_grids"] = self.hyper_grids
         if self.arm_stabiliser is not None:
             overrides["arm_stabiliser"] = self.arm_stabiliser
         if self.synthesis_stabiliser is not None:

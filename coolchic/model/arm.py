@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
-from coolchic.model.config import IFCE_GRIDS, ModelConfig
+from coolchic.model.config import ModelConfig
 from coolchic.model.fused import fusable
-from coolchic.model.layout import context_offsets, grid_resolutions
+from coolchic.model.layout import context_offsets, grid_resolutions, ifce_sources
 from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
@@ -134,7 +134,7 @@ def coarser_planes(grids: list[Tensor], n_coarser: int) -> Tensor:
 class InterFeatureContext(nn.Module):
     """Cool-chic 5's inter-feature context extractor (IFCE), as context planes for the ARM.
 
-    Each of the ``IFCE_GRIDS`` finest grids g gets C_f feature planes: at the resolution of
+    Each of the ``IFCE_GRIDS`` (3) finest grids g gets C_f feature planes: at the resolution of
     grid g + 1, a linear map (with bias) of the co-located values of every coarser coded grid
     (latents and hyper-latents), then nearest-upsampled ×2 and cropped to grid g. Every other
     grid gets zero planes. The ARM reads the C_f values at each latent's own position as the
@@ -145,18 +145,16 @@ class InterFeatureContext(nn.Module):
 
     Args:
         resolutions: downsampling exponent of every coded grid (:func:`grid_resolutions`).
-        n_targets: how many of the finest grids get features.
+        sources: for each grid that gets features, the coded grids it reads
+            (:func:`ifce_sources`).
         n_features: C_f.
     """
 
-    def __init__(self, resolutions: list[int], n_targets: int, n_features: int) -> None:
+    def __init__(self, resolutions: list[int], sources: list[list[int]], n_features: int) -> None:
         super().__init__()
         self.resolutions = tuple(resolutions)
         self.n_features = n_features
-        sources = [
-            [k for k, r in enumerate(resolutions) if r > resolutions[g]] for g in range(n_targets)
-        ]
-        self.sources = tuple(tuple(s) for s in sources if s)
+        self.sources = tuple(tuple(s) for s in sources)
         self.maps = nn.ModuleList(nn.Linear(len(s), n_features) for s in self.sources)
         with torch.no_grad():
             for layer in self.maps:
@@ -166,8 +164,11 @@ class InterFeatureContext(nn.Module):
     @classmethod
     def for_config(cls, config: ModelConfig) -> InterFeatureContext:
         """The IFCE of an architecture with ``ifce_features`` > 0."""
-        resolutions = grid_resolutions(config.n_grids, config.hyper_grids)
-        return cls(resolutions, min(IFCE_GRIDS, config.n_grids), config.ifce_features)
+        return cls(
+            grid_resolutions(config.n_grids, config.hyper_grids),
+            ifce_sources(config.n_grids, config.hyper_grids),
+            config.ifce_features,
+        )
 
     def planes(self, grids: list[Tensor]) -> Tensor:
         """The feature planes of every coded grid, ``[C_f · Σ h·w]``: grid after grid, plane
@@ -357,7 +358,6 @@ class Arm(nn.Module):
         ifce: InterFeatureContext | None = None,
     ) -> None:
         super().__init__()
-        self.ifce = ifce
         if n_contexts < 1:
             raise ValueError(f"n_contexts: expected >= 1, found {n_contexts}")
         self.n_contexts = n_contexts
@@ -387,6 +387,8 @@ class Arm(nn.Module):
             self.stabiliser = nn.Linear(n_contexts, 2, bias=False)
             with torch.no_grad():
                 self.stabiliser.weight.zero_()
+        # declared last: the stream's ARM groups end with the inter-feature maps
+        self.ifce = ifce
 
     def layers(self) -> tuple[list[Tensor], list[Tensor], list[bool]]:
         """Weights, biases and ReLU flags of every layer, the residual ``+ x`` folded in.

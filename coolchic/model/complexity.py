@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from coolchic.model.config import IFCE_GRIDS, ModelConfig
-from coolchic.model.layout import coded_grid_shapes, grid_resolutions, grid_shapes
+from coolchic.model.config import ModelConfig
+from coolchic.model.layout import coded_grid_shapes, grid_shapes, ifce_inputs
 
 __all__ = ["MacBreakdown", "ParameterCounts", "mac_per_pixel", "parameter_counts"]
 
@@ -85,15 +85,11 @@ def _ifce_maps(config: ModelConfig, height: int, width: int) -> list[tuple[int, 
     positions at the next coarser resolution where it runs."""
     if not config.ifce_features:
         return []
-    resolutions = grid_resolutions(config.n_grids, config.hyper_grids)
     shapes = grid_shapes(height, width, config.n_grids)
-    maps = []
-    for g in range(min(IFCE_GRIDS, config.n_grids)):
-        n_in = sum(1 for r in resolutions if r > g)
-        if n_in:
-            h, w = shapes[g]
-            maps.append((n_in, -(-h // 2) * -(-w // 2)))
-    return maps
+    return [
+        (n_in, -(-shapes[g][0] // 2) * -(-shapes[g][1] // 2))
+        for g, n_in in enumerate(ifce_inputs(config.n_grids, config.hyper_grids))
+    ]
 
 
 def mac_per_pixel(config: ModelConfig, height: int, width: int) -> MacBreakdown:

@@ -19,7 +19,6 @@ from typing import Literal, get_args
 __all__ = [
     "DEFAULT_ARM",
     "DEFAULT_SYNTHESIS",
-    "IFCE_GRIDS",
     "MAX_ARM_HIDDEN_LAYERS",
     "MAX_ARM_WIDTH",
     "MAX_COARSER_CONTEXTS",
@@ -56,8 +55,6 @@ MAX_N_CTX_ROWCOL = 4
 MAX_COARSER_CONTEXTS = 3
 MAX_IFCE_FEATURES = 8
 MAX_HYPER_GRIDS = 4
-#: The finest grids whose ARM context gets inter-feature (IFCE) features, as in Cool-chic 5.
-IFCE_GRIDS = 3
 MAX_ARM_WIDTH = 256
 MAX_ARM_HIDDEN_LAYERS = 8
 MAX_SYNTHESIS_LAYERS = 16
@@ -224,7 +221,7 @@ class ModelConfig:
             grids) to its output, added to the last layer's output: Cool-chic 5's synthesis
             "stabiliser" (format version 4).
         ifce_features: C_f, Cool-chic 5's inter-feature context: the ARM context of each of
-            the :data:`IFCE_GRIDS` finest grids also gets C_f values, a per-grid linear map of
+            the three finest grids also gets C_f values, a per-grid linear map of
             the co-located values of every coarser grid (hyper-latents included); other grids
             get zeros there. Excludes ``coarser_contexts``. Training only for now: the
             bitstream does not carry it yet.

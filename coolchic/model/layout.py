@@ -33,6 +33,7 @@ import numpy as np
 __all__ = [
     "BICUBIC_HALF_KERNEL",
     "BILINEAR_HALF_KERNEL",
+    "IFCE_GRIDS",
     "MODULE_NAMES",
     "ModuleName",
     "Polyphase",
@@ -40,6 +41,8 @@ __all__ = [
     "context_offsets",
     "grid_resolutions",
     "grid_shapes",
+    "ifce_inputs",
+    "ifce_sources",
     "initial_half_kernel",
     "odd_full_index",
     "phase_taps_index",
@@ -82,6 +85,27 @@ def coded_grid_shapes(
     """Sizes of every coded grid: the latent grids (:func:`grid_shapes`), then the hyper ones."""
     shapes = grid_shapes(height, width, n_grids)
     return [shapes[r] for r in grid_resolutions(n_grids, n_hyper)]
+
+
+#: The finest grids whose ARM context gets inter-feature (IFCE) values, as in Cool-chic 5.
+IFCE_GRIDS = 3
+
+
+def ifce_sources(n_grids: int, n_hyper: int) -> list[list[int]]:
+    """For each of the :data:`IFCE_GRIDS` finest grids that has any, the coded grids its
+    inter-feature context reads: every grid of a coarser resolution (latents and hyper), in
+    coded order. Only the coarsest grids can have none, so entry g is grid g's."""
+    resolutions = grid_resolutions(n_grids, n_hyper)
+    sources = [
+        [k for k, r in enumerate(resolutions) if r > resolutions[g]]
+        for g in range(min(IFCE_GRIDS, n_grids))
+    ]
+    return [s for s in sources if s]
+
+
+def ifce_inputs(n_grids: int, n_hyper: int) -> list[int]:
+    """The input width of each inter-feature map (:func:`ifce_sources`)."""
+    return [len(s) for s in ifce_sources(n_grids, n_hyper)]
 
 
 def context_offsets(n_ctx_rowcol: int) -> tuple[tuple[int, int], ...]:

@@ -24,15 +24,16 @@ import numpy as np
 
 from coolchic.bitstream import expgolomb
 from coolchic.bitstream.constants import MAX_STEP_EXPONENT, NN_GROUPS
-from coolchic.bitstream.fixed_point import FixedPointArm, QuantizedLayer
+from coolchic.bitstream.fixed_point import FixedPointArm, FixedPointIfce, QuantizedLayer
 from coolchic.bitstream.nn_params import GroupKey, decode_quantized, encode_quantized
 from coolchic.model.config import ModelConfig
-from coolchic.model.layout import upsampling_initial_values
+from coolchic.model.layout import ifce_inputs, upsampling_initial_values
 
 if TYPE_CHECKING:
     from coolchic.bitstream.header import GroupCoding
 
 __all__ = [
+    "IFCE_PREFIX",
     "STABILISER",
     "ParameterSpec",
     "QuantizedGroup",
@@ -46,6 +47,8 @@ __all__ = [
 
 #: The name of a stabiliser's weight, in the ARM and in the synthesis.
 STABILISER = "stabiliser.weight"
+#: How the ARM's inter-feature maps are named: ``ifce.maps.<grid>.weight`` and ``.bias``.
+IFCE_PREFIX = "ifce.maps."
 
 #: A parameter's name inside its module (``torch.nn.Module.named_parameters`` spelling) and
 #: its shape.
@@ -65,6 +68,12 @@ def _arm_parameters(config: ModelConfig) -> list[ParameterSpec]:
     specs += [("output.weight", (2, width)), ("output.bias", (2,))]
     if config.arm_stabiliser:
         specs.append((STABILISER, (2, config.n_contexts)))
+    if config.ifce_features:  # the inter-feature maps (format version 5) end the ARM groups
+        for index, n_in in enumerate(ifce_inputs(config.n_grids, config.hyper_grids)):
+            specs += [
+                (f"{IFCE_PREFIX}{index}.weight", (config.ifce_features, n_in)),
+                (f"{IFCE_PREFIX}{index}.bias", (config.ifce_features,)),
+            ]
     return specs
 
 
@@ -285,14 +294,21 @@ class QuantizedNetworks:
         """
         weights, biases = self[("arm", "weight")], self[("arm", "bias")]
         layer_weights = [
-            q for name, q in zip(weights.names, weights.integers, strict=True) if name != STABILISER
+            q
+            for name, q in zip(weights.names, weights.integers, strict=True)
+            if name != STABILISER and not name.startswith(IFCE_PREFIX)
+        ]
+        layer_biases = [
+            q
+            for name, q in zip(biases.names, biases.integers, strict=True)
+            if not name.startswith(IFCE_PREFIX)
         ]
         stabiliser = [
             q for name, q in zip(weights.names, weights.integers, strict=True) if name == STABILISER
         ]
         layers = [
             QuantizedLayer(weight, bias, weights.exponent, biases.exponent)
-            for weight, bias in zip(layer_weights, biases.integers, strict=True)
+            for weight, bias in zip(layer_weights, layer_biases, strict=True)
         ]
         if not layers:
             raise ValueError("ARM groups: expected at least the output layer, found none")
@@ -300,6 +316,33 @@ class QuantizedNetworks:
             layers[:-1],
             layers[-1],
             stabiliser=(stabiliser[0], weights.exponent) if stabiliser else None,
+        )
+
+    def ifce(self) -> FixedPointIfce | None:
+        """The integer inter-feature context, from the ``ifce.maps.*`` arrays of the ARM
+        groups (their steps); None when the architecture has none.
+
+        Raises:
+            As :meth:`~coolchic.bitstream.fixed_point.FixedPointIfce.from_quantized`.
+        """
+        weights, biases = self[("arm", "weight")], self[("arm", "bias")]
+        maps = [
+            q
+            for name, q in zip(weights.names, weights.integers, strict=True)
+            if name.startswith(IFCE_PREFIX)
+        ]
+        offsets = [
+            q
+            for name, q in zip(biases.names, biases.integers, strict=True)
+            if name.startswith(IFCE_PREFIX)
+        ]
+        if not maps:
+            return None
+        return FixedPointIfce.from_quantized(
+            [
+                QuantizedLayer(weight, bias, weights.exponent, biases.exponent)
+                for weight, bias in zip(maps, offsets, strict=True)
+            ]
         )
 
     def encode(self) -> tuple[bytes, dict[GroupKey, int]]:

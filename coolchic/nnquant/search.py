@@ -138,7 +138,7 @@ def _loss_function(
         return arm_loss
     if module == "synthesis":
         with torch.no_grad():
-            features = model.upsampling(latents)
+            features = model.upsampling(latents[: model.config.n_grids])  # no hyper grids
 
         @torch.no_grad()
         def synthesis_loss() -> float:

@@ -69,6 +69,21 @@ def _output_for(input_path: Path) -> Path:
     help="How many coarser latent grids add their co-located value to the ARM context.",
 )
 @click.option(
+    "--ifce-features",
+    "ifce_features",
+    type=click.IntRange(0, 8),
+    help="Cool-chic 5's inter-feature context: this many values, a learned map of the "
+    "coarser grids, end the ARM context of the three finest grids (excludes "
+    "--coarser-contexts).",
+)
+@click.option(
+    "--hyper-grids",
+    "hyper_grids",
+    type=click.IntRange(0, 4),
+    help="Cool-chic 5's hyper-latents: this many grids at the coarsest resolutions, read only "
+    "by the inter-feature context (needs --ifce-features).",
+)
+@click.option(
     "--arm-stabiliser/--no-arm-stabiliser",
     "arm_stabiliser",
     default=None,

@@ -119,7 +119,9 @@ def _describe_stream(path: Path) -> dict[str, Any]:
     except ValueError as error:
         raise BitstreamError(f"{path}: header describes an invalid architecture: {error}") from None
     summary["architecture"]["zero_grids"] = [
-        i for i, zero in enumerate(header.zero_grid_flags) if zero
+        i
+        for i, zero in enumerate(header.coded_zero_flags)
+        if zero  # hyper grids: i >= n_grids
     ]
     return {
         "path": str(path),

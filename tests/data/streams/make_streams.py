@@ -55,6 +55,8 @@ def _architecture(
     preconcat: int,
     coarser: int = 0,
     stabilisers: bool = False,
+    ifce: int = 0,
+    hyper: int = 0,
 ) -> ModelConfig:
     return ModelConfig(
         grids,
@@ -66,6 +68,8 @@ def _architecture(
         coarser_contexts=coarser,
         arm_stabiliser=stabilisers,
         synthesis_stabiliser=stabilisers,
+        ifce_features=ifce,
+        hyper_grids=hyper,
     )
 
 
@@ -118,6 +122,28 @@ CASES = {
         ),
     ),
     "v4_hills_rgb_default": (lambda: read_frame(SAMPLES / "hills-synthetic.png"), 4e-3, None),
+    # format version 5: Cool-chic 5's inter-feature context with hyper-latents (and the ARM
+    # stabiliser beside it), and one without hyper-latents on fewer grids
+    "v5_hills_yuv420_8b_ifce_hyper": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        1e-3,
+        _architecture(
+            7,
+            2,
+            (8,),
+            "8-1-linear-relu,3-1-linear-none",
+            8,
+            7,
+            stabilisers=True,
+            ifce=2,
+            hyper=3,
+        ),
+    ),
+    "v5_hills_yuv420_10b_ifce": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        4e-3,
+        _architecture(5, 1, (6,), "6-1-linear-relu,3-1-linear-none", 6, 5, ifce=3),
+    ),
 }
 
 
