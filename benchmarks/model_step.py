@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--coarser-contexts", type=int, default=0, help="coarser grids in the ARM context"
     )
+    parser.add_argument("--ifce-features", type=int, default=0, help="inter-feature values C_f")
+    parser.add_argument("--hyper-grids", type=int, default=0, help="hyper-latent grids H")
     parser.add_argument("--arm-stabiliser", action="store_true", help="the ARM's linear map")
     parser.add_argument(
         "--synthesis-stabiliser", action="store_true", help="the synthesis' 1x1 linear map"
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         arm_hidden=parse_arm(args.layers_arm),
         synthesis=parse_synthesis(args.layers_synthesis),
         coarser_contexts=args.coarser_contexts,
+        ifce_features=args.ifce_features,
+        hyper_grids=args.hyper_grids,
         arm_stabiliser=args.arm_stabiliser,
         synthesis_stabiliser=args.synthesis_stabiliser,
     )
