@@ -57,6 +57,10 @@ def test_encode_aliases_decode_to_folder_and_info(
         "4",
         "--layers_synthesis",
         "16-1-linear-relu,X-1-linear-none",
+        "--ifce-features",
+        "2",
+        "--hyper-grids",
+        "1",
         "--enc_results_path",
         str(tmp_path / "r.json"),
         "--json",
@@ -65,6 +69,10 @@ def test_encode_aliases_decode_to_folder_and_info(
     report = json.loads(capsys.readouterr().out)
     assert report["architecture"]["layers_arm"] == "8,8"
     assert report["architecture"]["layers_synthesis"] == "16-1-linear-relu,3-1-linear-none"
+    assert (report["architecture"]["ifce_features"], report["architecture"]["hyper_grids"]) == (
+        2,
+        1,
+    )
     assert json.loads((tmp_path / "r.json").read_text())["bits"] == report["bits"]
 
     # The stream stores no name: a folder output is named after the .cool file, with the
@@ -82,7 +90,7 @@ def test_encode_aliases_decode_to_folder_and_info(
     assert main(["info", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["fps_text"]) == (16, 8, "50")
-    assert "name" not in info and info["format_version"] == 4
+    assert "name" not in info and info["format_version"] == 5
     assert info["bits"] == 8 * out.stat().st_size
     assert info["mac_per_pixel"] == report["mac_per_pixel"]
     assert info["header_bytes"] + info["nn_bytes"] + info["latent_bytes"] == out.stat().st_size
@@ -108,6 +116,8 @@ def test_decode_warns_about_unconventional_yuv_names(stream: bytes, tmp_path: Pa
         (["encode", "x.yuv", "--recipe", "turbo"], 2),
         (["encode", "x.yuv", "--lmbda", "0"], 2),
         (["encode", "x.yuv", "--iterations-scale", "0"], 2),
+        (["encode", "x.yuv", "--hyper-grids", "2"], 2),
+        (["encode", "x.yuv", "--ifce-features", "2", "--coarser-contexts", "1"], 2),
         (["encode", "x.yuv", "--iterations-scale", "11"], 2),
         (["decode", "nothing.cool"], 2),
     ],

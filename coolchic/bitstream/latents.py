@@ -7,6 +7,9 @@ causal neighbours of the same grid (:func:`context_offsets`, zero outside the gr
 of a position lies in an earlier step, so one step is one batch (gather contexts, run the ARM,
 range-code). Grids are independent, so the steps of all grids run together: step ``t`` holds
 the positions of step ``t`` of every coded grid, coarsest grid first, row-major inside a grid.
+When contexts also read other grids (coarser contexts, format version 3; the inter-feature
+context and hyper-latent grids, format version 5), each grid's steps are delayed so that every
+value read from another grid is decoded first (:class:`_Schedule`).
 The whole latent section is one constriction range-coder stream
 (``QuantizedLaplace(−64, 63)``, 32-bit words stored little-endian), ``Σ`` over the coded grids of
 ``h·w`` symbols in that order.
