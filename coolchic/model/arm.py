@@ -123,11 +123,7 @@ def coarser_planes(grids: list[Tensor], n_coarser: int) -> Tensor:
             if g + p + 1 >= len(grids):
                 parts.append(grid.new_zeros(height * width))
                 continue
-            coarse = grids[g + p + 1]
-            step = 1 << (p + 1)
-            h, w = coarse.shape
-            up = coarse[:, None, :, None].expand(h, step, w, step).reshape(h * step, w * step)
-            parts.append(up[:height, :width].reshape(-1))
+            parts.append(_nearest(grids[g + p + 1], p + 1, (height, width)).reshape(-1))
     return torch.cat(parts) if parts else grids[0].new_zeros(0)
 
 
