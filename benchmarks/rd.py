@@ -417,6 +417,7 @@ class Settings:
     jpeg_subsampling: str
     verify_decode: bool
     keep_decoded: bool
+    coolchic_args: tuple[str, ...] = ()
 
 
 def run_coolchic(
@@ -433,6 +434,7 @@ def run_coolchic(
             *("--device", settings.device, "encode", source.path, "-o", bitstream),
             *("--recipe", settings.recipe, "--lmbda", lmbda, "--seed", settings.seed),
             *("--report", report_path, "--decoded", decoded_path),
+            *settings.coolchic_args,
         ]
     )
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -912,6 +914,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="coolchic's seed")
     parser.add_argument("--device", default="cpu", help="coolchic's device (default: cpu)")
     parser.add_argument(
+        "--coolchic-args",
+        default="",
+        help="more options for every coolchic encode, e.g. '--ifce-features 2 --hyper-grids 3'",
+    )
+    parser.add_argument(
         "--bd-min-points",
         type=int,
         default=4,
@@ -1015,6 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jpeg_subsampling=args.jpeg_subsampling,
         verify_decode=args.verify_decode,
         keep_decoded=args.keep_decoded,
+        coolchic_args=tuple(shlex.split(args.coolchic_args)),
     )
     print(f"results in {out}", file=sys.stderr)
 

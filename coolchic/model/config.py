@@ -223,11 +223,10 @@ class ModelConfig:
         ifce_features: C_f, Cool-chic 5's inter-feature context: the ARM context of each of
             the three finest grids also gets C_f values, a per-grid linear map of
             the co-located values of every coarser grid (hyper-latents included); other grids
-            get zeros there. Excludes ``coarser_contexts``. Training only for now: the
-            bitstream does not carry it yet.
+            get zeros there. Excludes ``coarser_contexts``. Format version 5.
         hyper_grids: H, Cool-chic 5's hyper-latents: H more grids at the resolutions of the
             H coarsest latent grids, coded like the others but read only by the IFCE (never
-            upsampled). Needs ``ifce_features``. Training only for now.
+            upsampled). Needs ``ifce_features``. Format version 5.
     """
 
     n_grids: int = 7
