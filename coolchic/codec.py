@@ -132,6 +132,14 @@ SMALL_DECODER = ModelConfig(
 #: BENCHMARKS.md 2026-12-03 12:24) lets ``fast`` finish within half an hour on two cores.
 SMALL_DECODER_RECIPES = frozenset({"instant", "faster", "fast"})
 
+#: What the small decoder adds with the longer recipes (``medium`` and up): Cool-chic 5's
+#: inter-feature context (2 values) over 3 hyper-latent grids. At ``medium``, in one run each,
+#: it lowered BD-rate against x265 by 5.7 points on kodim15 192x128 and 3.0 on biville-crop
+#: 416x240, for 1.2-1.4x the encode time; at equal time on tmshre 416x240 it beat the official
+#: ``mop`` by 16.0 % where plain ``medium`` did by 10.9 % (BENCHMARKS.md, 2026-12-04 16:03,
+#: 16:43 and 18:04). The quick recipes leave it out: their budget is time.
+SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES = {"ifce_features": 2, "hyper_grids": 3}
+
 #: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
 WIDE_CONTEXT_LMBDA = 6e-4
 
@@ -156,7 +164,9 @@ def default_model_config(
     :data:`SMALL_IMAGE_PIXELS` therefore get :data:`SMALL_DECODER` (≈260 parameters, ≈290
     MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md). Larger images keep
     it with the quick recipes (:data:`SMALL_DECODER_RECIPES`), whose time it decides, and get
-    the v2-sized default with the others. At high rates (λ below
+    the v2-sized default with the others. The longer recipes add the inter-feature context
+    and hyper-latents to the small decoder (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`).
+    At high rates (λ below
     :data:`WIDE_CONTEXT_LMBDA`) the latents are most of a small image's file and a 24-value
     ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
     λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
@@ -170,10 +180,12 @@ def default_model_config_for_size(
     """:func:`default_model_config` from the frame's size alone (before it is read)."""
     if width * height > SMALL_IMAGE_PIXELS and recipe not in SMALL_DECODER_RECIPES:
         base = ModelConfig()
-    elif lmbda < WIDE_CONTEXT_LMBDA:
-        base = dataclasses.replace(SMALL_DECODER, n_ctx_rowcol=3)
     else:
         base = SMALL_DECODER
+        if lmbda < WIDE_CONTEXT_LMBDA:
+            base = dataclasses.replace(base, n_ctx_rowcol=3)
+        if recipe not in SMALL_DECODER_RECIPES:
+            base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 

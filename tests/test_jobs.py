@@ -45,6 +45,28 @@ def test_fingerprint_follows_output_changing_settings_only() -> None:
         assert changed.fingerprint() != base.fingerprint(), changed
 
 
+def test_architecture_options_turn_off_the_default_context_they_exclude() -> None:
+    """Options given over a default with IFCE and hyper-latents never make an invalid mix."""
+    from coolchic.codec import default_model_config_for_size
+
+    base = default_model_config_for_size(192, 128, 1e-3, "medium")
+    assert (base.ifce_features, base.hyper_grids) == (2, 3)
+
+    def model(**options: object) -> tuple[int, int, int]:
+        config = EncodeSettings(recipe="medium", **options).model_config(base)  # type: ignore[arg-type]
+        assert config is not None
+        return config.coarser_contexts, config.ifce_features, config.hyper_grids
+
+    assert model(coarser_contexts=1) == (1, 0, 0)
+    assert model(ifce_features=0) == (0, 0, 0)
+    assert model(ifce_features=4) == (0, 4, 3)
+    assert model(latent_n_grids=3) == (0, 2, 2)
+    assert model(ifce_features=2, hyper_grids=1) == (0, 2, 1)
+    assert model(coarser_contexts=0) == (0, 2, 3)
+    with pytest.raises(ValueError, match="coarser"):
+        model(coarser_contexts=1, ifce_features=2)
+
+
 def test_fingerprint_follows_the_bitstream_format(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch must re-encode outputs of an older format: this decoder cannot read them."""
     before = INSTANT.fingerprint()

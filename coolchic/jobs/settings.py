@@ -98,7 +98,8 @@ class EncodeSettings:
             overrides["synthesis_stabiliser"] = self.synthesis_stabiliser
         if not overrides:
             return base
-        return dataclasses.replace(base or ModelConfig(), **overrides)
+        base = base or ModelConfig()
+        return dataclasses.replace(base, **_implied_overrides(base, overrides), **overrides)
 
     @property
     def first_lmbda(self) -> float:
@@ -150,3 +151,23 @@ def usable_cpus() -> int:
 def default_threads(jobs: int) -> int:
     """torch threads per job when ``jobs`` run at once: the usable CPUs shared out, at least 1."""
     return max(1, usable_cpus() // max(1, jobs))
+
+
+def _implied_overrides(base: ModelConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """What the options given imply for the default's context options they do not name.
+
+    The default architecture may carry the inter-feature context and hyper-latents; asking for
+    coarser contexts instead, for no inter-feature context, or for fewer grids than the
+    hyper-latents need turns those off or down, rather than failing on a combination the user
+    never asked for.
+    """
+    implied: dict[str, Any] = {}
+    if overrides.get("coarser_contexts") and "ifce_features" not in overrides:
+        implied["ifce_features"] = 0
+    ifce = overrides.get("ifce_features", implied.get("ifce_features", base.ifce_features))
+    if "hyper_grids" not in overrides:
+        n_grids = overrides.get("n_grids", base.n_grids)
+        hyper = min(base.hyper_grids, n_grids - 1) if ifce else 0
+        if hyper != base.hyper_grids:
+            implied["hyper_grids"] = hyper
+    return implied
