@@ -7,11 +7,13 @@ recipe's length, so ``instant`` measures the peak of any recipe with the same de
 
     python benchmarks/encode_memory.py --sizes 256x256,1152x768,1920x1080 --threads 2
     python benchmarks/encode_memory.py --sizes 1152x768 --decoder v2
+    python benchmarks/encode_memory.py --sizes 1152x768 --decoder ifce   # medium's decoder
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coolchic.codec import SMALL_DECODER
+from coolchic.codec import SMALL_DECODER, SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES
 from coolchic.model.config import DEFAULT_SYNTHESIS, ModelConfig
 from coolchic.resources import estimate_encode_bytes
 
@@ -31,8 +33,13 @@ DECODER_OPTIONS = {
         *("--layers-synthesis", DEFAULT_SYNTHESIS, "--layers-arm", "24,24"),
         *("--n-ctx-rowcol", "3", "--latent-n-grids", "7"),
     ],
+    "ifce": ["--ifce-features", "2", "--hyper-grids", "3"],
 }
-DECODER_CONFIGS = {"small": SMALL_DECODER, "v2": ModelConfig()}
+DECODER_CONFIGS = {
+    "small": SMALL_DECODER,
+    "v2": ModelConfig(),
+    "ifce": dataclasses.replace(SMALL_DECODER, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES),
+}
 
 
 def measure(width: int, height: int, decoder: str, threads: int, folder: Path) -> int:

@@ -5,7 +5,7 @@ size and the decoder, before anything is read or allocated. It is a line fitted 
 measured with ``/usr/bin/time -v`` (BENCHMARKS.md, "Encoder memory"): a fixed part (Python,
 torch, the compiler of large frames) and bytes per pixel that grow with the synthesis width
 (its activations are kept for the backward pass, one float a channel and a pixel, as are the
-upsampled stack and the Adam moments of the latents).
+upsampled stack and the Adam moments of the latents) and with the inter-feature values.
 
 :func:`memory_budget` is what the jobs of this process may use together: ``--memory-limit``
 when given, else the smaller of the cgroup's limit (containers, systemd ``MemoryMax=``) and the
@@ -29,6 +29,11 @@ BASE_BYTES: Final = 600 << 20
 SMALL_BYTES_PER_PIXEL: Final = 420.0
 BYTES_PER_PIXEL_PER_CHANNEL: Final = 8.0
 SMALL_WIDTH: Final = 11
+#: Bytes a pixel costs per inter-feature value (Cool-chic 5's IFCE): its planes at full
+#: resolution and their copies in the ARM's padded layout, with their gradients. Fitted so that
+#: the estimate is 10-20 % above the peaks of the small decoder with 2 values and 3 hyper grids
+#: at 416x240, 1152x768 and 1920x1080 (BENCHMARKS.md, "Encoder memory" 2026-12-04).
+IFCE_BYTES_PER_PIXEL_PER_FEATURE: Final = 192.0
 #: Left to the system and the daemon itself when the budget is the machine's memory.
 RESERVE_BYTES: Final = 1 << 30
 
@@ -44,10 +49,15 @@ class ResourceError(CoolchicError):
 def estimate_encode_bytes(width: int, height: int, config: ModelConfig) -> int:
     """Predicted peak resident bytes of encoding a ``width`` x ``height`` frame with ``config``.
 
-    Increasing in the pixel count and in the synthesis width (tests check both).
+    Increasing in the pixel count, the synthesis width and the inter-feature values (tests
+    check them).
     """
     channels = sum(layer.out_channels for layer in config.synthesis)
-    per_pixel = SMALL_BYTES_PER_PIXEL + BYTES_PER_PIXEL_PER_CHANNEL * max(0, channels - SMALL_WIDTH)
+    per_pixel = (
+        SMALL_BYTES_PER_PIXEL
+        + BYTES_PER_PIXEL_PER_CHANNEL * max(0, channels - SMALL_WIDTH)
+        + IFCE_BYTES_PER_PIXEL_PER_FEATURE * config.ifce_features
+    )
     return int(BASE_BYTES + per_pixel * width * height)
 
 

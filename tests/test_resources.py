@@ -43,6 +43,10 @@ def test_the_estimate_grows_with_the_frame_and_the_decoder() -> None:
             > estimate_encode_bytes(width, height, wider)
             > estimate_encode_bytes(width, height, SMALL_DECODER)
         )
+        with_ifce = dataclasses.replace(SMALL_DECODER, ifce_features=2, hyper_grids=3)
+        assert estimate_encode_bytes(width, height, with_ifce) > estimate_encode_bytes(
+            width, height, SMALL_DECODER
+        )
 
 
 def test_a_frame_that_cannot_fit_is_refused_with_one_line() -> None:
