@@ -116,10 +116,6 @@ class Encoded:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-#: Up to this many pixels an image gets the small decoder whatever the recipe (see
-#: :func:`default_model_config`).
-SMALL_IMAGE_PIXELS = 250_000
-
 #: The small decoder: 12 causal contexts, one hidden ARM layer of 8, a 1x1 synthesis 7→8→3.
 SMALL_DECODER = ModelConfig(
     n_ctx_rowcol=2,
@@ -127,10 +123,10 @@ SMALL_DECODER = ModelConfig(
     synthesis=parse_synthesis("8-1-linear-relu,3-1-linear-none"),
 )
 
-#: Recipes that keep the small decoder at every size: their budget is iterations, and at
-#: 1920x1080 only the small decoder's step (0.32 s, against 0.83 s for the v2-sized one,
-#: BENCHMARKS.md 2026-12-03 12:24) lets ``fast`` finish within half an hour on two cores.
-SMALL_DECODER_RECIPES = frozenset({"instant", "faster", "fast"})
+#: The quick recipes: their budget is time, and at 1920x1080 the small decoder's step (0.32 s,
+#: against 0.83 s for the v2-sized one, BENCHMARKS.md 2026-12-03 12:24) lets ``fast`` finish
+#: within half an hour on two cores.
+QUICK_RECIPES = frozenset({"instant", "faster", "fast"})
 
 #: What the small decoder adds with the longer recipes (``medium`` and up): Cool-chic 5's
 #: inter-feature context (2 values) over 3 hyper-latent grids. At ``medium``, in one run each,
@@ -160,13 +156,14 @@ def default_model_config(
 
     The network parameters are sent once per image, so their cost is spread over its pixels:
     on a 192x128 image the v2-sized decoder (≈1,900 parameters, ≈2,200 MAC/pixel) costs about
-    0.43 bpp in parameters alone, more than its latents. Images up to
-    :data:`SMALL_IMAGE_PIXELS` therefore get :data:`SMALL_DECODER` (≈260 parameters, ≈290
-    MAC/pixel), which measured best among the sizes tried (BENCHMARKS.md). Larger images keep
-    it with the quick recipes (:data:`SMALL_DECODER_RECIPES`), whose time it decides, and get
-    the v2-sized default with the others. The longer recipes add the inter-feature context
-    and hyper-latents to the small decoder (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`).
-    At high rates (λ below
+    0.43 bpp in parameters alone, more than its latents, and :data:`SMALL_DECODER` (≈260
+    parameters, ≈290 MAC/pixel) measured best among the sizes tried (BENCHMARKS.md). On large
+    frames the parameters cost little, but the v2-sized step is about twice as slow: at equal
+    time at 1152x768 with ``medium``'s decoder it needed 24 % more bits than x265 at λ = 1e-3
+    where the small one needed 3 % fewer, and 1.8 % fewer against the small one's 0.1 % more at
+    λ = 4e-4 (BENCHMARKS.md, 2026-12-04 20:25). So every size gets the small decoder; the
+    longer recipes add the inter-feature context and hyper-latents
+    (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`). At high rates (λ below
     :data:`WIDE_CONTEXT_LMBDA`) the latents are most of a small image's file and a 24-value
     ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
     λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
@@ -177,15 +174,18 @@ def default_model_config(
 def default_model_config_for_size(
     width: int, height: int, lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE
 ) -> ModelConfig:
-    """:func:`default_model_config` from the frame's size alone (before it is read)."""
-    if width * height > SMALL_IMAGE_PIXELS and recipe not in SMALL_DECODER_RECIPES:
-        base = ModelConfig()
-    else:
-        base = SMALL_DECODER
-        if lmbda < WIDE_CONTEXT_LMBDA:
-            base = dataclasses.replace(base, n_ctx_rowcol=3)
-        if recipe not in SMALL_DECODER_RECIPES:
-            base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
+    """:func:`default_model_config` before the frame is read.
+
+    The size no longer picks the decoder (the small one measured best overall at every size
+    tried, BENCHMARKS.md 2026-12-04 20:25), but
+    callers that know only the size keep one entry point should a measured rung need it.
+    """
+    del width, height
+    base = SMALL_DECODER
+    if lmbda < WIDE_CONTEXT_LMBDA:
+        base = dataclasses.replace(base, n_ctx_rowcol=3)
+    if recipe not in QUICK_RECIPES:
+        base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 

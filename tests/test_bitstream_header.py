@@ -47,7 +47,7 @@ V2_SYNTHESIS = (
     SynthesisLayerField(3, 3, "residual", "relu"),
     SynthesisLayerField(3, 3, "residual", "none"),
 )
-#: The small decoder the codec gives images up to 250,000 pixels (codec.SMALL_DECODER).
+#: The small decoder the codec gives every image (codec.SMALL_DECODER).
 SMALL_SYNTHESIS = (
     SynthesisLayerField(8, 1, "linear", "relu"),
     SynthesisLayerField(3, 1, "linear", "none"),

@@ -320,25 +320,29 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
 
 
 def test_longer_recipes_add_the_inter_feature_context_to_the_small_decoder() -> None:
-    """``medium`` and up get IFCE with hyper-latents up to the small-image size; the quick
-    recipes, whose budget is time, and the v2-sized decoder of large frames do not."""
+    """Every size gets the small decoder; ``medium`` and up add IFCE with hyper-latents, the
+    quick recipes, whose budget is time, do not."""
     from coolchic.codec import (
+        QUICK_RECIPES,
+        SMALL_DECODER,
         SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES,
-        SMALL_DECODER_RECIPES,
         default_model_config_for_size,
     )
     from coolchic.train.recipes import RECIPES
 
     for recipe in RECIPES:
-        small = default_model_config_for_size(192, 128, 1e-3, recipe)
-        context = {"ifce_features": small.ifce_features, "hyper_grids": small.hyper_grids}
-        if recipe in SMALL_DECODER_RECIPES:
-            assert context == {"ifce_features": 0, "hyper_grids": 0}, recipe
-        else:
-            assert context == SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES, recipe
-            large = default_model_config_for_size(1152, 768, 1e-3, recipe)
-            assert (large.ifce_features, large.hyper_grids) == (0, 0), recipe
-    high_rate = default_model_config_for_size(192, 128, 2e-4, "medium")
+        for width, height in ((192, 128), (1152, 768), (1920, 1080)):
+            config = default_model_config_for_size(width, height, 1e-3, recipe)
+            assert (config.arm_hidden, config.synthesis) == (
+                SMALL_DECODER.arm_hidden,
+                SMALL_DECODER.synthesis,
+            ), (recipe, width)
+            context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}
+            if recipe in QUICK_RECIPES:
+                assert context == {"ifce_features": 0, "hyper_grids": 0}, recipe
+            else:
+                assert context == SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES, recipe
+    high_rate = default_model_config_for_size(1152, 768, 2e-4, "medium")
     assert (high_rate.n_ctx_rowcol, high_rate.ifce_features) == (3, 2)
 
 
