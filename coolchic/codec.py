@@ -149,10 +149,8 @@ def latent_gain_for(lmbda: float) -> float:
     return 16.0
 
 
-def default_model_config(
-    frame: Frame, lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE
-) -> ModelConfig:
-    """The architecture used when none is given.
+def default_model_config(lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE) -> ModelConfig:
+    """The architecture used when none is given, from λ and the recipe (not the frame size).
 
     The network parameters are sent once per image, so their cost is spread over its pixels:
     on a 192x128 image the v2-sized decoder (≈1,900 parameters, ≈2,200 MAC/pixel) costs about
@@ -168,19 +166,6 @@ def default_model_config(
     ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
     λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
-    return default_model_config_for_size(frame.width, frame.height, lmbda, recipe)
-
-
-def default_model_config_for_size(
-    width: int, height: int, lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE
-) -> ModelConfig:
-    """:func:`default_model_config` before the frame is read.
-
-    The size no longer picks the decoder (the small one measured best overall at every size
-    tried, BENCHMARKS.md 2026-12-04 20:25), but
-    callers that know only the size keep one entry point should a measured rung need it.
-    """
-    del width, height
     base = SMALL_DECODER
     if lmbda < WIDE_CONTEXT_LMBDA:
         base = dataclasses.replace(base, n_ctx_rowcol=3)
@@ -216,7 +201,7 @@ def encode(
     job = _Job(
         frame=frame,
         config=config,
-        model_config=config.model or default_model_config(frame, config.lmbda, config.recipe),
+        model_config=config.model or default_model_config(config.lmbda, config.recipe),
         recipe=config.schedule(),
         progress=progress,
     )
@@ -241,7 +226,7 @@ def train_model(
         EncodingError: training diverged with every seed tried.
     """
     config = config or EncoderConfig()
-    model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
+    model_config = config.model or default_model_config(config.lmbda, config.recipe)
     job = _Job(frame, config, model_config, config.schedule(), progress)
     model, _, _ = _train(job, Target.from_frame(frame, config.device), None, None)
     return model, model_config
@@ -324,7 +309,7 @@ def encode_to_target(
     """
     rate_target.check_reachable(frame.width * frame.height)
     started = time.perf_counter()
-    model_config = config.model or default_model_config(frame, config.lmbda, config.recipe)
+    model_config = config.model or default_model_config(config.lmbda, config.recipe)
     recipe = config.schedule()
     target = Target.from_frame(frame, config.device)
     encodes: list[Encoded] = []

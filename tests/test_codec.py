@@ -320,39 +320,37 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
 
 
 def test_longer_recipes_add_the_inter_feature_context_to_the_small_decoder() -> None:
-    """Every size gets the small decoder; ``medium`` and up add IFCE with hyper-latents, the
-    quick recipes, whose budget is time, do not."""
+    """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
+    with hyper-latents, the quick recipes, whose budget is time, do not."""
     from coolchic.codec import (
         QUICK_RECIPES,
         SMALL_DECODER,
         SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES,
-        default_model_config_for_size,
+        default_model_config,
     )
     from coolchic.train.recipes import RECIPES
 
     for recipe in RECIPES:
-        for width, height in ((192, 128), (1152, 768), (1920, 1080)):
-            config = default_model_config_for_size(width, height, 1e-3, recipe)
-            assert (config.arm_hidden, config.synthesis) == (
-                SMALL_DECODER.arm_hidden,
-                SMALL_DECODER.synthesis,
-            ), (recipe, width)
-            context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}
-            if recipe in QUICK_RECIPES:
-                assert context == {"ifce_features": 0, "hyper_grids": 0}, recipe
-            else:
-                assert context == SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES, recipe
-    high_rate = default_model_config_for_size(1152, 768, 2e-4, "medium")
+        config = default_model_config(1e-3, recipe)
+        assert (config.arm_hidden, config.synthesis) == (
+            SMALL_DECODER.arm_hidden,
+            SMALL_DECODER.synthesis,
+        ), recipe
+        context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}
+        if recipe in QUICK_RECIPES:
+            assert context == {"ifce_features": 0, "hyper_grids": 0}, recipe
+        else:
+            assert context == SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES, recipe
+    high_rate = default_model_config(2e-4, "medium")
     assert (high_rate.n_ctx_rowcol, high_rate.ifce_features) == (3, 2)
 
 
-def test_default_architecture_depends_on_lambda_for_small_images(inputs: dict[str, Path]) -> None:
+def test_default_architecture_depends_on_lambda() -> None:
     """High rates get the 24-value ARM context and a larger latent gain; low rates stay small."""
     from coolchic.codec import WIDE_CONTEXT_LMBDA, default_model_config
 
-    frame = read_frame(inputs["yuv8"])
-    high = default_model_config(frame, WIDE_CONTEXT_LMBDA / 2)
-    low = default_model_config(frame, WIDE_CONTEXT_LMBDA * 2)
+    high = default_model_config(WIDE_CONTEXT_LMBDA / 2)
+    low = default_model_config(WIDE_CONTEXT_LMBDA * 2)
     assert (high.n_ctx_rowcol, low.n_ctx_rowcol) == (3, 2)
     assert high.arm_hidden == low.arm_hidden and high.synthesis == low.synthesis
     assert high.latent_gain >= low.latent_gain

@@ -47,9 +47,9 @@ def test_fingerprint_follows_output_changing_settings_only() -> None:
 
 def test_architecture_options_turn_off_the_default_context_they_exclude() -> None:
     """Options given over a default with IFCE and hyper-latents never make an invalid mix."""
-    from coolchic.codec import default_model_config_for_size
+    from coolchic.codec import default_model_config
 
-    base = default_model_config_for_size(192, 128, 1e-3, "medium")
+    base = default_model_config(1e-3, "medium")
     assert (base.ifce_features, base.hyper_grids) == (2, 3)
 
     def model(**options: object) -> tuple[int, int, int]:

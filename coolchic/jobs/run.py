@@ -145,7 +145,7 @@ def encode_frame(
     from coolchic.device import resolve_device, set_torch_threads
 
     lmbda = settings.first_lmbda
-    model = settings.model_config(default_model_config(frame, lmbda, settings.recipe))
+    model = settings.model_config(default_model_config(lmbda, settings.recipe))
     assert model is not None
     if device_is_cpu(settings.device):
         check_fits(frame.width, frame.height, model, memory_budget(settings.memory_limit))
@@ -210,12 +210,12 @@ def frame_size(path: Path) -> tuple[int, int] | None:
 
 def job_memory_estimate(path: Path, settings: EncodeSettings) -> int | None:
     """Predicted peak memory of encoding ``path`` with ``settings`` (None: size unknown)."""
-    from coolchic.codec import default_model_config_for_size
+    from coolchic.codec import default_model_config
 
     size = frame_size(path)
     if size is None or not device_is_cpu(settings.device):
         return None
-    base = default_model_config_for_size(*size, settings.first_lmbda, settings.recipe)
+    base = default_model_config(settings.first_lmbda, settings.recipe)
     model = settings.model_config(base)
     assert model is not None
     return estimate_encode_bytes(*size, model)

@@ -131,7 +131,7 @@ def _forecast_rows(
     app: AppContext, width: int, height: int, lmbda: float | None
 ) -> dict[str, dict[str, Any]]:
     """Expected time and memory of every recipe at this size, one calibration per decoder."""
-    from coolchic.codec import DEFAULT_LMBDA, default_model_config_for_size
+    from coolchic.codec import DEFAULT_LMBDA, default_model_config
     from coolchic.device import resolve_device, set_torch_threads
     from coolchic.forecast import StepTimes, calibrate, forecast, synthetic_target
     from coolchic.model.complexity import mac_per_pixel
@@ -145,7 +145,7 @@ def _forecast_rows(
     steps_by_config: dict[Any, StepTimes] = {}
     rows: dict[str, dict[str, Any]] = {}
     for name, recipe in RECIPES.items():
-        config = default_model_config_for_size(width, height, lmbda, name)
+        config = default_model_config(lmbda, name)
         if config not in steps_by_config:
             if frame_target is None:
                 frame_target = synthetic_target(width, height, device=device)
