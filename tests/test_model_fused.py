@@ -8,9 +8,15 @@ import pytest
 import torch
 
 from coolchic.model import fused
-from coolchic.model.arm import rate_from_raw
+from coolchic.model.arm import (
+    ContextGather,
+    InterFeatureContext,
+    _with_context_planes,
+    rate_from_raw,
+)
 from coolchic.model.fused import fusable
 from coolchic.model.latents import grid_shapes
+from coolchic.model.layout import coded_grid_shapes, grid_resolutions, ifce_sources
 from coolchic.model.quantizer import _noisy_softround
 from coolchic.model.upsampling import Upsampling, _separable_stack
 
@@ -134,3 +140,28 @@ def test_compilation_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> Non
         return -x
 
     assert torch.equal(negate(torch.ones(2), force_compile=True), -torch.ones(2))
+
+
+def test_context_planes_with_the_inter_feature_context_compiled_equal_eager() -> None:
+    """The layout input (latents, then the IFCE's rounded features): values, the latents'
+    gradient and the feature maps' gradients."""
+    shapes = coded_grid_shapes(37, 29, 5, 2)
+    gather = ContextGather(shapes, 2, n_coarser=2)
+    ifce = InterFeatureContext(grid_resolutions(5, 2), ifce_sources(5, 2), 2)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in ifce.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    flat = (4 * torch.randn(gather.n_total, generator=generator)).requires_grad_()
+    leaves = [flat, *ifce.parameters()]
+
+    def run(force: bool) -> list[torch.Tensor]:
+        for leaf in leaves:
+            leaf.grad = None
+        out = _with_context_planes(flat, gather, ifce, force_compile=force)
+        weight = torch.linspace(-1.0, 1.0, out.numel())
+        (out * weight).sum().backward()
+        return [out.detach(), *(leaf.grad.clone() for leaf in leaves)]
+
+    for eager, compiled in zip(run(False), run(True), strict=True):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)

@@ -181,16 +181,36 @@ class InterFeatureContext(nn.Module):
                 continue
             # at the next coarser resolution: ceil of this grid's size over 2
             target = (-(-height // 2), -(-width // 2))
-            level = self.resolutions[g] + 1
-            inputs = torch.stack(
-                [_nearest(grids[k], self.resolutions[k] - level, target) for k in self.sources[g]]
-            )
-            layer = self.maps[g]
-            features = torch.addmm(layer.bias[:, None], layer.weight, inputs.view(len(inputs), -1))
-            features = _round_to_latent(features)
-            up = _nearest(features.view(self.n_features, *target), 1, (height, width))
+            features = _round_to_latent(self._mapped(g, grids, target))
+            up = _nearest(features, 1, (height, width))
             parts.append(up.reshape(-1))
         return torch.cat(parts)
+
+    def _mapped(self, g: int, grids: list[Tensor], target: tuple[int, int]) -> Tensor:
+        """Grid g's map of its sources, ``[C_f, *target]``, before rounding.
+
+        The map is linear and nearest upsampling commutes with it, so the sum is built from
+        the coarsest resolution down: each ×2 step carries C_f planes, not one upsampled copy
+        of every source (9 at full size for the finest grid, the bulk of a step's IFCE cost).
+        """
+        layer = self.maps[g]
+        level = self.resolutions[g] + 1
+        columns_at: dict[int, list[int]] = {}
+        for column, k in enumerate(self.sources[g]):
+            columns_at.setdefault(self.resolutions[k], []).append(column)
+        coarsest = max(columns_at)
+        features = layer.bias[:, None]
+        for resolution in range(coarsest, level - 1, -1):
+            steps = resolution - level
+            size = (-(-target[0] // (1 << steps)), -(-target[1] // (1 << steps)))
+            if resolution < coarsest:
+                features = _nearest(features, 1, size).reshape(self.n_features, -1)
+            columns = columns_at.get(resolution)
+            if columns:
+                values = torch.stack([grids[self.sources[g][c]].reshape(-1) for c in columns])
+                features = torch.addmm(features, layer.weight[:, columns], values)
+            features = features.view(self.n_features, *size)
+        return features
 
 
 def _round_to_latent(x: Tensor) -> Tensor:
@@ -239,14 +259,16 @@ class ContextGather(nn.Module):
         features): what the context layout reads."""
         if not self.n_coarser:
             return flat
-        grids = [
+        return _with_context_planes(flat, self, ifce)
+
+    def grids_of(self, flat: Tensor) -> list[Tensor]:
+        """The ``[h, w]`` views of each grid in ``flat``."""
+        return [
             part.view(h, w)
             for part, (h, w) in zip(
                 flat.split([h * w for h, w in self.shapes]), self.shapes, strict=True
             )
         ]
-        planes = coarser_planes(grids, self.n_coarser) if ifce is None else ifce.planes(grids)
-        return torch.cat([flat, planes])
 
     def check(self, flat: Tensor) -> None:
         """Raise ``ValueError`` unless ``flat`` is ``[N_total]``."""
@@ -263,6 +285,18 @@ class ContextGather(nn.Module):
         """
         self.check(flat)
         return causal_contexts(self.layout_input(flat, ifce), self.geometry)
+
+
+@fusable
+def _with_context_planes(
+    flat: Tensor, gather: ContextGather, ifce: InterFeatureContext | None
+) -> Tensor:
+    """:meth:`ContextGather.layout_input`, compiled on large frames: its upsamplings, roundings
+    and concatenation are passes over memory (at 1920x1080 with the inter-feature context,
+    about 6 % of a training step eagerly; BENCHMARKS.md)."""
+    grids = gather.grids_of(flat)
+    planes = coarser_planes(grids, gather.n_coarser) if ifce is None else ifce.planes(grids)
+    return torch.cat([flat, planes])
 
 
 def gather_contexts(grid: Tensor, n_ctx_rowcol: int) -> Tensor:
