@@ -129,7 +129,8 @@ def time_training(
     device: str,
     architecture: str = "auto",
 ) -> dict[str, Any]:
-    config = default_model_config(lmbda) if architecture == "auto" else ModelConfig()
+    pixels = frame.width * frame.height
+    config = default_model_config(lmbda, pixels=pixels) if architecture == "auto" else ModelConfig()
     target = Target.from_frame(frame, device)
     short = max(1, iterations // 4)
     if iterations <= short:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     frame = read_frame(args.image)
-    base = codec.default_model_config(args.lmbda, args.recipe)
+    base = codec.default_model_config(args.lmbda, args.recipe, pixels=frame.width * frame.height)
     for name, overrides in args.variant:
         model_config: ModelConfig = dataclasses.replace(base, **overrides)
         config = codec.EncoderConfig(

@@ -125,16 +125,26 @@ SMALL_DECODER = ModelConfig(
 
 #: The quick recipes: their budget is time, and at 1920x1080 the small decoder's step (0.32 s,
 #: against 0.83 s for the v2-sized one, BENCHMARKS.md 2026-12-03 12:24) lets ``fast`` finish
-#: within half an hour on two cores.
+#: within half an hour on two cores. They leave out the inter-feature context, but for
+#: ``fast`` on frames of :data:`FAST_INTER_FEATURE_MIN_PIXELS` and more.
 QUICK_RECIPES = frozenset({"instant", "faster", "fast"})
 
-#: What the small decoder adds with the longer recipes (``medium`` and up): Cool-chic 5's
-#: inter-feature context (2 values) over 3 hyper-latent grids. At ``medium``, in one run each,
-#: it lowered BD-rate against x265 by 5.7 points on kodim15 192x128 and 3.0 on biville-crop
-#: 416x240, for 1.2-1.4x the encode time; at equal time on tmshre 416x240 it beat the official
-#: ``mop`` by 16.0 % where plain ``medium`` did by 10.9 % (BENCHMARKS.md, 2026-12-04 16:03,
-#: 16:43 and 18:04). The quick recipes leave it out: their budget is time.
+#: What the small decoder adds with the longer recipes (``medium`` and up), and with ``fast``
+#: on frames of :data:`FAST_INTER_FEATURE_MIN_PIXELS` and more: Cool-chic 5's inter-feature
+#: context (2 values) over 3 hyper-latent grids. At ``medium``, in one run each, it lowered
+#: BD-rate against x265 by 5.7 points on kodim15 192x128 and 3.0 on biville-crop 416x240, for
+#: 1.2-1.4x the encode time; at equal time on tmshre 416x240 it beat the official ``mop`` by
+#: 16.0 % where plain ``medium`` did by 10.9 % (BENCHMARKS.md, 2026-12-04 16:03, 16:43 and
+#: 18:04).
 SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES = {"ifce_features": 2, "hyper_grids": 3}
+
+#: From this many pixels on, ``fast`` takes the inter-feature context too. With it, ``fast``
+#: went from +3.9 % to −2.9 % BD-rate against x265 at 1152x768 and from +0.8 % to −3.4 % on
+#: biville-crop 416x240 (99,840 pixels), for 1.2-1.3x the encode time, which still fits
+#: issue 9's limits there (BENCHMARKS.md, 2026-12-04 22:40). On 192x128 photos it was worth
+#: about as much as the plain decoder given its 1.25x time (2026-12-04 07:20 and 13:50), and
+#: ``fast`` keeps its time at that size.
+FAST_INTER_FEATURE_MIN_PIXELS = 90_000
 
 #: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
 WIDE_CONTEXT_LMBDA = 6e-4
@@ -149,8 +159,10 @@ def latent_gain_for(lmbda: float) -> float:
     return 16.0
 
 
-def default_model_config(lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE) -> ModelConfig:
-    """The architecture used when none is given, from λ and the recipe (not the frame size).
+def default_model_config(
+    lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_RECIPE, *, pixels: int
+) -> ModelConfig:
+    """The architecture used when none is given, from λ, the recipe and the frame's pixels.
 
     The network parameters are sent once per image, so their cost is spread over its pixels:
     on a 192x128 image the v2-sized decoder (≈1,900 parameters, ≈2,200 MAC/pixel) costs about
@@ -161,7 +173,8 @@ def default_model_config(lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_REC
     where the small one needed 3 % fewer, and 1.8 % fewer against the small one's 0.1 % more at
     λ = 4e-4 (BENCHMARKS.md, 2026-12-04 20:25). So every size gets the small decoder; the
     longer recipes add the inter-feature context and hyper-latents
-    (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`). At high rates (λ below
+    (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`), and so does ``fast`` from
+    :data:`FAST_INTER_FEATURE_MIN_PIXELS` on. At high rates (λ below
     :data:`WIDE_CONTEXT_LMBDA`) the latents are most of a small image's file and a 24-value
     ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
     λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
@@ -169,7 +182,9 @@ def default_model_config(lmbda: float = DEFAULT_LMBDA, recipe: str = DEFAULT_REC
     base = SMALL_DECODER
     if lmbda < WIDE_CONTEXT_LMBDA:
         base = dataclasses.replace(base, n_ctx_rowcol=3)
-    if recipe not in QUICK_RECIPES:
+    if recipe not in QUICK_RECIPES or (
+        recipe == "fast" and pixels >= FAST_INTER_FEATURE_MIN_PIXELS
+    ):
         base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
@@ -201,7 +216,8 @@ def encode(
     job = _Job(
         frame=frame,
         config=config,
-        model_config=config.model or default_model_config(config.lmbda, config.recipe),
+        model_config=config.model
+        or default_model_config(config.lmbda, config.recipe, pixels=frame.width * frame.height),
         recipe=config.schedule(),
         progress=progress,
     )
@@ -226,7 +242,9 @@ def train_model(
         EncodingError: training diverged with every seed tried.
     """
     config = config or EncoderConfig()
-    model_config = config.model or default_model_config(config.lmbda, config.recipe)
+    model_config = config.model or default_model_config(
+        config.lmbda, config.recipe, pixels=frame.width * frame.height
+    )
     job = _Job(frame, config, model_config, config.schedule(), progress)
     model, _, _ = _train(job, Target.from_frame(frame, config.device), None, None)
     return model, model_config
@@ -309,7 +327,9 @@ def encode_to_target(
     """
     rate_target.check_reachable(frame.width * frame.height)
     started = time.perf_counter()
-    model_config = config.model or default_model_config(config.lmbda, config.recipe)
+    model_config = config.model or default_model_config(
+        config.lmbda, config.recipe, pixels=frame.width * frame.height
+    )
     recipe = config.schedule()
     target = Target.from_frame(frame, config.device)
     encodes: list[Encoded] = []

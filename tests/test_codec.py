@@ -319,10 +319,14 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
     assert streams[0] == streams[1]
 
 
-def test_longer_recipes_add_the_inter_feature_context_to_the_small_decoder() -> None:
+@pytest.mark.parametrize("width, height", [(192, 128), (416, 240), (1920, 1080)])
+def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
+    width: int, height: int
+) -> None:
     """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
-    with hyper-latents, the quick recipes, whose budget is time, do not."""
+    with hyper-latents, ``fast`` too from 90,000 pixels on, the other quick recipes never."""
     from coolchic.codec import (
+        FAST_INTER_FEATURE_MIN_PIXELS,
         QUICK_RECIPES,
         SMALL_DECODER,
         SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES,
@@ -330,27 +334,33 @@ def test_longer_recipes_add_the_inter_feature_context_to_the_small_decoder() -> 
     )
     from coolchic.train.recipes import RECIPES
 
+    pixels = width * height
     for recipe in RECIPES:
-        config = default_model_config(1e-3, recipe)
+        config = default_model_config(1e-3, recipe, pixels=pixels)
         assert (config.arm_hidden, config.synthesis) == (
             SMALL_DECODER.arm_hidden,
             SMALL_DECODER.synthesis,
         ), recipe
         context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}
-        if recipe in QUICK_RECIPES:
+        plain = recipe in QUICK_RECIPES and not (
+            recipe == "fast" and pixels >= FAST_INTER_FEATURE_MIN_PIXELS
+        )
+        if plain:
             assert context == {"ifce_features": 0, "hyper_grids": 0}, recipe
         else:
             assert context == SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES, recipe
-    high_rate = default_model_config(2e-4, "medium")
+    high_rate = default_model_config(2e-4, "medium", pixels=pixels)
     assert (high_rate.n_ctx_rowcol, high_rate.ifce_features) == (3, 2)
+    fast = default_model_config(1e-3, "fast", pixels=pixels).ifce_features
+    assert fast == (2 if (width, height) != (192, 128) else 0)
 
 
 def test_default_architecture_depends_on_lambda() -> None:
     """High rates get the 24-value ARM context and a larger latent gain; low rates stay small."""
     from coolchic.codec import WIDE_CONTEXT_LMBDA, default_model_config
 
-    high = default_model_config(WIDE_CONTEXT_LMBDA / 2)
-    low = default_model_config(WIDE_CONTEXT_LMBDA * 2)
+    high = default_model_config(WIDE_CONTEXT_LMBDA / 2, pixels=192 * 128)
+    low = default_model_config(WIDE_CONTEXT_LMBDA * 2, pixels=192 * 128)
     assert (high.n_ctx_rowcol, low.n_ctx_rowcol) == (3, 2)
     assert high.arm_hidden == low.arm_hidden and high.synthesis == low.synthesis
     assert high.latent_gain >= low.latent_gain

@@ -77,7 +77,7 @@ def remaining_at(recipe: object, done: int) -> float:
 
 def test_calibration_measures_the_steps_and_leaves_the_random_state_alone() -> None:
     target = synthetic_target(32, 16)
-    config = default_model_config()
+    config = default_model_config(pixels=32 * 16)
     torch.manual_seed(123)
     before = torch.get_rng_state()
     steps = calibrate(target, config, 1e-3)
@@ -92,7 +92,7 @@ def test_a_calibrated_encode_writes_the_same_bytes_and_reports_both_times() -> N
     config = EncoderConfig(recipe="instant", seed=0)
     first = encode(frame, config)
     # Another calibration in between (other size, other RNG use) changes nothing.
-    calibrate(synthetic_target(16, 16), default_model_config(), 1e-3)
+    calibrate(synthetic_target(16, 16), default_model_config(pixels=16 * 16), 1e-3)
     second = encode(frame, config)
     assert first.bitstream == second.bitstream
     report = first.report

@@ -49,7 +49,7 @@ def test_architecture_options_turn_off_the_default_context_they_exclude() -> Non
     """Options given over a default with IFCE and hyper-latents never make an invalid mix."""
     from coolchic.codec import default_model_config
 
-    base = default_model_config(1e-3, "medium")
+    base = default_model_config(1e-3, "medium", pixels=64 * 64)
     assert (base.ifce_features, base.hyper_grids) == (2, 3)
 
     def model(**options: object) -> tuple[int, int, int]:

@@ -145,7 +145,9 @@ def encode_frame(
     from coolchic.device import resolve_device, set_torch_threads
 
     lmbda = settings.first_lmbda
-    model = settings.model_config(default_model_config(lmbda, settings.recipe))
+    model = settings.model_config(
+        default_model_config(lmbda, settings.recipe, pixels=frame.width * frame.height)
+    )
     assert model is not None
     if device_is_cpu(settings.device):
         check_fits(frame.width, frame.height, model, memory_budget(settings.memory_limit))
@@ -215,7 +217,7 @@ def job_memory_estimate(path: Path, settings: EncodeSettings) -> int | None:
     size = frame_size(path)
     if size is None or not device_is_cpu(settings.device):
         return None
-    base = default_model_config(settings.first_lmbda, settings.recipe)
+    base = default_model_config(settings.first_lmbda, settings.recipe, pixels=size[0] * size[1])
     model = settings.model_config(base)
     assert model is not None
     return estimate_encode_bytes(*size, model)

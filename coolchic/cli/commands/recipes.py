@@ -145,7 +145,7 @@ def _forecast_rows(
     steps_by_config: dict[Any, StepTimes] = {}
     rows: dict[str, dict[str, Any]] = {}
     for name, recipe in RECIPES.items():
-        config = default_model_config(lmbda, name)
+        config = default_model_config(lmbda, name, pixels=width * height)
         if config not in steps_by_config:
             if frame_target is None:
                 frame_target = synthetic_target(width, height, device=device)
