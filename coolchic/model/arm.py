@@ -292,8 +292,9 @@ def _with_context_planes(
     flat: Tensor, gather: ContextGather, ifce: InterFeatureContext | None
 ) -> Tensor:
     """:meth:`ContextGather.layout_input`, compiled on large frames: its upsamplings, roundings
-    and concatenation are passes over memory (at 1920x1080 with the inter-feature context,
-    about 6 % of a training step eagerly; BENCHMARKS.md)."""
+    and concatenation are passes over memory. With the coarse-to-fine features, compiling it
+    made a step with the inter-feature context 7–19 % faster (BENCHMARKS.md, 2026-12-04 21:45).
+    Every model of a given size shares one graph: the modules are inputs, not constants."""
     grids = gather.grids_of(flat)
     planes = coarser_planes(grids, gather.n_coarser) if ifce is None else ifce.planes(grids)
     return torch.cat([flat, planes])
