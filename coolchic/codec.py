@@ -146,6 +146,18 @@ SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES = {"ifce_features": 2, "hyper_grids": 3}
 #: ``fast`` keeps its time at that size.
 FAST_INTER_FEATURE_MIN_PIXELS = 90_000
 
+#: Below this many pixels ``fast`` takes the inter-feature context only at λ under
+#: :data:`FAST_INTER_FEATURE_MAX_LMBDA`. At low rates on a small frame its maps and hyper grids
+#: cost more bits than they save in ``fast``'s iterations: at λ = 1e-2 on four 416x240 photos
+#: the plain decoder had a lower rate-distortion cost on three (by 1.5 to 7.2 %, 2.6 % on
+#: average) in 0.84x the time, while on a 768x512 crop (393,216 pixels) the context still
+#: paid 1.1 % there (BENCHMARKS.md, 2026-12-05 01:30). The bound sits between the two sizes.
+FAST_INTER_FEATURE_ANY_RATE_MIN_PIXELS = 200_000
+
+#: See :data:`FAST_INTER_FEATURE_ANY_RATE_MIN_PIXELS`: between λ = 4e-3, where the context
+#: paid on small frames, and 1e-2, where it did not.
+FAST_INTER_FEATURE_MAX_LMBDA = 6e-3
+
 #: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
 WIDE_CONTEXT_LMBDA = 6e-4
 
@@ -157,6 +169,14 @@ def latent_gain_for(lmbda: float) -> float:
     if lmbda < 5e-4:
         return 20.0
     return 16.0
+
+
+def fast_takes_inter_feature(lmbda: float, pixels: int) -> bool:
+    """Whether ``fast`` adds the inter-feature context: from 90,000 pixels on, but for low
+    rates (λ from :data:`FAST_INTER_FEATURE_MAX_LMBDA` on) below 200,000 pixels."""
+    if pixels >= FAST_INTER_FEATURE_ANY_RATE_MIN_PIXELS:
+        return True
+    return pixels >= FAST_INTER_FEATURE_MIN_PIXELS and lmbda < FAST_INTER_FEATURE_MAX_LMBDA
 
 
 def default_model_config(
@@ -173,17 +193,17 @@ def default_model_config(
     where the small one needed 3 % fewer, and 1.8 % fewer against the small one's 0.1 % more at
     λ = 4e-4 (BENCHMARKS.md, 2026-12-04 20:25). So every size gets the small decoder; the
     longer recipes add the inter-feature context and hyper-latents
-    (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`), and so does ``fast`` from
-    :data:`FAST_INTER_FEATURE_MIN_PIXELS` on. At high rates (λ below
-    :data:`WIDE_CONTEXT_LMBDA`) the latents are most of a small image's file and a 24-value
-    ARM context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
-    λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
+    (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`), and so does ``fast`` on larger frames
+    (:func:`fast_takes_inter_feature`). At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`)
+    the latents are most of a small image's file and a 24-value ARM context pays for its 96
+    extra parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128,
+    none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
     base = SMALL_DECODER
     if lmbda < WIDE_CONTEXT_LMBDA:
         base = dataclasses.replace(base, n_ctx_rowcol=3)
     if recipe not in QUICK_RECIPES or (
-        recipe == "fast" and pixels >= FAST_INTER_FEATURE_MIN_PIXELS
+        recipe == "fast" and fast_takes_inter_feature(lmbda, pixels)
     ):
         base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))

@@ -319,14 +319,15 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
     assert streams[0] == streams[1]
 
 
-@pytest.mark.parametrize("width, height", [(192, 128), (416, 240), (1920, 1080)])
+@pytest.mark.parametrize("width, height", [(192, 128), (416, 240), (768, 512), (1920, 1080)])
+@pytest.mark.parametrize("lmbda", [1e-3, 1e-2])
 def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
-    width: int, height: int
+    width: int, height: int, lmbda: float
 ) -> None:
     """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
-    with hyper-latents, ``fast`` too from 90,000 pixels on, the other quick recipes never."""
+    with hyper-latents, ``fast`` too from 90,000 pixels on (at low rates from 200,000), the
+    other quick recipes never."""
     from coolchic.codec import (
-        FAST_INTER_FEATURE_MIN_PIXELS,
         QUICK_RECIPES,
         SMALL_DECODER,
         SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES,
@@ -335,16 +336,15 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     from coolchic.train.recipes import RECIPES
 
     pixels = width * height
+    fast_has_context = pixels >= 200_000 or (pixels >= 90_000 and lmbda < 6e-3)
     for recipe in RECIPES:
-        config = default_model_config(1e-3, recipe, pixels=pixels)
+        config = default_model_config(lmbda, recipe, pixels=pixels)
         assert (config.arm_hidden, config.synthesis) == (
             SMALL_DECODER.arm_hidden,
             SMALL_DECODER.synthesis,
         ), recipe
         context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}
-        plain = recipe in QUICK_RECIPES and not (
-            recipe == "fast" and pixels >= FAST_INTER_FEATURE_MIN_PIXELS
-        )
+        plain = recipe in QUICK_RECIPES and not (recipe == "fast" and fast_has_context)
         if plain:
             assert context == {"ifce_features": 0, "hyper_grids": 0}, recipe
         else:
