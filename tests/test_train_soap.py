@@ -119,6 +119,52 @@ def test_training_uses_soap_for_networks_and_adam_for_latents() -> None:
     assert latent_group["lr"] == pytest.approx(1e-3)
 
 
+def test_the_trainer_gives_the_networks_the_recipes_learning_rate_scale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fast`` trains its networks 2x faster than the latents, the longer recipes 4x; a
+    rate-control continuation keeps its recipe's factor."""
+    import numpy as np
+
+    import coolchic.train.trainer as trainer_module
+    from coolchic.io.frame import Frame
+    from coolchic.model.config import ModelConfig
+    from coolchic.model.coolchic import CoolChicModel
+    from coolchic.train.loss import Target
+    from coolchic.train.recipes import Phase, Recipe, Warmup, continuation, get_recipe
+
+    assert get_recipe("fast").network_lr_scale == 2.0
+    assert get_recipe("medium").network_lr_scale == 4.0
+    assert continuation(get_recipe("fast"), 0.3).network_lr_scale == 2.0
+
+    seen: list[float] = []
+    real = trainer_module.make_optimizer
+
+    def spy(networks, parameters, lr, network_lr_scale=trainer_module.NETWORK_LR_SCALE):  # type: ignore[no-untyped-def]
+        optimizer = real(networks, parameters, lr, network_lr_scale)
+        seen.append(optimizer.param_groups[0]["lr"] / lr)
+        return optimizer
+
+    monkeypatch.setattr(trainer_module, "make_optimizer", spy)
+    rng = np.random.default_rng(0)
+    planes = (rng.integers(0, 256, (16, 24)), *rng.integers(0, 256, (2, 8, 12)))
+    frame = Frame.from_integer_planes(planes, fmt="yuv420", bit_depth=8)  # type: ignore[arg-type]
+    recipe = Recipe(
+        name="tiny",
+        description="test",
+        warmup=Warmup(stages=((1, 2),)),
+        phases=(Phase(name="main", iterations=2, lr_start=1e-2, lr_end=1e-3, eval_every=2),),
+        network_lr_scale=3.0,
+    )
+    trainer_module.Trainer(
+        target=Target.from_frame(frame),
+        lmbda=1e-3,
+        recipe=recipe,
+        model_factory=lambda _seed: CoolChicModel(ModelConfig(arm_hidden=(8,)), 16, 24),
+    ).run()
+    assert seen and all(scale == pytest.approx(3.0) for scale in seen)
+
+
 def test_a_non_finite_gradient_does_not_raise() -> None:
     """The trainer detects a non-finite loss and recovers; the optimiser must not raise first."""
     weight = torch.nn.Parameter(torch.ones(3, 4))

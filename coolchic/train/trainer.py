@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 MAX_RECOVERIES = 3
 GRADIENT_CLIP_NORM = 0.1
-#: Learning rate of the network weights relative to the latents' (the schedule's).
+#: Learning rate of the network weights relative to the latents' (the schedule's), unless the
+#: recipe sets its own (:attr:`~coolchic.train.recipes.Recipe.network_lr_scale`).
 NETWORK_LR_SCALE = 4.0
 
 ModelFactory = Callable[[int], CoolChicModel]
@@ -104,10 +105,15 @@ def select_trained(
     return networks, parameters
 
 
-def make_optimizer(networks: list[nn.Parameter], parameters: list[nn.Parameter], lr: float) -> Soap:
+def make_optimizer(
+    networks: list[nn.Parameter],
+    parameters: list[nn.Parameter],
+    lr: float,
+    network_lr_scale: float = NETWORK_LR_SCALE,
+) -> Soap:
     """The optimiser of a phase: SOAP on the network weights, Adam on the latents.
 
-    As in Cool-chic 5.0. The networks learn :data:`NETWORK_LR_SCALE` times faster than the
+    As in Cool-chic 5.0. The networks learn ``network_lr_scale`` times faster than the
     latents: at λ = 1e-3 on four photographs SOAP at 4x lowered the rate-distortion cost by
     3.5 to 8 % against Adam at the same wall time, while at the latents' rate it was worse
     than Adam (BENCHMARKS.md, 2026-12-03).
@@ -116,7 +122,7 @@ def make_optimizer(networks: list[nn.Parameter], parameters: list[nn.Parameter],
     latents = [p for p in parameters if id(p) not in network_ids]
     groups: list[dict[str, Any]] = []
     if networks:
-        groups.append({"params": networks, "relative_lr": NETWORK_LR_SCALE})
+        groups.append({"params": networks, "relative_lr": network_lr_scale})
     if latents:
         groups.append(
             {"params": latents, "precondition": False, "betas": (0.9, 0.999), "weight_decay": 0.0}
@@ -368,7 +374,8 @@ class Trainer:
         stage = "warmup" if index is None else "train"
         model = candidate.model
         networks, parameters = select_trained(model, phase.modules)
-        optimizer = make_optimizer(networks, parameters, phase.lr_start * self.lr_scale)
+        scale = self.recipe.network_lr_scale
+        optimizer = make_optimizer(networks, parameters, phase.lr_start * self.lr_scale, scale)
         since_best = 0
         iteration = 0
         if resume is not None:
@@ -395,7 +402,7 @@ class Trainer:
                 evaluation = evaluate(model, self.target, self.lmbda)
                 if not (math.isfinite(evaluation.loss) and math.isfinite(float(loss.detach()))):
                     self._recover(candidate, stage, phase)
-                    optimizer = make_optimizer(networks, parameters, learning_rate * 0.5)
+                    optimizer = make_optimizer(networks, parameters, learning_rate * 0.5, scale)
                     continue
                 if self.lmbda_update is not None and index == 0:
                     evaluation = self._update_lmbda(
