@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from coolchic.model.quantizer import QuantizerKind
 
 ALL_MODULES: tuple[ModuleName, ...] = MODULE_NAMES
+#: Learning rate of the network weights relative to the latents' (the schedule's), unless a
+#: recipe sets its own (:attr:`Recipe.network_lr_scale`).
+NETWORK_LR_SCALE = 4.0
 NETWORKS: tuple[ModuleName, ...] = ("arm", "upsampling", "synthesis")
 
 
@@ -98,7 +101,7 @@ class Recipe:
     phases: tuple[Phase, ...] = field(default_factory=tuple)
     #: How many times faster than the latents the networks learn (SOAP against Adam; see
     #: :func:`coolchic.train.trainer.make_optimizer`).
-    network_lr_scale: float = 4.0
+    network_lr_scale: float = NETWORK_LR_SCALE
 
     @property
     def iterations(self) -> int:
@@ -126,7 +129,7 @@ def _recipe(
     lr: float = 1e-2,
     eval_every: int = 100,
     patience: int | None = None,
-    network_lr_scale: float = 4.0,
+    network_lr_scale: float = NETWORK_LR_SCALE,
 ) -> Recipe:
     return Recipe(
         name=name,

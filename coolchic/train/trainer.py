@@ -31,16 +31,13 @@ from coolchic.model.quantizer import INFERENCE, QuantizerSettings
 from coolchic.train.checkpoint import Checkpoint, TrainingState
 from coolchic.train.loss import Target, decoded_output, distortion, psnr_db
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
-from coolchic.train.recipes import Phase, Recipe
+from coolchic.train.recipes import NETWORK_LR_SCALE, Phase, Recipe
 from coolchic.train.soap import Soap
 
 logger = logging.getLogger(__name__)
 
 MAX_RECOVERIES = 3
 GRADIENT_CLIP_NORM = 0.1
-#: Learning rate of the network weights relative to the latents' (the schedule's), unless the
-#: recipe sets its own (:attr:`~coolchic.train.recipes.Recipe.network_lr_scale`).
-NETWORK_LR_SCALE = 4.0
 
 ModelFactory = Callable[[int], CoolChicModel]
 
