@@ -614,8 +614,8 @@ def _report(
 def encode_key(frame: Frame, config: EncoderConfig, model_config: ModelConfig) -> str:
     """What a checkpoint must match to be resumed: the samples, the configuration, versions.
 
-    Thread counts are left out on purpose: a resume on other threads is a valid encode, only
-    not bit-identical to the uninterrupted one.
+    Thread counts are left out: the training rounds the same at any thread count
+    (:mod:`coolchic.model.ordered`), so a resume on other threads continues the same encode.
     """
     digest = hashlib.sha256()
     for plane in frame.planes:

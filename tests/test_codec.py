@@ -180,6 +180,27 @@ def test_many_chunks_on_two_threads_round_trip_and_reproduce(
         torch.set_num_threads(before)
 
 
+def test_the_thread_count_does_not_change_the_bitstream(
+    inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every sum over pixels is cut into chunks that do not depend on the threads: one thread
+    and three write the same bytes (many ARM and synthesis chunks, so that they spread)."""
+    from coolchic.model import pointwise
+
+    monkeypatch.setattr(pointwise, "CHUNK_COLUMNS", 96)
+    before = torch.get_num_threads()
+    frame = read_frame(inputs["yuv8"])
+    config = EncoderConfig(recipe="instant", lmbda=2e-3, seed=5)
+    try:
+        torch.set_num_threads(1)
+        one = encode(frame, config).bitstream
+        torch.set_num_threads(3)
+        three = encode(frame, config).bitstream
+    finally:
+        torch.set_num_threads(before)
+    assert one == three
+
+
 def test_higher_lambda_gives_a_smaller_file(inputs: dict[str, Path]) -> None:
     frame = read_frame(inputs["yuv8"])
     small = encode(frame, EncoderConfig(recipe="instant", lmbda=2e-2))

@@ -68,6 +68,31 @@ def test_an_interrupted_encode_resumes_to_the_same_bytes(
     assert with_checkpoints.bitstream == plain  # saving never changes the result
 
 
+def test_a_resume_on_other_threads_writes_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training rounds the same at any thread count, so the thread count is not part of
+    what a checkpoint must match, and a resume on more threads finishes the same encode."""
+    from coolchic.model import pointwise
+
+    monkeypatch.setattr(pointwise, "CHUNK_COLUMNS", 32)  # several chunks to spread
+    before = torch.get_num_threads()
+    frame = _frame(seed=2)
+    path = tmp_path / "run.pt"
+    try:
+        torch.set_num_threads(1)
+        plain = encode(frame, CONFIG).bitstream
+        with pytest.raises(Interrupted):
+            encode(frame, CONFIG, _interrupt_at("main", 60), checkpoint_path=path)
+        torch.set_num_threads(2)
+        events: list[ProgressEvent] = []
+        resumed = encode(frame, CONFIG, events.append, checkpoint_path=path)
+    finally:
+        torch.set_num_threads(before)
+    assert "resumed" in events[1].message
+    assert resumed.bitstream == plain
+
+
 def test_bad_checkpoints_are_set_aside_with_a_warning(tmp_path: Path, caplog) -> None:
     frame = _frame(seed=1)
     plain = encode(frame, CONFIG).bitstream

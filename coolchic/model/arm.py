@@ -26,6 +26,7 @@ from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
 from coolchic.model.config import ModelConfig
 from coolchic.model.fused import fusable
 from coolchic.model.layout import context_offsets, grid_resolutions, ifce_sources
+from coolchic.model.ordered import affine_columns
 from coolchic.model.pointwise import (
     causal_contexts,
     context_geometry,
@@ -199,7 +200,7 @@ class InterFeatureContext(nn.Module):
         for column, k in enumerate(self.sources[g]):
             columns_at.setdefault(self.resolutions[k], []).append(column)
         coarsest = max(columns_at)
-        features = layer.bias[:, None]
+        features = layer.bias
         for resolution in range(coarsest, level - 1, -1):
             steps = resolution - level
             size = (-(-target[0] // (1 << steps)), -(-target[1] // (1 << steps)))
@@ -208,7 +209,8 @@ class InterFeatureContext(nn.Module):
             columns = columns_at.get(resolution)
             if columns:
                 values = torch.stack([grids[self.sources[g][c]].reshape(-1) for c in columns])
-                features = torch.addmm(features, layer.weight[:, columns], values)
+                # the weight's gradient sums over every value: see coolchic.model.ordered
+                features = affine_columns(features, layer.weight[:, columns], values)
             features = features.view(self.n_features, *size)
         return features
 

@@ -25,6 +25,7 @@ from coolchic.model.arm import Arm, ContextGather, InterFeatureContext
 from coolchic.model.config import ModelConfig
 from coolchic.model.latents import LatentGrids
 from coolchic.model.layout import MODULE_NAMES, ModuleName
+from coolchic.model.ordered import ordered_sum
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
 from coolchic.model.synthesis import Synthesis
 from coolchic.model.upsampling import Upsampling
@@ -141,7 +142,7 @@ class CoolChicModel(nn.Module):
         bits = self._rate_bits(y_hat)
         grid_rate = self._grid_rate(bits) if with_grid_rate else None
         x_hat = self.synthesis(self.upsampling(self.latents.split(y_hat)[: self.config.n_grids]))
-        return ModelOutput(x_hat=x_hat, rate_bits=bits.sum(), grid_rate_bits=grid_rate)
+        return ModelOutput(x_hat=x_hat, rate_bits=ordered_sum(bits), grid_rate_bits=grid_rate)
 
     def _rate_bits(self, y_hat: Tensor) -> Tensor:
         """Bits of every latent, ``[N_total]``, from the flat (quantised) latents."""
@@ -192,4 +193,4 @@ class CoolChicModel(nn.Module):
         dtype = self.latents.grids[0].dtype
         flat = torch.cat([latent.reshape(-1).to(dtype) for latent in latents])
         bits = self._rate_bits(flat)
-        return bits.sum(), self._grid_rate(bits)
+        return ordered_sum(bits), self._grid_rate(bits)

@@ -18,23 +18,24 @@ An optional *skip* matrix maps each column's input straight to its output and is
 Cool-chic 5's linear "stabiliser" beside the ARM and the synthesis, computed in the same pass
 as the MLP on inputs already in the cache, so that it costs a few products and no memory pass.
 
-Each output column depends only on its own input column, and the weight gradients are summed
-over the chunks in a fixed order: results do not depend on the chunking beyond float rounding,
-and a seeded run is reproducible.
+Each output column depends only on its own input column. Every chunk is computed by one
+thread, whichever thread takes it; the weight gradients are kept per chunk and summed in chunk
+order, and the ARM's input gradient is added in two rounds of bands that never overlap. So the
+results do not depend on the number of threads: a seeded run writes the same bits with one
+thread or many.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from coolchic.model.native import MlpKernel, kernel
+from coolchic.model.ordered import WORKERS, sum_rows
 
 __all__ = [
     "CHUNK_COLUMNS",
@@ -51,62 +52,8 @@ CHUNK_COLUMNS = 16384
 _FLOAT = 4  # bytes per float32: the C kernel takes addresses
 
 
-_Chunk = TypeVar("_Chunk")
-
-
-class _Workers:
-    """Chunks spread over ``torch.get_num_threads()`` threads, each running torch single-threaded.
-
-    The per-chunk operators are too small for torch's own intra-op threads to pay (gathers and
-    ``index_add_`` run on one thread, small matrix products scale poorly), while whole chunks
-    on separate threads scale almost linearly (1.7x on two cores for the ARM, measured). Worker
-    k always takes chunks k, k + T, k + 2T, …, and sums that are shared between chunks are
-    kept per worker and added in worker order: a run is reproducible for a given thread count.
-    """
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def map(self, chunks: Sequence[_Chunk], job: Callable[[int, _Chunk], None]) -> int:
-        """Run ``job(worker, chunk)`` over every chunk; returns the number of workers used."""
-        size = max(1, min(torch.get_num_threads(), len(chunks)))
-        if size == 1:
-            for chunk in chunks:
-                job(0, chunk)
-            return 1
-
-        # Grad and inference modes are per thread: the caller's do not reach the workers,
-        # which would otherwise record a graph of every chunk (grad mode is off inside an
-        # autograd Function) or be refused writes into the caller's inference tensors.
-        inference = torch.is_inference_mode_enabled()
-
-        def run(worker: int) -> None:
-            with torch.inference_mode(inference), torch.no_grad():
-                for chunk in chunks[worker::size]:
-                    job(worker, chunk)
-
-        for future in [self._executor(size).submit(run, k) for k in range(size)]:
-            future.result()
-        return size
-
-    def _executor(self, size: int) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None or self._size != size:
-                if self._pool is not None:
-                    self._pool.shutdown(wait=True)
-                self._pool = ThreadPoolExecutor(
-                    size,
-                    thread_name_prefix="coolchic-chunk",
-                    initializer=torch.set_num_threads,
-                    initargs=(1,),
-                )
-                self._size = size
-            return self._pool
-
-
-_WORKERS = _Workers()
+#: A chunk with its place in the layout's list: ``(index, chunk)``.
+_Item = tuple[int, Any]
 
 
 def _forward_chunk(
@@ -120,59 +67,48 @@ def _forward_chunk(
     return activations
 
 
-def _sum_in_order(per_worker: Sequence[Tensor], n_workers: int) -> Tensor:
-    """The first ``n_workers`` per-worker sums added in worker order (reproducible)."""
-    total = per_worker[0]
-    for worker in range(1, n_workers):
-        total = total + per_worker[worker]
-    return total
-
-
 class _Gradients:
-    """Weight, bias (and skip) gradients, one accumulator per worker, summed in worker order."""
+    """Weight, bias (and skip) gradients of every chunk, summed in chunk order."""
 
-    def __init__(
-        self, weights: Sequence[Tensor], biases: Sequence[Tensor], skip: Tensor | None
-    ) -> None:
-        n = torch.get_num_threads()
-        self.weights = [[torch.zeros_like(w) for w in weights] for _ in range(n)]
-        self.biases = [[torch.zeros_like(b) for b in biases] for _ in range(n)]
-        self.skips = [[torch.zeros_like(skip)] if skip is not None else [] for _ in range(n)]
-
-    def skip_chunk(self, worker: int, grad_out: Tensor, inputs: Tensor) -> None:
-        """Add one chunk's skip-matrix gradient ``grad_out · inputsᵀ``."""
-        self.skips[worker][0].addmm_(grad_out, inputs.t())
+    def __init__(self, n_chunks: int) -> None:
+        self.per_chunk: list[list[Tensor]] = [[] for _ in range(n_chunks)]
 
     def backward_chunk(
         self,
-        worker: int,
+        index: int,
         grad: Tensor,
         activations: list[Tensor],
         weights: Sequence[Tensor],
         relus: Sequence[bool],
+        skip: bool,
     ) -> Tensor:
-        """Back-propagate one chunk into worker ``worker``'s accumulators.
+        """Back-propagate chunk ``index``, keeping its weight, bias (and skip) gradients.
 
         Returns:
             The gradient of the first layer's pre-activation, ``[C_1, n]``; the input gradient
             is ``W_1ᵀ`` times it, left to the caller to form in the layout it needs.
         """
-        grad_weights, grad_biases = self.weights[worker], self.biases[worker]
-        for layer in range(len(weights) - 1, -1, -1):
+        n_layers = len(weights)
+        grads: list[Tensor] = [grad] * (2 * n_layers)
+        if skip:
+            grads.append(grad @ activations[0].t())
+        for layer in range(n_layers - 1, -1, -1):
             if relus[layer]:
                 grad = torch.ops.aten.threshold_backward(grad, activations[layer + 1], 0.0)
-            grad_weights[layer].addmm_(grad, activations[layer].t())
-            grad_biases[layer].add_(grad.sum(dim=1))
+            grads[layer] = grad @ activations[layer].t()
+            grads[n_layers + layer] = grad.sum(dim=1)
             if layer:
                 grad = weights[layer].t() @ grad
+        self.per_chunk[index] = grads
         return grad
 
-    def totals(self, n_workers: int) -> list[Tensor]:
-        """Weight, bias, then any skip gradients, summed over the first ``n_workers``."""
+    def totals(self) -> list[Tensor]:
+        """Weight, bias, then any skip gradients, each summed in chunk order."""
         return [
-            _sum_in_order([per_worker[layer] for per_worker in accumulators], n_workers)
-            for accumulators in (self.weights, self.biases, self.skips)
-            for layer in range(len(accumulators[0]))
+            sum_rows(torch.stack([grads[k].reshape(-1) for grads in self.per_chunk])).view_as(
+                self.per_chunk[0][k]
+            )
+            for k in range(len(self.per_chunk[0]))
         ]
 
 
@@ -212,18 +148,19 @@ class _Columns:
     def columns(self, chunk: slice) -> slice:
         return chunk
 
-    def new_input_gradient(self, x: Tensor, *, zeroed: bool = False) -> list[Tensor]:
-        """One tensor shared by the workers: the chunks are disjoint (the C kernel adds)."""
-        grad_x = torch.zeros_like(x) if zeroed else torch.empty_like(x)
-        return [grad_x] * torch.get_num_threads()
+    def new_input_gradient(self, x: Tensor) -> Tensor:
+        """One zeroed tensor for all the chunks: they are disjoint (the C kernel adds)."""
+        return torch.zeros_like(x)
 
-    def add_input_gradient(
-        self, sums: list[Tensor], worker: int, chunk: slice, grad: Tensor
-    ) -> None:
-        sums[worker][:, chunk] = grad
+    def rounds(self, items: list[_Item]) -> list[list[_Item]]:
+        """The chunks write disjoint columns of the input gradient: one round."""
+        return [items]
 
-    def input_gradient(self, sums: list[Tensor], _n_workers: int) -> Tensor:
-        return sums[0]
+    def add_input_gradient(self, buffer: Tensor, chunk: slice, grad: Tensor) -> None:
+        buffer[:, chunk] = grad
+
+    def input_gradient(self, buffer: Tensor) -> Tensor:
+        return buffer
 
     def run(self, source: Tensor, chunk: slice) -> _Run:
         if self._offsets is None:  # the same for every chunk: input row k starts k rows down
@@ -275,7 +212,7 @@ class _PaddedGrids:
     ``F.unfold`` / ``F.fold``). With ``n_coarser`` = P > 0, each grid also has P *coarser
     planes* of its padded shape, after all the grids: plane p holds the co-located latent of
     grid ``g + p + 1`` (nearest-upsampled, 0 past the coarsest grid), the context's last P
-    values. All of it shares one flat buffer, so that a per-worker gradient is one tensor.
+    values. All of it shares one flat buffer, so that its gradient is one tensor.
 
     The layout's input ``x`` is the flat latents ``[N_total]`` followed, when P > 0, by the
     coarser planes' interiors ``[P · N_total]``, grid after grid and plane after plane
@@ -349,7 +286,7 @@ class _PaddedGrids:
             return [_WHOLE]  # a small image: one gather beats many small copies
         bands = []
         for g, (h, w) in enumerate(self.shapes):
-            rows = max(1, CHUNK_COLUMNS // w)
+            rows = max(self.n, 1, CHUNK_COLUMNS // w)
             bands.extend(_Band(g, first, min(first + rows, h)) for first in range(0, h, rows))
         return bands
 
@@ -376,9 +313,25 @@ class _PaddedGrids:
             out[self.n_spatial + p] = self.plane(buffer, band.grid, p)[band.first : band.end]
         return out.view(self.n_contexts, height * width)
 
-    def new_input_gradient(self, buffer: Tensor, *, zeroed: bool = True) -> list[Tensor]:
-        """Bands read overlapping rows (the N above them): one accumulator per worker."""
-        return [torch.zeros_like(buffer) for _ in range(torch.get_num_threads())]
+    def new_input_gradient(self, buffer: Tensor) -> Tensor:
+        """One zeroed buffer for all the bands (see :meth:`rounds`)."""
+        return torch.zeros_like(buffer)
+
+    def rounds(self, items: list[_Item]) -> list[list[_Item]]:
+        """The bands in two rounds, every other band of each grid in each.
+
+        A band's contexts reach the N rows above it, which belong to the band before (a band
+        has N rows or more, but for a grid's last): two bands of one round never write the
+        same value, and each value adds its own band's terms and the next band's in an order
+        that does not depend on the threads.
+        """
+        rounds: tuple[list[_Item], list[_Item]] = ([], [])
+        seen: dict[int, int] = {}
+        for item in items:
+            grid = item[1].grid
+            rounds[seen.get(grid, 0) % 2].append(item)
+            seen[grid] = seen.get(grid, 0) + 1
+        return [part for part in rounds if part]
 
     def run(self, _source: Tensor, band: _Band) -> _Run:
         width = self.shapes[band.grid][1]
@@ -414,26 +367,24 @@ class _PaddedGrids:
         """Row and column of context k in the causal window (top-left 0)."""
         return divmod(k, self.window[1])
 
-    def add_input_gradient(
-        self, sums: list[Tensor], worker: int, band: _Band, grad: Tensor
-    ) -> None:
-        """Add the gradient ``[C, rows · w]`` of a band's contexts to the worker's buffer."""
+    def add_input_gradient(self, buffer: Tensor, band: _Band, grad: Tensor) -> None:
+        """Add the gradient ``[C, rows · w]`` of a band's contexts to ``buffer``."""
         if band is _WHOLE:
-            index = self._whole_index(sums[worker].device)
-            sums[worker].index_add_(0, index.view(-1), grad.reshape(-1))
+            index = self._whole_index(buffer.device)
+            buffer.index_add_(0, index.view(-1), grad.reshape(-1))
             return
-        rows = self.grid(sums[worker], band.grid)[band.first : band.end + self.n]
+        rows = self.grid(buffer, band.grid)[band.first : band.end + self.n]
         height, width = band.end - band.first, self.shapes[band.grid][1]
         window_width = self.window[1]
         for k in range(self.n_spatial):
             dy, dx = divmod(k, window_width)
             rows[dy : dy + height, dx : dx + width].add_(grad[k].view(height, width))
         for p in range(self.n_coarser):
-            plane = self.plane(sums[worker], band.grid, p)[band.first : band.end]
+            plane = self.plane(buffer, band.grid, p)[band.first : band.end]
             plane.add_(grad[self.n_spatial + p].view(height, width))
 
-    def input_gradient(self, sums: list[Tensor], n_workers: int) -> Tensor:
-        return self.unpad(_sum_in_order(sums, n_workers))
+    def input_gradient(self, buffer: Tensor) -> Tensor:
+        return self.unpad(buffer)
 
     def _whole_index(self, device: torch.device) -> Tensor:
         """``[C, N]`` positions in the padded buffer of every context value (small images)."""
@@ -525,21 +476,21 @@ class _ChunkedMlp(torch.autograd.Function):
         if native is not None:
             packed = _Packed(weights, biases, relus, skip)
 
-            def job(_worker: int, chunk: Any) -> None:
+            def job(chunk: Any) -> None:
                 run = layout.run(source, chunk)
                 native.forward(*run.inputs(source), *packed.arguments(), *run.columns_of(out))
 
-            _WORKERS.map(layout.chunks(whole=False), job)
+            WORKERS.map(layout.chunks(whole=False), job)
         else:
 
-            def job(_worker: int, chunk: Any) -> None:
+            def job(chunk: Any) -> None:
                 inputs = layout.inputs(source, chunk)
                 result = _forward_chunk(inputs, weights, biases, relus)[-1]
                 if skip is not None:
                     result = torch.addmm(result, skip, inputs)
                 out[:, layout.columns(chunk)] = result
 
-            _WORKERS.map(layout.chunks(), job)
+            WORKERS.map(layout.chunks(), job)
         ctx.save_for_backward(source, *params)
         ctx.layout = layout  # type: ignore[attr-defined]
         ctx.relus = relus  # type: ignore[attr-defined]
@@ -562,24 +513,27 @@ class _ChunkedMlp(torch.autograd.Function):
             return (grad_x, None, None, *grad_params)
 
         weights, biases, skip = _split(params, relus)
-        gradients = _Gradients(weights, biases, skip)
+        items = list(enumerate(layout.chunks()))
+        gradients = _Gradients(len(items))
         grad_source = layout.new_input_gradient(source) if need_x else None
 
-        def job(worker: int, chunk: Any) -> None:
+        def job(item: _Item) -> None:
+            index, chunk = item
             activations = _forward_chunk(layout.inputs(source, chunk), weights, biases, relus)
             chunk_grad_out = grad_out[:, layout.columns(chunk)]
-            grad = gradients.backward_chunk(worker, chunk_grad_out, activations, weights, relus)
-            if skip is not None:
-                gradients.skip_chunk(worker, chunk_grad_out, activations[0])
+            grad = gradients.backward_chunk(
+                index, chunk_grad_out, activations, weights, relus, skip is not None
+            )
             if grad_source is not None:
                 grad_inputs = weights[0].t() @ grad
                 if skip is not None:
                     grad_inputs = grad_inputs.addmm_(skip.t(), chunk_grad_out)
-                layout.add_input_gradient(grad_source, worker, chunk, grad_inputs)
+                layout.add_input_gradient(grad_source, chunk, grad_inputs)
 
-        n_workers = _WORKERS.map(layout.chunks(), job)
-        grad_x = None if grad_source is None else layout.input_gradient(grad_source, n_workers)
-        return (grad_x, None, None, *gradients.totals(n_workers))
+        for round_items in layout.rounds(items) if need_x else [items]:
+            WORKERS.map(round_items, job)
+        grad_x = None if grad_source is None else layout.input_gradient(grad_source)
+        return (grad_x, None, None, *gradients.totals())
 
 
 def _native_backward(
@@ -593,42 +547,42 @@ def _native_backward(
 ) -> tuple[Tensor | None, list[Tensor]]:
     """The backward of :class:`_ChunkedMlp` with one C call per chunk.
 
-    Each worker adds into its own weight, bias and (for overlapping bands) input gradient;
-    the per-worker sums are added in worker order, so a run is reproducible.
+    Each chunk adds into its own row of weight, bias and skip gradients, summed in chunk order
+    at the end, and into the one input gradient round by round (see the layouts' ``rounds``).
     """
     weights, biases, skip = _split(params, relus)
     packed = _Packed(weights, biases, relus, skip)
     grad_out = grad_out.contiguous()
-    n_threads = torch.get_num_threads()
-    grad_weights = [torch.zeros_like(packed.weights) for _ in range(n_threads)]
-    grad_biases = [torch.zeros_like(packed.biases) for _ in range(n_threads)]
-    grad_skips = [torch.zeros_like(skip) for _ in range(n_threads)] if skip is not None else []
-    grad_source = layout.new_input_gradient(source, zeroed=True) if need_x else None
+    items = list(enumerate(layout.chunks(whole=False)))
+    grad_weights = packed.weights.new_zeros(len(items), packed.weights.numel())
+    grad_biases = packed.biases.new_zeros(len(items), packed.biases.numel())
+    grad_skips = None if skip is None else skip.new_zeros(len(items), skip.numel())
+    grad_source = layout.new_input_gradient(source) if need_x else None
 
-    def job(worker: int, chunk: Any) -> None:
+    def job(item: _Item) -> None:
+        index, chunk = item
         run = layout.run(source, chunk)
         grad_in = 0
         if grad_source is not None:
-            grad_in = grad_source[worker].data_ptr() + _FLOAT * run.start
+            grad_in = grad_source.data_ptr() + _FLOAT * run.start
         status = native.backward(
             *run.inputs(source),
             *packed.arguments(),
             *run.columns_of(grad_out),
             grad_in or None,
-            grad_weights[worker].data_ptr(),
-            grad_biases[worker].data_ptr(),
-            grad_skips[worker].data_ptr() if grad_skips else None,
+            grad_weights[index].data_ptr(),
+            grad_biases[index].data_ptr(),
+            None if grad_skips is None else grad_skips[index].data_ptr(),
         )
         if status != 0:
             raise MemoryError("the pointwise kernel could not allocate its gradient lanes")
 
-    n_workers = _WORKERS.map(layout.chunks(whole=False), job)
-    grad_x = None if grad_source is None else layout.input_gradient(grad_source, n_workers)
-    grads = packed.split(
-        _sum_in_order(grad_weights, n_workers), _sum_in_order(grad_biases, n_workers)
-    )
-    if grad_skips:
-        grads.append(_sum_in_order(grad_skips, n_workers))
+    for round_items in layout.rounds(items) if need_x else [items]:
+        WORKERS.map(round_items, job)
+    grad_x = None if grad_source is None else layout.input_gradient(grad_source)
+    grads = packed.split(sum_rows(grad_weights), sum_rows(grad_biases))
+    if grad_skips is not None:
+        grads.append(sum_rows(grad_skips).view_as(skip))
     return grad_x, grads
 
 

@@ -32,6 +32,7 @@ polyphase description and the initial filters both use live in :mod:`coolchic.mo
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -48,6 +49,7 @@ from coolchic.model.layout import (
     phase_taps_index,
     polyphase,
 )
+from coolchic.model.ordered import affine_columns, repeat_lines, sum_rows
 
 __all__ = [
     "BICUBIC_HALF_KERNEL",
@@ -160,7 +162,8 @@ class _Fir1d(torch.autograd.Function):
                 product = torch.empty_like(phase)
                 for j in range(taps.shape[0]):
                     torch.mul(phase, padded.narrow(dim, start + j, n), out=product)
-                    grad_taps[j, r] = product.sum()
+                    lines = product.reshape(-1, product.shape[-1])
+                    grad_taps[j, r] = sum_rows(lines).sum()  # same at any thread count
         grad_x = None
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_padded = torch.zeros_like(padded)
@@ -226,14 +229,18 @@ def _fir(
         windows = padded.unfold(dim, taps.shape[0], 1)  # window last
         if dim == -2:
             windows = windows.transpose(-2, -3)  # [..., positions, w, T] → [..., w, positions, T]
-        products = windows @ taps  # [..., positions, R]
+        # [..., positions, R]; the taps' gradient summed in a fixed order (coolchic.model.ordered)
+        flat = windows.reshape(-1, taps.shape[0]).t()
+        products = affine_columns(taps.new_zeros(taps.shape[1]), taps.t(), flat).t()
+        products = products.reshape(*windows.shape[:-1], taps.shape[1])
         phases = [products[..., start : start + n, r] for r, start in enumerate(starts)]
         out = torch.stack(phases, dim=-1).flatten(-2)
         if dim == -2:
             out = out.transpose(-1, -2)
         return out.narrow(dim, 0, length)
+    coefficients = _compiled_taps(taps, padded, dim, n)
     phases = [
-        sum(taps[j, r] * padded.narrow(dim, start + j, n) for j in range(taps.shape[0]))
+        sum(coefficients[j, r] * padded.narrow(dim, start + j, n) for j in range(taps.shape[0]))
         for r, start in enumerate(starts)
     ]
     if dim == -1:
@@ -241,6 +248,36 @@ def _fir(
     else:
         out = torch.stack(phases, dim=-2).flatten(-3, -2)
     return out.narrow(dim, 0, length)
+
+
+#: Output rows from which a compiled pass takes one copy of its taps per row, below which one
+#: per output sample (see :func:`_compiled_taps`). With 32, the training step's gradients were
+#: the same at 1, 2, 4, 8 and 16 threads at 416x240 and 1152x768, at no measurable cost
+#: (BENCHMARKS.md, 2026-12-05 06:40); with 256 the step was 10 % slower.
+PER_LINE_MIN_LINES = 32
+
+
+def _compiled_taps(taps: Tensor, padded: Tensor, dim: int, n: int) -> Tensor:
+    """``[T, R, …]`` coefficients of a compiled pass: ``coefficients[j, r]`` multiplies the
+    input shifted by tap j for output phase r.
+
+    The taps' gradient is a sum over a whole map, which a compiled kernel splits between its
+    threads, rounding differently with each thread count. So the taps come in copies
+    (:func:`coolchic.model.ordered.repeat_lines`), whose gradients the compiler leaves as
+    short sums, added in a fixed order outside: one copy per output row (a kernel with many
+    rows runs each row's sum on one thread), one per output sample below
+    :data:`PER_LINE_MIN_LINES` rows, where a kernel may split a row's sum between threads.
+    """
+    n_taps, n_phases = taps.shape
+    # the output's rows: a tap's gradient on a line is then a sum along contiguous memory
+    lines = padded.shape[-2] if dim == -1 else n
+    if lines >= PER_LINE_MIN_LINES:
+        per_line = repeat_lines(taps, lines)  # [lines, T, R]
+        return per_line.permute(1, 2, 0).reshape(n_taps, n_phases, lines, 1)
+    out_shape = list(padded.shape)
+    out_shape[dim] = n
+    per_sample = repeat_lines(taps, math.prod(out_shape))  # [samples, T, R]
+    return per_sample.permute(1, 2, 0).reshape(n_taps, n_phases, *out_shape)
 
 
 def _upsample_separable(x: Tensor, taps: Tensor, poly: Polyphase, size: tuple[int, int]) -> Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from coolchic.io.frame import Frame, FrameFormat
+from coolchic.model.ordered import ordered_sum
 from coolchic.model.output import round_to_bit_depth
 
 
@@ -77,10 +78,10 @@ def split_output(x_hat: Tensor, fmt: FrameFormat) -> tuple[Tensor, Tensor | None
 def distortion(x_hat: Tensor, target: Target) -> Tensor:
     """Pixel-count-weighted MSE (a 0-d tensor) between the synthesis output and the target."""
     full, chroma = split_output(x_hat, target.format)
-    sse = torch.sum((full - target.full) ** 2)
+    sse = ordered_sum((full - target.full) ** 2)  # the same at any thread count
     n_samples = target.full.numel()
     if chroma is not None and target.chroma is not None:
-        sse = sse + torch.sum((chroma - target.chroma) ** 2)
+        sse = sse + ordered_sum((chroma - target.chroma) ** 2)
         n_samples += target.chroma.numel()
     return sse / n_samples
 

@@ -1,0 +1,250 @@
+"""Sums over pixels whose rounding does not depend on the number of threads.
+
+PyTorch, MKL and compiled kernels split a large reduction between their threads and add the
+partial sums at the end, so a gradient summed over a frame's pixels rounds differently with one
+thread and with two, and a seeded encode drifts apart within a few steps. The training step
+keeps every such sum here or in :mod:`coolchic.model.pointwise`: work is cut into chunks that
+do not depend on the threads, each chunk is computed by one thread, and the partial sums are
+added in chunk order. A seeded encode then writes the same bits at any thread count.
+
+Two operators stay opaque to ``torch.compile`` (``torch.library`` custom operators), so that
+compiled graphs reduce over pixels only through them:
+
+- :func:`repeat_lines`: a small tensor repeated once per line of a map. A filter tap read
+  through it gets one gradient per line (a short sum, which each compiled kernel keeps on one
+  thread), added over the lines here.
+- :func:`affine_columns`: ``start + weight @ values`` for a few output rows and many
+  columns, with the weight gradient (and a bias ``start``'s) summed over fixed blocks of
+  columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["WORKERS", "affine_columns", "ordered_sum", "repeat_lines", "sum_rows"]
+
+#: PyTorch reduces fewer elements than this on one thread (``at::internal::GRAIN_SIZE``); a
+#: larger reduction is split between its threads, and the rounding then depends on their number.
+SERIAL_REDUCTION = 32768
+
+#: Columns per block of :func:`affine_columns`' weight gradient.
+BLOCK_COLUMNS = 16384
+
+_Chunk = TypeVar("_Chunk")
+
+
+class _Workers:
+    """Chunks spread over ``torch.get_num_threads()`` threads, each running torch single-threaded.
+
+    Small per-chunk operators gain nothing from torch's own intra-op threads (gathers and
+    ``index_add_`` run on one thread, small matrix products scale poorly), while whole chunks
+    on separate threads scale almost linearly (1.7x on two cores for the ARM, measured). A free
+    thread takes the next chunk. A chunk's result does not depend on which thread computed it
+    (all run torch on one thread), so callers keep shared sums per chunk.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def map(self, chunks: Sequence[_Chunk], job: Callable[[_Chunk], None]) -> None:
+        """Run ``job(chunk)`` for every chunk."""
+        threads = torch.get_num_threads()
+        if threads == 1:
+            for chunk in chunks:
+                job(chunk)
+            return
+
+        # Grad and inference modes are per thread: the caller's do not reach the workers,
+        # which would otherwise record a graph of every chunk (grad mode is off inside an
+        # autograd Function) or be refused writes into the caller's inference tensors.
+        inference = torch.is_inference_mode_enabled()
+        taken = itertools.count()
+        lock = threading.Lock()
+
+        def run() -> None:
+            with torch.inference_mode(inference), torch.no_grad():
+                while True:
+                    with lock:
+                        index = next(taken)
+                    if index >= len(chunks):
+                        return
+                    job(chunks[index])
+
+        pool = self._executor(threads)
+        for future in [pool.submit(run) for _ in range(min(threads, len(chunks)))]:
+            future.result()
+
+    def _executor(self, size: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._size != size:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                self._pool = ThreadPoolExecutor(
+                    size,
+                    thread_name_prefix="coolchic-chunk",
+                    initializer=torch.set_num_threads,
+                    initargs=(1,),
+                )
+                self._size = size
+            return self._pool
+
+
+#: The one pool of chunk workers.
+WORKERS = _Workers()
+
+
+def sum_rows(rows: Tensor) -> Tensor:
+    """``rows.sum(dim=0)`` of a 2-D tensor, rounded the same at any thread count.
+
+    Blocks of rows small enough for PyTorch to reduce on one thread, added in row order.
+    """
+    block = max(1, SERIAL_REDUCTION // max(1, rows.shape[1]))
+    total = rows[:block].sum(dim=0)
+    for start in range(block, rows.shape[0], block):
+        total += rows[start : start + block].sum(dim=0)
+    return total
+
+
+#: Values per row of :func:`ordered_sum`'s blocks.
+_ROW = 1024
+
+
+class _OrderedSum(torch.autograd.Function):
+    """``x.sum()`` by :func:`sum_rows` over rows of ``_ROW`` values; the gradient is ``x``'s
+    shape filled with the output's (autograd through the row blocks would write a zeroed copy
+    of ``x`` per block)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.shape = x.shape
+        flat = x.reshape(-1)
+        whole = flat.numel() - flat.numel() % _ROW
+        total = flat[whole:].sum()
+        if whole:
+            total = sum_rows(flat[:whole].view(-1, _ROW)).sum() + total
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad.expand(ctx.shape)
+
+
+def ordered_sum(x: Tensor) -> Tensor:
+    """``x.sum()``, rounded the same at any thread count (differentiable)."""
+    return _OrderedSum.apply(x)
+
+
+@torch.library.custom_op("coolchic::repeat_lines", mutates_args=())
+def repeat_lines(values: Tensor, lines: int) -> Tensor:
+    """``values`` repeated ``lines`` times along a new first dimension (a new tensor)."""
+    return values.unsqueeze(0).expand(lines, *values.shape).clone()
+
+
+@repeat_lines.register_fake
+def _(values: Tensor, lines: int) -> Tensor:
+    return values.new_empty(lines, *values.shape)
+
+
+@torch.library.custom_op("coolchic::sum_lines", mutates_args=())
+def sum_lines(grad: Tensor) -> Tensor:
+    """The adjoint of :func:`repeat_lines`: the sum over the first dimension, in order."""
+    return sum_rows(grad.reshape(grad.shape[0], -1)).view(grad.shape[1:])
+
+
+@sum_lines.register_fake
+def _(grad: Tensor) -> Tensor:
+    return grad.new_empty(grad.shape[1:])
+
+
+def _repeat_lines_backward(_ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    return sum_lines(grad), None
+
+
+repeat_lines.register_autograd(_repeat_lines_backward)
+
+
+def _blocks(n_columns: int) -> list[slice]:
+    return [
+        slice(start, min(start + BLOCK_COLUMNS, n_columns))
+        for start in range(0, n_columns, BLOCK_COLUMNS)
+    ]
+
+
+@torch.library.custom_op("coolchic::affine_columns", mutates_args=())
+def affine_columns(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
+    """``start + weight @ values``: ``[C, K]`` times ``[K, N]`` → ``[C, N]``, from a bias
+    ``[C]`` (added to every column) or a ``[C, N]`` tensor.
+
+    Block by block of columns, each on one thread: a multi-threaded product would cut the
+    columns where the thread count says, and compute the columns at each cut differently.
+    """
+    out = values.new_empty(weight.shape[0], values.shape[1])
+
+    def job(block: slice) -> None:
+        first = start[:, None] if start.dim() == 1 else start[:, block]
+        torch.addmm(first, weight, values[:, block], out=out[:, block])
+
+    WORKERS.map(_blocks(values.shape[1]), job)
+    return out
+
+
+@affine_columns.register_fake
+def _(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
+    return values.new_empty(weight.shape[0], values.shape[1])
+
+
+@torch.library.custom_op("coolchic::affine_columns_backward", mutates_args=())
+def affine_columns_backward(
+    grad: Tensor, weight: Tensor, values: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Column sums of ``grad`` (a bias's gradient), ``grad @ valuesᵀ`` (the weight's) and
+    ``weightᵀ @ grad`` (the values'), block by block of columns, the sums added in order."""
+    blocks = _blocks(values.shape[1])
+    n_out, n_in = weight.shape
+    per_block = grad.new_empty(len(blocks), n_out * (1 + n_in))
+    grad_values = values.new_empty(values.shape)
+
+    def job(index: int) -> None:
+        block = blocks[index]
+        block_grad = grad[:, block]
+        row = per_block[index].view(n_out, 1 + n_in)
+        row[:, 0] = block_grad.sum(dim=1)
+        row[:, 1:] = block_grad @ values[:, block].t()
+        grad_values[:, block] = weight.t() @ block_grad
+
+    WORKERS.map(range(len(blocks)), job)
+    total = sum_rows(per_block).view(n_out, 1 + n_in)
+    return total[:, 0].clone(), total[:, 1:].clone(), grad_values
+
+
+@affine_columns_backward.register_fake
+def _(grad: Tensor, weight: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    n_out, n_in = weight.shape
+    return grad.new_empty(n_out), grad.new_empty(n_out, n_in), values.new_empty(values.shape)
+
+
+def _affine_setup(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor], output: Tensor) -> None:
+    start, weight, values = inputs
+    ctx.start_is_bias = start.dim() == 1
+    ctx.save_for_backward(weight, values)
+
+
+def _affine_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    weight, values = ctx.saved_tensors
+    column_sums, grad_weight, grad_values = affine_columns_backward(
+        grad.contiguous(), weight.contiguous(), values.contiguous()
+    )
+    return column_sums if ctx.start_is_bias else grad, grad_weight, grad_values
+
+
+affine_columns.register_autograd(_affine_backward, setup_context=_affine_setup)
