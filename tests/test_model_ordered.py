@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from coolchic.model import ordered, upsampling
-from coolchic.model.ordered import affine_columns, ordered_sum, repeat_lines, sum_rows
+from coolchic.model.ordered import affine_columns, ordered_sum, repeat_lines, repeat_rows, sum_rows
 
 
 def _with_threads(threads: int, function):  # type: ignore[no-untyped-def]
@@ -72,23 +72,26 @@ def test_affine_columns_gradient_ignores_the_threads(monkeypatch: pytest.MonkeyP
             assert torch.equal(a, b)
 
 
-def test_repeat_lines_copies_and_sums_back() -> None:
+def test_repeat_lines_and_rows_copy_and_sum_back() -> None:
     taps = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda t: repeat_lines(t, 7), (taps,))
     assert torch.equal(repeat_lines(taps, 3)[2], taps)
+    rows = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda r: repeat_rows(r, [2, 1, 4]), (rows,))
+    assert torch.equal(repeat_rows(rows, [2, 1, 4])[3], rows[2])
 
 
-@pytest.mark.parametrize("lines_min", [0, 10_000])  # per line, per sample
+@pytest.mark.parametrize("lines_min", [0, 10_000])  # per row, per sample
 @pytest.mark.parametrize("dim", [-1, -2])
-def test_thread_invariant_taps_act_as_the_taps(
+def test_compiled_taps_act_as_the_taps(
     monkeypatch: pytest.MonkeyPatch, lines_min: int, dim: int
 ) -> None:
     monkeypatch.setattr(upsampling, "PER_LINE_MIN_LINES", lines_min)
     taps = torch.randn(4, 2, requires_grad=True)
-    padded = torch.randn(3, 1, 9, 11)
-    n = padded.shape[dim] - 3
-    coefficients = upsampling._compiled_taps(taps, padded, dim, n)
-    shifted = padded.narrow(dim, 1, n)
+    x = torch.randn(3, 1, 9, 11)
+    padded = torch.nn.functional.pad(x, (2, 1) if dim == -1 else (0, 0, 2, 1))
+    coefficients = upsampling._compiled_taps(taps, x)
+    shifted = padded.narrow(dim, 1, x.shape[dim])
     total = sum((coefficients[j, r] * shifted).sum() for j in range(4) for r in range(2))
     total.backward()
     assert taps.grad is not None

@@ -10,9 +10,9 @@ added in chunk order. A seeded encode then writes the same bits at any thread co
 Two operators stay opaque to ``torch.compile`` (``torch.library`` custom operators), so that
 compiled graphs reduce over pixels only through them:
 
-- :func:`repeat_lines`: a small tensor repeated once per line of a map. A filter tap read
-  through it gets one gradient per line (a short sum, which each compiled kernel keeps on one
-  thread), added over the lines here.
+- :func:`repeat_rows` (and :func:`repeat_lines`): small tensors repeated once per line of a
+  map. A filter tap read through it gets one gradient per line (a short sum, which each
+  compiled kernel keeps on one thread), added over the lines here.
 - :func:`affine_columns`: ``start + weight @ values`` for a few output rows and many
   columns, with the weight gradient (and a bias ``start``'s) summed over fixed blocks of
   columns.
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["WORKERS", "affine_columns", "ordered_sum", "repeat_lines", "sum_rows"]
+__all__ = ["WORKERS", "affine_columns", "ordered_sum", "repeat_lines", "repeat_rows", "sum_rows"]
 
 #: PyTorch reduces fewer elements than this on one thread (``at::internal::GRAIN_SIZE``); a
 #: larger reduction is split between its threads, and the rounding then depends on their number.
@@ -56,10 +56,17 @@ class _Workers:
         self._size = 0
         self._lock = threading.Lock()
 
-    def map(self, chunks: Sequence[_Chunk], job: Callable[[_Chunk], None]) -> None:
-        """Run ``job(chunk)`` for every chunk."""
+    def map(
+        self, chunks: Sequence[_Chunk], job: Callable[[_Chunk], None], *, torch_ops: bool = True
+    ) -> None:
+        """Run ``job(chunk)`` for every chunk.
+
+        A job that runs no torch operator (``torch_ops=False``: it only calls the C kernel)
+        runs on the calling thread when it is the only one: torch's thread count cannot
+        change its result, and the hand-over to a worker would cost more than a small chunk.
+        """
         threads = torch.get_num_threads()
-        if threads == 1:
+        if threads == 1 or (not torch_ops and len(chunks) == 1):
             for chunk in chunks:
                 job(chunk)
             return
@@ -144,33 +151,48 @@ def ordered_sum(x: Tensor) -> Tensor:
     return _OrderedSum.apply(x)
 
 
-@torch.library.custom_op("coolchic::repeat_lines", mutates_args=())
+@torch.library.custom_op("coolchic::repeat_rows", mutates_args=())
+def repeat_rows(values: Tensor, counts: list[int]) -> Tensor:
+    """Row i of ``values`` (``[M, D]``) repeated ``counts[i]`` times: ``[Σ counts, D]``."""
+    return torch.repeat_interleave(values, torch.tensor(counts), dim=0, output_size=sum(counts))
+
+
+@repeat_rows.register_fake
+def _(values: Tensor, counts: list[int]) -> Tensor:
+    return values.new_empty(sum(counts), values.shape[1])
+
+
+@torch.library.custom_op("coolchic::sum_row_groups", mutates_args=())
+def sum_row_groups(grad: Tensor, counts: list[int]) -> Tensor:
+    """The adjoint of :func:`repeat_rows`: each group of rows summed in order, ``[M, D]``."""
+    sums = []
+    start = 0
+    for count in counts:
+        sums.append(sum_rows(grad[start : start + count]))
+        start += count
+    return torch.stack(sums)
+
+
+@sum_row_groups.register_fake
+def _(grad: Tensor, counts: list[int]) -> Tensor:
+    return grad.new_empty(len(counts), grad.shape[1])
+
+
+def _repeat_rows_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    return sum_row_groups(grad.contiguous(), ctx.counts), None
+
+
+def _repeat_rows_setup(ctx: Any, inputs: tuple[Tensor, list[int]], output: Tensor) -> None:
+    ctx.counts = inputs[1]
+
+
+repeat_rows.register_autograd(_repeat_rows_backward, setup_context=_repeat_rows_setup)
+
+
 def repeat_lines(values: Tensor, lines: int) -> Tensor:
-    """``values`` repeated ``lines`` times along a new first dimension (a new tensor)."""
-    return values.unsqueeze(0).expand(lines, *values.shape).clone()
-
-
-@repeat_lines.register_fake
-def _(values: Tensor, lines: int) -> Tensor:
-    return values.new_empty(lines, *values.shape)
-
-
-@torch.library.custom_op("coolchic::sum_lines", mutates_args=())
-def sum_lines(grad: Tensor) -> Tensor:
-    """The adjoint of :func:`repeat_lines`: the sum over the first dimension, in order."""
-    return sum_rows(grad.reshape(grad.shape[0], -1)).view(grad.shape[1:])
-
-
-@sum_lines.register_fake
-def _(grad: Tensor) -> Tensor:
-    return grad.new_empty(grad.shape[1:])
-
-
-def _repeat_lines_backward(_ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-    return sum_lines(grad), None
-
-
-repeat_lines.register_autograd(_repeat_lines_backward)
+    """``values`` repeated ``lines`` times along a new first dimension (a new tensor), its
+    gradient summed over the copies in order."""
+    return repeat_rows(values.reshape(1, -1), [lines]).view(lines, *values.shape)
 
 
 def _blocks(n_columns: int) -> list[slice]:
@@ -185,17 +207,11 @@ def affine_columns(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
     """``start + weight @ values``: ``[C, K]`` times ``[K, N]`` → ``[C, N]``, from a bias
     ``[C]`` (added to every column) or a ``[C, N]`` tensor.
 
-    Block by block of columns, each on one thread: a multi-threaded product would cut the
-    columns where the thread count says, and compute the columns at each cut differently.
+    The product is one ``addmm``: threads split its N columns, never a column's K-long sum.
+    The weight's (and a bias's) gradient sums over the N columns: see
+    :func:`affine_columns_backward`.
     """
-    out = values.new_empty(weight.shape[0], values.shape[1])
-
-    def job(block: slice) -> None:
-        first = start[:, None] if start.dim() == 1 else start[:, block]
-        torch.addmm(first, weight, values[:, block], out=out[:, block])
-
-    WORKERS.map(_blocks(values.shape[1]), job)
-    return out
+    return torch.addmm(start[:, None] if start.dim() == 1 else start, weight, values)
 
 
 @affine_columns.register_fake
@@ -208,11 +224,19 @@ def affine_columns_backward(
     grad: Tensor, weight: Tensor, values: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Column sums of ``grad`` (a bias's gradient), ``grad @ valuesᵀ`` (the weight's) and
-    ``weightᵀ @ grad`` (the values'), block by block of columns, the sums added in order."""
-    blocks = _blocks(values.shape[1])
+    ``weightᵀ @ grad`` (the values'), the sums over columns added in a fixed order.
+
+    Up to :data:`BLOCK_COLUMNS` columns, from the products of every column (one pass, on
+    this thread); above, one small product per block of columns on the workers.
+    """
     n_out, n_in = weight.shape
+    grad_values = weight.t() @ grad
+    if values.shape[1] <= BLOCK_COLUMNS:
+        products = grad[:, None, :] * values[None, :, :]  # [C, K, N]
+        grad_weight = sum_rows(products.view(n_out * n_in, -1).t()).view(n_out, n_in)
+        return sum_rows(grad.t()), grad_weight, grad_values
+    blocks = _blocks(values.shape[1])
     per_block = grad.new_empty(len(blocks), n_out * (1 + n_in))
-    grad_values = values.new_empty(values.shape)
 
     def job(index: int) -> None:
         block = blocks[index]
@@ -220,7 +244,6 @@ def affine_columns_backward(
         row = per_block[index].view(n_out, 1 + n_in)
         row[:, 0] = block_grad.sum(dim=1)
         row[:, 1:] = block_grad @ values[:, block].t()
-        grad_values[:, block] = weight.t() @ block_grad
 
     WORKERS.map(range(len(blocks)), job)
     total = sum_rows(per_block).view(n_out, 1 + n_in)

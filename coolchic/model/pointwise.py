@@ -480,7 +480,7 @@ class _ChunkedMlp(torch.autograd.Function):
                 run = layout.run(source, chunk)
                 native.forward(*run.inputs(source), *packed.arguments(), *run.columns_of(out))
 
-            WORKERS.map(layout.chunks(whole=False), job)
+            WORKERS.map(layout.chunks(whole=False), job, torch_ops=False)
         else:
 
             def job(chunk: Any) -> None:
@@ -578,7 +578,7 @@ def _native_backward(
             raise MemoryError("the pointwise kernel could not allocate its gradient lanes")
 
     for round_items in layout.rounds(items) if need_x else [items]:
-        WORKERS.map(round_items, job)
+        WORKERS.map(round_items, job, torch_ops=False)
     grad_x = None if grad_source is None else layout.input_gradient(grad_source)
     grads = packed.split(sum_rows(grad_weights), sum_rows(grad_biases))
     if grad_skips is not None:

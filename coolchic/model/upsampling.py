@@ -32,8 +32,7 @@ polyphase description and the initial filters both use live in :mod:`coolchic.mo
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +48,7 @@ from coolchic.model.layout import (
     phase_taps_index,
     polyphase,
 )
-from coolchic.model.ordered import affine_columns, repeat_lines, sum_rows
+from coolchic.model.ordered import repeat_lines, sum_rows
 
 __all__ = [
     "BICUBIC_HALF_KERNEL",
@@ -175,6 +174,35 @@ class _Fir1d(torch.autograd.Function):
         return grad_x, grad_taps, None
 
 
+class _WindowTaps(torch.autograd.Function):
+    """``windows @ taps`` (``[..., T]`` windows, ``[T, R]`` taps) for small maps, with the taps'
+    gradient summed in an order that does not depend on the threads: the outer products of
+    every window with its gradient, added by :func:`coolchic.model.ordered.sum_rows` (a
+    matrix product, even one per block of windows, splits the sum between threads)."""
+
+    @staticmethod
+    def forward(ctx: Any, windows: Tensor, taps: Tensor) -> Tensor:  # type: ignore[override]
+        n_taps = taps.shape[0]
+        # one copy of the windows, tap-major, kept for the backward
+        by_tap = windows.movedim(-1, 0).reshape(n_taps, -1)
+        ctx.save_for_backward(by_tap, taps)
+        return (by_tap.t() @ taps).view(*windows.shape[:-1], taps.shape[1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        by_tap, taps = ctx.saved_tensors
+        n_taps, n_phases = taps.shape
+        grad_windows = grad @ taps.t() if ctx.needs_input_grad[0] else None
+        grad_taps = None
+        if ctx.needs_input_grad[1]:
+            by_phase = grad.reshape(-1, n_phases).t().contiguous()  # [R, windows]
+            products = by_phase[:, None, :] * by_tap[None, :, :]  # [R, T, windows]
+            sums = sum_rows(products.view(n_phases * n_taps, -1).t())  # [R·T]
+            grad_taps = sums.view(n_phases, n_taps).t().contiguous()
+        return grad_windows, grad_taps
+
+
 def _phase_views(like: Tensor, n: int, n_phases: int, dim: int) -> tuple[Tensor, list[Tensor]]:
     """A new ``[..., n·R (along dim), ...]`` tensor and its R phase views (every R-th sample)."""
     shape = list(like.shape)
@@ -229,16 +257,13 @@ def _fir(
         windows = padded.unfold(dim, taps.shape[0], 1)  # window last
         if dim == -2:
             windows = windows.transpose(-2, -3)  # [..., positions, w, T] → [..., w, positions, T]
-        # [..., positions, R]; the taps' gradient summed in a fixed order (coolchic.model.ordered)
-        flat = windows.reshape(-1, taps.shape[0]).t()
-        products = affine_columns(taps.new_zeros(taps.shape[1]), taps.t(), flat).t()
-        products = products.reshape(*windows.shape[:-1], taps.shape[1])
+        products = _WindowTaps.apply(windows, taps)  # [..., positions, R]
         phases = [products[..., start : start + n, r] for r, start in enumerate(starts)]
         out = torch.stack(phases, dim=-1).flatten(-2)
         if dim == -2:
             out = out.transpose(-1, -2)
         return out.narrow(dim, 0, length)
-    coefficients = _compiled_taps(taps, padded, dim, n)
+    coefficients = _compiled_taps(taps, x)
     phases = [
         sum(coefficients[j, r] * padded.narrow(dim, start + j, n) for j in range(taps.shape[0]))
         for r, start in enumerate(starts)
@@ -257,9 +282,9 @@ def _fir(
 PER_LINE_MIN_LINES = 32
 
 
-def _compiled_taps(taps: Tensor, padded: Tensor, dim: int, n: int) -> Tensor:
-    """``[T, R, …]`` coefficients of a compiled pass: ``coefficients[j, r]`` multiplies the
-    input shifted by tap j for output phase r.
+def _compiled_taps(taps: Tensor, x: Tensor) -> Tensor:
+    """``[T, R, …]`` coefficients of a compiled pass over ``x``: ``coefficients[j, r]``
+    multiplies the input shifted by tap j for output phase r.
 
     The taps' gradient is a sum over a whole map, which a compiled kernel splits between its
     threads, rounding differently with each thread count. So the taps come in copies
@@ -269,15 +294,12 @@ def _compiled_taps(taps: Tensor, padded: Tensor, dim: int, n: int) -> Tensor:
     :data:`PER_LINE_MIN_LINES` rows, where a kernel may split a row's sum between threads.
     """
     n_taps, n_phases = taps.shape
-    # the output's rows: a tap's gradient on a line is then a sum along contiguous memory
-    lines = padded.shape[-2] if dim == -1 else n
-    if lines >= PER_LINE_MIN_LINES:
-        per_line = repeat_lines(taps, lines)  # [lines, T, R]
-        return per_line.permute(1, 2, 0).reshape(n_taps, n_phases, lines, 1)
-    out_shape = list(padded.shape)
-    out_shape[dim] = n
-    per_sample = repeat_lines(taps, math.prod(out_shape))  # [samples, T, R]
-    return per_sample.permute(1, 2, 0).reshape(n_taps, n_phases, *out_shape)
+    rows = x.shape[-2]  # of the input and of every output phase, along either dimension
+    if rows >= PER_LINE_MIN_LINES:
+        per_row = repeat_lines(taps, rows)  # [rows, T, R]
+        return per_row.permute(1, 2, 0).reshape(n_taps, n_phases, rows, 1)
+    per_sample = repeat_lines(taps, x.numel())  # an output phase has x's shape
+    return per_sample.permute(1, 2, 0).reshape(n_taps, n_phases, *x.shape)
 
 
 def _upsample_separable(x: Tensor, taps: Tensor, poly: Polyphase, size: tuple[int, int]) -> Tensor:
@@ -372,7 +394,8 @@ def _separable_stack(
     stack = grids[-1]
     for level in range(len(grids) - 2, -1, -1):
         target = grids[level]
-        up = _upsample_separable(stack, taps[level], poly, (target.shape[-2], target.shape[-1]))
+        size = (target.shape[-2], target.shape[-1])
+        up = _upsample_separable(stack, taps[level], poly, size)
         if preconcat is not None:
             target = _preconcat_separable(target, preconcat[level])
         stack = torch.cat([target, up], dim=0)
