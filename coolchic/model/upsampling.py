@@ -275,10 +275,12 @@ def _fir(
     return out.narrow(dim, 0, length)
 
 
-#: Output rows from which a compiled pass takes one copy of its taps per row, below which one
-#: per output sample (see :func:`_compiled_taps`). With 32, the training step's gradients were
-#: the same at 1, 2, 4, 8 and 16 threads at 416x240 and 1152x768, at no measurable cost
-#: (BENCHMARKS.md, 2026-12-05 06:40); with 256 the step was 10 % slower.
+#: Rows from which a compiled pass takes one copy of its taps per output row, below which one
+#: per output sample (see :func:`_compiled_taps`). With 32 the training step's gradients were
+#: the same at every thread count tried (1 to 8) from 192x128 to 1920x1080; with a copy per
+#: row down to one row, a kernel on a 15-row map split its rows' sums between threads; with
+#: per-sample copies below 256 rows the step at 1152x768 was about 10 % slower (BENCHMARKS.md,
+#: 2026-12-05 07:10).
 PER_LINE_MIN_LINES = 32
 
 
