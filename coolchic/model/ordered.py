@@ -3,9 +3,10 @@
 PyTorch, MKL and compiled kernels split a large reduction between their threads and add the
 partial sums at the end, so a gradient summed over a frame's pixels rounds differently with one
 thread and with two, and a seeded encode drifts apart within a few steps. The training step
-keeps every such sum here or in :mod:`coolchic.model.pointwise`: work is cut into chunks that
-do not depend on the threads, each chunk is computed by one thread, and the partial sums are
-added in chunk order. A seeded encode then writes the same bits at any thread count.
+takes every such sum from here (:mod:`coolchic.model.pointwise` and
+:mod:`coolchic.model.upsampling` use the pool and :func:`sum_rows` too): work is cut into
+chunks that do not depend on the threads, each chunk is computed by one thread, and the partial
+sums are added in chunk order. A seeded encode then writes the same bits at any thread count.
 
 Two operators stay opaque to ``torch.compile`` (``torch.library`` custom operators), so that
 compiled graphs reduce over pixels only through them:
