@@ -48,7 +48,7 @@ from coolchic.model.layout import (
     phase_taps_index,
     polyphase,
 )
-from coolchic.model.ordered import repeat_lines, sum_rows
+from coolchic.model.ordered import one_thread, repeat_lines, sum_rows
 
 __all__ = [
     "BICUBIC_HALF_KERNEL",
@@ -176,9 +176,9 @@ class _Fir1d(torch.autograd.Function):
 
 class _WindowTaps(torch.autograd.Function):
     """``windows @ taps`` (``[..., T]`` windows, ``[T, R]`` taps) for small maps, with the taps'
-    gradient summed in an order that does not depend on the threads: the outer products of
-    every window with its gradient, added by :func:`coolchic.model.ordered.sum_rows` (a
-    matrix product, even one per block of windows, splits the sum between threads)."""
+    gradient summed in an order that does not depend on the threads: one matrix product on
+    one thread (:func:`coolchic.model.ordered.one_thread`; with more, it splits the sum over
+    windows between them)."""
 
     @staticmethod
     def forward(ctx: Any, windows: Tensor, taps: Tensor) -> Tensor:  # type: ignore[override]
@@ -192,14 +192,12 @@ class _WindowTaps(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         by_tap, taps = ctx.saved_tensors
-        n_taps, n_phases = taps.shape
+        n_phases = taps.shape[1]
         grad_windows = grad @ taps.t() if ctx.needs_input_grad[0] else None
         grad_taps = None
         if ctx.needs_input_grad[1]:
-            by_phase = grad.reshape(-1, n_phases).t().contiguous()  # [R, windows]
-            products = by_phase[:, None, :] * by_tap[None, :, :]  # [R, T, windows]
-            sums = sum_rows(products.view(n_phases * n_taps, -1).t())  # [R·T]
-            grad_taps = sums.view(n_phases, n_taps).t().contiguous()
+            with one_thread():
+                grad_taps = by_tap @ grad.reshape(-1, n_phases)  # [T, R]
         return grad_windows, grad_taps
 
 
