@@ -67,6 +67,10 @@ Run::
     python benchmarks/rd.py --inputs /work/shared/data/kodim15_192x128_01p_yuv420_8b.yuv \\
         /work/shared/data/192x128_kodim15.png --recipe fast
 
+With ``--seeds 0,1,2,3`` coolchic codes every λ once per seed (codec ``coolchic-seed<S>``) and
+the summary gives each seed's BD-rate, their mean and its standard error: on small frames one
+seed's curve moves by several points.
+
 Outputs in ``--out`` (default ``benchmarks/results/<timestamp>/``, git-ignored): ``rd.tsv`` (one
 row per input × codec × setting), ``summary.json`` (BD-rates, versions, machine, command),
 ``rd_<input>.png`` (RD plots), ``commands.log`` (every external command run) and ``work/``
@@ -221,6 +225,21 @@ def self_test() -> int:
         )
         check("3 points < min 4 -> n/a", bd_rate(rates[:3], psnrs[:3], rates, psnrs).percent, None)
         check("no overlap -> n/a", bd_rate(rates, psnrs, rates, psnrs + 20).percent, None)
+    print("several seeds (--seeds):")
+    seeds = {
+        4: bd_rate(rates, psnrs, 0.9 * rates, psnrs),
+        7: bd_rate(rates, psnrs, 1.1 * rates, psnrs),
+    }
+    check("mean of -10 % and +10 %", mean_over_seeds(seeds).percent, 0.0)
+    check("standard error of -10 and +10", standard_error([-10.0, 10.0]), 10.0)
+    no_overlap = bd_rate(rates, psnrs, rates, psnrs + 20)
+    check("one seed n/a -> mean n/a", mean_over_seeds({**seeds, 9: no_overlap}).percent, None)
+    curves_found = coolchic_curves(
+        {"x265": (list(rates), list(psnrs)), "coolchic-seed7": ([1.0], [30.0])}
+    )
+    check("curve of seed 7 found", float(next(iter(curves_found))), 7.0)
+    check("setting 1e-3@7 -> seed 7", float(coolchic_setting("1e-3@7", 0)[1]), 7.0)
+    check("setting 1e-3 -> default seed", float(coolchic_setting("1e-3", 5)[1]), 5.0)
     if scipy_available():
         from scipy.interpolate import PchipInterpolator
 
@@ -420,10 +439,23 @@ class Settings:
     coolchic_args: tuple[str, ...] = ()
 
 
+#: The codec label of one seed's curve when a run trains several (``--seeds``).
+SEED_CURVE = re.compile(r"coolchic-seed(\d+)")
+
+
+def coolchic_setting(setting: str, default_seed: int) -> tuple[str, int, str]:
+    """``λ`` or ``λ@seed`` → (λ, seed, codec label): one curve per seed when seeds are given."""
+    lmbda, _, seed = setting.partition("@")
+    if not seed:
+        return lmbda, default_seed, "coolchic"
+    return lmbda, int(seed), f"coolchic-seed{int(seed)}"
+
+
 def run_coolchic(
-    source: Source, lmbda: str, work: Path, runner: Runner, settings: Settings
+    source: Source, setting: str, work: Path, runner: Runner, settings: Settings
 ) -> Point:
-    stem = f"lmbda{lmbda}"
+    lmbda, seed, codec = coolchic_setting(setting, settings.seed)
+    stem = f"lmbda{lmbda}" if codec == "coolchic" else f"lmbda{lmbda}_seed{seed}"
     bitstream = work / f"{stem}.cool"
     report_path = work / f"{stem}.json"
     decoded_path = work / (f"{stem}_decoded.png" if source.kind == "rgb" else f"{stem}_decoded.yuv")
@@ -432,7 +464,7 @@ def run_coolchic(
         [
             *coolchic,
             *("--device", settings.device, "encode", source.path, "-o", bitstream),
-            *("--recipe", settings.recipe, "--lmbda", lmbda, "--seed", settings.seed),
+            *("--recipe", settings.recipe, "--lmbda", lmbda, "--seed", seed),
             *("--report", report_path, "--decoded", decoded_path),
             *settings.coolchic_args,
         ]
@@ -462,7 +494,7 @@ def run_coolchic(
     if abs(measured - report[source.metric]) > 1e-6:
         notes.append(f"report {source.metric}={report[source.metric]:.4f} differs")
     return Point(
-        codec="coolchic",
+        codec=codec,
         setting=f"lmbda={lmbda}",
         bits=bits,
         decoded=decoded,
@@ -818,8 +850,8 @@ def plot_input(
         axes.plot(
             np.array(rates)[order],
             np.array(psnrs)[order],
-            marker=markers.get(codec, "x"),
-            linewidth=2.0 if codec == "coolchic" else 1.2,
+            marker=markers.get(codec.split("-")[0], "x"),
+            linewidth=2.0 if codec.startswith("coolchic") else 1.2,
             label=name,
         )
     axes.set_xlabel("rate (bits per pixel)")
@@ -911,7 +943,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="codec runs in parallel (default 1: timings are only comparable when sequential)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="coolchic's seed")
+    parser.add_argument("--seed", type=int, help="coolchic's seed (default: 0)")
+    parser.add_argument(
+        "--seeds",
+        help="comma-separated seeds instead of --seed: one coolchic curve per seed, each with "
+        "its BD-rates, and their mean with its standard error (at 192x128 one seed's BD-rate "
+        "moves by several points)",
+    )
     parser.add_argument("--device", default="cpu", help="coolchic's device (default: cpu)")
     parser.add_argument(
         "--coolchic-args",
@@ -956,9 +994,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.codecs = [codec for codec in CODECS if codec not in skipped]
     if not args.codecs:
         parser.error("every codec is skipped")
+    if args.seeds is not None and args.seed is not None:
+        parser.error("give --seed or --seeds, not both")
     try:
+        seeds = [int(seed) for seed in _list(args.seeds, int)] if args.seeds else []
+        if args.seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds)):
+            raise ValueError("--seeds needs two or more different seeds")
+        lmbdas = _list(args.lmbdas, float)
+        args.seed = 0 if args.seed is None else args.seed
+        args.seed_list = seeds or [args.seed]
         args.settings = {
-            "coolchic": _list(args.lmbdas, float),
+            "coolchic": [f"{lmbda}@{seed}" for seed in seeds for lmbda in lmbdas] or lmbdas,
             "x265": _list(args.x265_qps, int),
             "av1": _list(args.av1_cq, int),
             "jpeg": _list(args.jpeg_qualities, int),
@@ -1103,6 +1149,42 @@ def input_info(source: Source, codecs: Sequence[str]) -> dict[str, Any]:
     return info
 
 
+def coolchic_curves(
+    codec_curves: dict[str, tuple[list[float], list[float]]],
+) -> dict[int | None, tuple[list[float], list[float]]]:
+    """coolchic's curve (key None), or one per seed of a ``--seeds`` run (key: the seed)."""
+    if "coolchic" in codec_curves:
+        return {None: codec_curves["coolchic"]}
+    codecs = {
+        int(match.group(1)): codec
+        for codec in codec_curves
+        if (match := SEED_CURVE.fullmatch(codec)) is not None
+    }
+    return {seed: codec_curves[codecs[seed]] for seed in sorted(codecs)}
+
+
+def mean_over_seeds(results: dict[int, BdRate]) -> BdRate:
+    """The mean BD-rate of several seeds' curves; n/a unless every seed's BD-rate is known (a
+    mean over the seeds that happen to overlap the anchor would pick its sample)."""
+    unknown = [f"seed {seed}: {one.reason}" for seed, one in results.items() if one.percent is None]
+    ranges = [one.psnr_range for one in results.values() if one.psnr_range is not None]
+    span = (min(low for low, _ in ranges), max(high for _, high in ranges)) if ranges else None
+    return BdRate(
+        percent=None if unknown else float(np.mean([one.percent for one in results.values()])),
+        reason="; ".join(unknown),
+        psnr_range=span,
+        anchor_points=max(one.anchor_points for one in results.values()),
+        test_points=min(one.test_points for one in results.values()),
+    )
+
+
+def standard_error(values: Sequence[float | None]) -> float | None:
+    """Standard error of the mean of ``values`` (None if any is unknown or fewer than two)."""
+    if len(values) < 2 or any(value is None for value in values):
+        return None
+    return float(np.std(np.array(values, dtype=float), ddof=1) / math.sqrt(len(values)))
+
+
 def bd_results(
     rows: Sequence[dict[str, str]],
     infos: dict[str, dict[str, Any]],
@@ -1120,23 +1202,39 @@ def bd_results(
         entry = dict(infos.get(label, {}))
         entry.setdefault("metric", metrics.get(label, "psnr"))
         bd: dict[str, BdRate] = {}
-        if "coolchic" in codec_curves:
-            test = codec_curves["coolchic"]
-            for reference in REFERENCES:
-                if reference in codec_curves:
-                    anchor = codec_curves[reference]
-                    bd[reference] = bd_rate(*anchor, *test, min_points=min_points)
+        by_seed: dict[str, dict[int, BdRate]] = {}
+        tests = coolchic_curves(codec_curves)
+        for reference in REFERENCES:
+            if reference in codec_curves and tests:
+                anchor = codec_curves[reference]
+                per_curve = {
+                    seed: bd_rate(*anchor, *curve, min_points=min_points)
+                    for seed, curve in tests.items()
+                }
+                if None in per_curve:
+                    bd[reference] = per_curve[None]
+                else:
+                    by_seed[reference] = {
+                        seed: one for seed, one in per_curve.items() if seed is not None
+                    }
+                    bd[reference] = mean_over_seeds(by_seed[reference])
         entry["points"] = {codec: len(curve[0]) for codec, curve in codec_curves.items()}
-        entry["bd_rate_coolchic_vs"] = {
-            reference: {
+        entry["bd_rate_coolchic_vs"] = {}
+        for reference, result in bd.items():
+            entry["bd_rate_coolchic_vs"][reference] = {
                 "percent": result.percent,
                 "reason": result.reason or None,
                 "psnr_range": result.psnr_range,
                 "anchor_points": result.anchor_points,
                 "coolchic_points": result.test_points,
             }
-            for reference, result in bd.items()
-        }
+            if reference in by_seed:
+                entry["bd_rate_coolchic_vs"][reference].update(
+                    per_seed={str(seed): one.percent for seed, one in by_seed[reference].items()},
+                    standard_error=standard_error(
+                        [one.percent for one in by_seed[reference].values()]
+                    ),
+                )
         plot_path = out / f"rd_{label}.png"
         title = f"{label} (coolchic recipe {recipe})"
         if codec_curves and plot_input(title, entry["metric"], codec_curves, bd, plot_path):
@@ -1180,7 +1278,7 @@ def summarise(
         "machine": machine_description(),
         "versions": tool_versions(args.codecs),
         "recipe": args.recipe,
-        "seed": args.seed,
+        "seeds": args.seed_list,
         "threads": args.threads,
         "jobs": args.jobs,
         "settings": {codec: args.settings[codec] for codec in args.codecs},
@@ -1239,6 +1337,15 @@ def print_summary(summary: dict[str, Any]) -> None:
                 if hi - lo < 1.0:
                     note += " (overlap < 1 dB: unreliable)"
             note += f" ({result['coolchic_points']} vs {result['anchor_points']} points)"
+            if "per_seed" in result:
+                error = result["standard_error"]
+                note += f"; mean of {len(result['per_seed'])} seeds" + (
+                    f", standard error {error:.2f}" if error is not None else ""
+                )
+                note += ": " + ", ".join(
+                    f"{seed} {'n/a' if one is None else f'{one:+.2f}'}"
+                    for seed, one in result["per_seed"].items()
+                )
             print(f"{label:<36} {entry['metric']:<9} {reference:<9} {value:>10}  {note}")
         if "webp_conversion_floor_psnr" in entry:
             print(
