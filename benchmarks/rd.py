@@ -1165,7 +1165,7 @@ def coolchic_curves(
 
 def mean_over_seeds(results: dict[int, BdRate]) -> BdRate:
     """The mean BD-rate of several seeds' curves; n/a unless every seed's BD-rate is known (a
-    mean over the seeds that happen to overlap the anchor would pick its sample)."""
+    mean over only the seeds whose curves happen to overlap the anchor would be biased)."""
     unknown = [f"seed {seed}: {one.reason}" for seed, one in results.items() if one.percent is None]
     ranges = [one.psnr_range for one in results.values() if one.psnr_range is not None]
     span = (min(low for low, _ in ranges), max(high for _, high in ranges)) if ranges else None
