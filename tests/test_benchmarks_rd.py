@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,17 +12,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-RD_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "rd.py"
+from tests.conftest import BENCHMARKS, load_benchmark
+
+RD_SCRIPT = BENCHMARKS / "rd.py"
 
 
 @pytest.fixture(scope="module")
 def rd() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rd_benchmark", RD_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rd.py")
 
 
 def test_self_test_passes() -> None:
