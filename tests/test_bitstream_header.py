@@ -1,5 +1,5 @@
-"""Header and container (format version 2): layout, size, round trips, every refused field,
-corrupt and hostile input."""
+"""Header and container (format versions 2 to 6): layout, size, round trips, every refused
+field, corrupt and hostile input."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from coolchic.bitstream.header import (
     unpack_stream,
     write_header,
 )
+from coolchic.bitstream.header_fields import ARCHITECTURE_PRESETS
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 
 V2_SYNTHESIS = (
@@ -58,8 +59,9 @@ TYPICAL_CODING = tuple(
 )
 #: What a default 192x128 yuv420 8-bit stream's header measures (69 bytes in version 1).
 # 30 in version 2: version 3 adds the 1-bit coarser-context field, version 4 the two stabiliser
-# flags (which still fit in the last byte of these headers)
-DEFAULT_HEADER_BYTES = 31
+# flags (which still fit in the last byte of these headers), version 5 two more bits; version 6
+# codes the architecture, one of its presets, in 3 or 5 bits instead of about 50
+DEFAULT_HEADER_BYTES = 25
 
 
 def make_header(**changes: Any) -> StreamHeader:
@@ -82,10 +84,30 @@ def make_header(**changes: Any) -> StreamHeader:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 5), from raw values,
+# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 6), from raw values,
 # so that tests can state the layout and write any value, valid or not, under a valid CRC.
 
 UE = 0  # width marker of a ue(v) field
+#: The header attributes that version 6 sends as one preset code when it can.
+ARCHITECTURE = (
+    "n_grids",
+    "n_ctx_rowcol",
+    "coarser_contexts",
+    "ifce_features",
+    "hyper_grids",
+    "upsampling_kernel",
+    "preconcat_kernel",
+    "arm_hidden",
+    "arm_stabiliser",
+    "synthesis",
+    "synthesis_stabiliser",
+)
+
+
+def preset_code(h: StreamHeader) -> int:
+    """Version 6's architecture code of ``h``: 1 + its preset's index, or 0 (fields follow)."""
+    mine = {name: getattr(h, name) for name in ARCHITECTURE}
+    return next((k + 1 for k, p in enumerate(ARCHITECTURE_PRESETS) if dict(p) == mine), 0)
 
 
 def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
@@ -95,6 +117,11 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
         ("height", UE, h.height - 1),
         ("frame_format", 2, FRAME_FORMAT_CODES[h.frame_format]),
         ("bit_depth", UE, h.bit_depth - 8),
+    ]
+    code = preset_code(h) if h.format_version >= 6 else 0
+    if h.format_version >= 6:
+        fields.append(("architecture", UE, code))
+    architecture = [
         ("n_grids", UE, h.n_grids - 1),
         ("n_ctx_rowcol", UE, h.n_ctx_rowcol - 1),
         *([("coarser_contexts", UE, h.coarser_contexts)] if h.format_version >= 3 else []),
@@ -107,19 +134,21 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
         ("preconcat_kernel", UE, (h.preconcat_kernel + 1) // 2),
         ("n_arm_hidden", UE, len(h.arm_hidden)),
     ]
-    fields += [(f"arm_hidden[{i}]", UE, w - 1) for i, w in enumerate(h.arm_hidden)]
+    architecture += [(f"arm_hidden[{i}]", UE, w - 1) for i, w in enumerate(h.arm_hidden)]
     if h.format_version >= 4:
-        fields.append(("arm_stabiliser", 1, int(h.arm_stabiliser)))
-    fields.append(("n_synthesis_layers", UE, len(h.synthesis) - 1))
+        architecture.append(("arm_stabiliser", 1, int(h.arm_stabiliser)))
+    architecture.append(("n_synthesis_layers", UE, len(h.synthesis) - 1))
     for i, layer in enumerate(h.synthesis):
-        fields += [
+        architecture += [
             (f"synthesis[{i}].out_channels", UE, layer.out_channels - 1),
             (f"synthesis[{i}].kernel", UE, (layer.kernel - 1) // 2),
             (f"synthesis[{i}].kind", 1, LAYER_KIND_CODES[layer.kind]),
             (f"synthesis[{i}].nonlinearity", 1, NONLINEARITY_CODES[layer.nonlinearity]),
         ]
     if h.format_version >= 4:
-        fields.append(("synthesis_stabiliser", 1, int(h.synthesis_stabiliser)))
+        architecture.append(("synthesis_stabiliser", 1, int(h.synthesis_stabiliser)))
+    if not code:
+        fields += architecture
     for (module, kind), coding in zip(NN_GROUPS, h.nn_coding, strict=True):
         fields += [
             (f"{module}.{kind}.exp", 5, coding.exp),
@@ -176,7 +205,7 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 5
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 6
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
@@ -255,6 +284,76 @@ def test_bad_version_5_fields_are_refused(changes: dict[str, Any], field: str) -
         make_header(**changes)
 
 
+def small_decoder_header(n_ctx_rowcol: int = 2, **changes: Any) -> StreamHeader:
+    """A header of the encoder's small decoder (a version-6 preset) at 192x128."""
+    fields: dict[str, Any] = {
+        "width": 192,
+        "height": 128,
+        "bit_depth": 8,
+        "n_ctx_rowcol": n_ctx_rowcol,
+        "arm_hidden": (8,),
+        "synthesis": SMALL_SYNTHESIS,
+        "nn_coding": TYPICAL_CODING,
+        "fps_text": "01",
+    }
+    return make_header(**{**fields, **changes})
+
+
+def raw_bits(fields: list[tuple[str, int, int]]) -> int:
+    """The length of :func:`raw_fields`' bit string."""
+    writer = BitWriter()
+    for _, width, value in fields:
+        write_ue(writer, value) if width == UE else writer.write_uint(value, width)
+    return writer.n_bits
+
+
+@pytest.mark.parametrize(
+    ("n_ctx_rowcol", "ifce_features", "hyper_grids", "code"),
+    [(2, 0, 0, 1), (3, 0, 0, 2), (2, 2, 3, 3), (3, 2, 3, 4)],
+)
+def test_version_6_codes_a_preset_architecture_in_one_code(
+    n_ctx_rowcol: int, ifce_features: int, hyper_grids: int, code: int
+) -> None:
+    header = small_decoder_header(
+        n_ctx_rowcol, ifce_features=ifce_features, hyper_grids=hyper_grids, nn_bytes=5
+    )
+    assert preset_code(header) == code
+    payload = bytes(range(5))
+    data = write_header(header, payload)
+    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    # the same header in version 5 writes the architecture out: 50 or 56 bits, not 3 or 5
+    old = dataclasses.replace(header, format_version=5)
+    assert raw_bits(raw_fields(old)) - raw_bits(raw_fields(header)) == 47 + (4 if code > 2 else 0)
+    assert len(data) <= len(write_header(old, payload)) - 5
+
+
+def test_version_6_writes_any_other_architecture_after_code_0() -> None:
+    header = small_decoder_header(arm_hidden=(16,), nn_bytes=5)
+    payload = bytes(range(5))
+    data = write_header(header, payload)
+    assert preset_code(header) == 0 and data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+
+
+def test_version_6_refuses_an_unknown_preset_code() -> None:
+    fields = raw_fields(small_decoder_header())
+    data = raw_stream(fields, architecture=len(ARCHITECTURE_PRESETS) + 1)
+    with pytest.raises(
+        BitstreamError, match=r"header field architecture: expected a code in 0\.\.4"
+    ):
+        read_header(data)
+
+
+def test_version_5_headers_are_still_read_and_written() -> None:
+    """Version 5 writes every architecture field, presets included."""
+    old = small_decoder_header(format_version=5, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(old, payload)
+    assert data[2] == 5 and data + payload == raw_stream(raw_fields(old), payload, version=5)
+    assert read_header(data + payload) == (old, len(data))
+
+
 def test_version_4_headers_are_still_read_and_written() -> None:
     """Version 4 has neither the inter-feature fields nor the hyper flags: they read as 0."""
     old = make_header(format_version=4, arm_stabiliser=True, nn_bytes=5, latent_bytes=8)
@@ -292,10 +391,10 @@ def test_version_2_headers_are_still_read_and_written() -> None:
         make_header(format_version=2, coarser_contexts=1)
 
 
-@pytest.mark.parametrize("version", [1, 6, 255])
+@pytest.mark.parametrize("version", [1, 7, 255])
 def test_unreadable_versions_are_refused(version: int) -> None:
     data = raw_stream(raw_fields(make_header()), version=version)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4 and 5"):
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5 and 6"):
         read_header(data)
 
 
@@ -305,22 +404,13 @@ def test_default_small_decoder_header_stays_small(
     n_ctx_rowcol: int, nn_bytes: int, latent_bytes: int
 ) -> None:
     """The 192x128 benchmark files are 500-2,000 bytes: every header byte is ~0.1 % of one."""
-    header = make_header(
-        width=192,
-        height=128,
-        bit_depth=8,
-        n_ctx_rowcol=n_ctx_rowcol,
-        arm_hidden=(8,),
-        synthesis=SMALL_SYNTHESIS,
-        nn_coding=TYPICAL_CODING,
-        fps_text="01",
-    )
+    header = small_decoder_header(n_ctx_rowcol)
     stream = pack_stream(header, bytes(nn_bytes), bytes(latent_bytes))
     assert read_header(stream)[1] <= DEFAULT_HEADER_BYTES
 
 
 def test_smallest_and_largest_headers() -> None:
-    minimal = StreamHeader(
+    explicit = StreamHeader(
         width=1,
         height=1,
         frame_format="rgb",
@@ -332,7 +422,13 @@ def test_smallest_and_largest_headers() -> None:
         preconcat_kernel=0,
         synthesis=(SynthesisLayerField(3, 1, "linear", "none"),),
     )
-    assert len(write_header(minimal)) == MIN_HEADER_BYTES
+    # the shortest architecture written out takes more bits than preset 1's code
+    assert len(write_header(dataclasses.replace(explicit, format_version=2))) == 17
+    minimal = StreamHeader(
+        width=1, height=1, frame_format="rgb", bit_depth=8, **ARCHITECTURE_PRESETS[0]
+    )
+    assert len(write_header(minimal)) == MIN_HEADER_BYTES == 16
+    minimal = explicit
     widest = dataclasses.replace(
         minimal,
         width=16384,
@@ -522,8 +618,8 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4 and 5, found 6"):
-        read_header(data[:2] + b"\x06" + data[3:])
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5 and 6, found 7"):
+        read_header(data[:2] + b"\x07" + data[3:])
     with pytest.raises(UnsupportedVersion):
         read_header(MAGIC + b"\x07")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]

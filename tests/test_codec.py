@@ -376,6 +376,26 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     assert fast == (2 if (width, height) != (192, 128) else 0)
 
 
+@pytest.mark.parametrize("lmbda", [2e-4, 1e-3, 1e-2])
+def test_every_default_architecture_is_a_header_preset(lmbda: float) -> None:
+    """The format's architecture presets are the encoder's defaults: a default stream spends 3
+    or 5 bits on its decoder's architecture instead of about 50."""
+    from coolchic.bitstream.constants import NN_GROUPS
+    from coolchic.bitstream.header import header_for_model
+    from coolchic.bitstream.header_fields import ARCHITECTURE_PRESETS, HEADER_FIELDS, Preset
+    from coolchic.codec import default_model_config
+
+    (preset,) = (entry for entry in HEADER_FIELDS if isinstance(entry, Preset))
+    codes = set()
+    for pixels in (192 * 128, 416 * 240, 1920 * 1080):
+        for recipe in RECIPES:
+            config = default_model_config(lmbda, recipe, pixels=pixels)
+            exps = dict.fromkeys(NN_GROUPS, 8)
+            header = header_for_model(config, 192, 128, "yuv420", 8, exps=exps, orders={})
+            codes.add(preset.code(header))
+    assert 0 not in codes and codes <= set(range(1, len(ARCHITECTURE_PRESETS) + 1))
+
+
 def test_default_architecture_depends_on_lambda() -> None:
     """High rates get the 24-value ARM context and a larger latent gain; low rates stay small."""
     from coolchic.codec import WIDE_CONTEXT_LMBDA, default_model_config

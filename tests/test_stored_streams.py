@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from coolchic.bitstream import header as stream_header
-from coolchic.bitstream.header_fields import ADDED_FIELDS
+from coolchic.bitstream.header_fields import ADDED_FIELDS, HEADER_FIELDS, Preset
 from coolchic.decoder import decode_stream
 
 STREAMS = Path(__file__).resolve().parent / "data" / "streams"
@@ -81,12 +81,16 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     assert any(h["preconcat_kernel"] == 0 for h in headers)
     assert any(any(h["zero_grids"]) for h in headers)
     # the older versions still decode
-    assert {h["format_version"] for h in headers} == {2, 3, 4, 5}
+    assert {h["format_version"] for h in headers} == {2, 3, 4, 5, 6}
     assert {h["coarser_contexts"] for h in headers if h["format_version"] == 3} >= {1, 2}
     for flag in ("arm_stabiliser", "synthesis_stabiliser"):
         assert {h[flag] for h in headers if h["format_version"] == 4} == {False, True}
     assert {h["hyper_grids"] for h in headers if h["format_version"] == 5} >= {0, 3}
     assert {h["ifce_features"] for h in headers if h["format_version"] == 5} >= {2, 3}
+    # version 6: preset architectures (1 and 4) and one written out (code 0)
+    (preset,) = (entry for entry in HEADER_FIELDS if isinstance(entry, Preset))
+    version_6 = [header_from_json(h) for h in headers if h["format_version"] == 6]
+    assert {preset.code(h) for h in version_6} == {0, 1, 4}
     assert any(
         layer["kind"] == "residual" and layer["kernel"] == 3
         for h in headers

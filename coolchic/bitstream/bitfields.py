@@ -1,7 +1,8 @@
 """Declarative fields of a bit string: how each value is coded, its range, its rules.
 
 A format lists its fields once, as a table of :class:`Field` (one value) and :class:`Repeated`
-(a list of values or of :class:`Record` objects) entries; :func:`write_fields`,
+(a list of values or of :class:`Record` objects) entries, a run of which may be a
+:class:`Preset` (one code when the values are those of a known set); :func:`write_fields`,
 :func:`read_fields` and :func:`check_fields` walk the same table, so the writer, the reader and
 the validator cannot drift apart, and :func:`bit_bounds` derives the shortest and longest bit
 string from the ranges. The stream header (:mod:`coolchic.bitstream.header_fields`) is such a
@@ -29,6 +30,7 @@ __all__ = [
     "Field",
     "FieldError",
     "Flag",
+    "Preset",
     "Record",
     "Repeated",
     "Rule",
@@ -340,7 +342,55 @@ class Repeated:
         return count_low + n_low * item_low, count_high + n_high * item_high
 
 
-Entry = Field | Repeated
+@dataclass(frozen=True)
+class Preset:
+    """A run of entries sent as one ``ue`` code when their values are those of a preset.
+
+    Code 0 is followed by the entries themselves; code ``k >= 1`` stands for ``presets[k − 1]``,
+    which gives every entry's value by name (lists as tuples, records as their objects). The
+    presets are part of the format: append to them, never reorder or change one.
+    """
+
+    name: str
+    entries: tuple[Field | Repeated, ...]
+    presets: tuple[Mapping[str, Any], ...]
+
+    def __post_init__(self) -> None:
+        names = {entry.name for entry in self.entries}
+        for preset in self.presets:
+            assert set(preset) == names, f"{self.name}: a preset must give {sorted(names)}"
+
+    def value_of(self, owner: Any) -> Any:
+        return owner
+
+    def code(self, owner: Any) -> int:
+        """The preset of ``owner``'s values (1-based), or 0: none, the entries follow."""
+        values = {entry.name: entry.value_of(owner) for entry in self.entries}
+        return next((k for k, preset in enumerate(self.presets, 1) if preset == values), 0)
+
+    def write(self, writer: BitWriter, owner: Any) -> None:
+        code = self.code(owner)
+        write_ue(writer, code)
+        if not code:
+            write_fields(writer, owner, self.entries)
+
+    def read(self, reader: BitReader, read_so_far: Mapping[str, Any]) -> dict[str, Any]:
+        code = read_ue(reader, f"header field {self.name}")
+        if code > len(self.presets):
+            raise BitstreamError(
+                f"header field {self.name}: expected a code in 0..{len(self.presets)}, found {code}"
+            )
+        return dict(self.presets[code - 1]) if code else read_fields(reader, self.entries)
+
+    def check(self, owner: Any) -> None:
+        check_fields(owner, self.entries)
+
+    def bit_range(self) -> tuple[int, int]:
+        low, high = bit_bounds(self.entries)
+        return min(ue_bits(0) + low, ue_bits(1)), max(ue_bits(0) + high, ue_bits(len(self.presets)))
+
+
+Entry = Field | Repeated | Preset
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +412,8 @@ def read_fields(reader: BitReader, entries: tuple[Entry, ...]) -> dict[str, Any]
     for entry in entries:
         if isinstance(entry, Field):
             values[entry.name] = entry.read(reader)
+        elif isinstance(entry, Preset):
+            values.update(entry.read(reader, values))
         else:
             values[entry.name] = entry.read(reader, values)
     return values
@@ -370,10 +422,22 @@ def read_fields(reader: BitReader, entries: tuple[Entry, ...]) -> dict[str, Any]
 def build(values: Mapping[str, Any], entries: tuple[Entry, ...]) -> dict[str, Any]:
     """``values`` with each list of record dicts made into its objects (which check themselves)."""
     built = dict(values)
-    for entry in entries:
+    for entry in _flat(entries):
         if isinstance(entry, Repeated) and isinstance(entry.item, Record):
-            built[entry.name] = tuple(entry.item.kind(**item) for item in values[entry.name])
+            kind = entry.item.kind
+            built[entry.name] = tuple(
+                item if isinstance(item, kind) else kind(**item) for item in values[entry.name]
+            )
     return built
+
+
+def _flat(entries: tuple[Entry, ...]) -> tuple[Field | Repeated, ...]:
+    """The entries with each :class:`Preset` replaced by its own entries."""
+    return tuple(
+        inner
+        for entry in entries
+        for inner in (entry.entries if isinstance(entry, Preset) else (entry,))
+    )
 
 
 def check_fields(owner: Any, entries: tuple[Entry, ...]) -> None:
@@ -388,7 +452,7 @@ def bit_bounds(entries: tuple[Entry, ...]) -> tuple[int, int]:
     The low end is a bound, not always a valid object (rules across fields are not applied);
     the high end is reached field by field, not by every combination.
     """
-    fields = {entry.name: entry for entry in entries if isinstance(entry, Field)}
+    fields = {entry.name: entry for entry in _flat(entries) if isinstance(entry, Field)}
     low = high = 0
     for entry in entries:
         if isinstance(entry, Repeated) and isinstance(entry.count, str):

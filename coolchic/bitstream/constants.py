@@ -21,10 +21,11 @@ MAGIC: Final = b"CC"
 #: added the coarser-grid ARM contexts (one header field and the latent coding order), version 4
 #: the stabilisers (two header flags and, when set, their weights), version 5 Cool-chic 5's
 #: inter-feature context and hyper-latents (two header fields, the hyper grids' zero flags,
-#: the IFCE weights at the end of the ARM groups, the hyper grids in the latent section).
-FORMAT_VERSION: Final = 5
+#: the IFCE weights at the end of the ARM groups, the hyper grids in the latent section),
+#: version 6 one code for an architecture among the encoder's defaults (header only).
+FORMAT_VERSION: Final = 6
 #: Versions this decoder reads; it refuses any other value.
-READABLE_VERSIONS: Final = (2, 3, 4, 5)
+READABLE_VERSIONS: Final = (2, 3, 4, 5, 6)
 #: First four bytes of a format-version-1 file: recognised only to say "re-encode it".
 MAGIC_V1: Final = b"CCHC"
 

@@ -1,12 +1,13 @@
 """The self-describing stream header and the container around the two payload sections.
 
-A coolchic file is ``header | nn section | latent section``. The header (format version 2, the
+A coolchic file is ``header | nn section | latent section``. The header (format version 6, the
 full table is in ``docs/bitstream.md``) is the 2-byte magic and the version byte, then one bit
 string, most significant bit first: image size, frame format and bit depth, the whole decoder
-architecture, the step exponent and exp-Golomb order of each network parameter group, one "all
-zero" flag per latent grid, the length of both sections and the optional frame rate, mostly as
-unsigned exp-Golomb codes ``ue(v)`` (a typical header is about 30 bytes, against 69 in version 1,
-on files of 500 to 2,000 bytes). Zero bits pad it to a byte, and one CRC-32 of everything before
+architecture (one preset code for the encoder's defaults), the step exponent and exp-Golomb
+order of each network parameter group, one "all zero" flag per latent grid, the length of both
+sections and the optional frame rate, mostly as unsigned exp-Golomb codes ``ue(v)`` (a default
+header is 24 or 25 bytes, against 69 in version 1 and 30 in version 5, on files of 500 to 2,000
+bytes). Zero bits pad it to a byte, and one CRC-32 of everything before
 it *and* of both sections ends it.
 
 The fields, their codes, ranges and rules are one table,
@@ -53,8 +54,6 @@ from coolchic.bitstream.constants import (
 from coolchic.bitstream.header_fields import (
     ADDED_FIELDS,
     FRAME_FORMAT_CODES,
-    HEADER_FIELDS,
-    HEADER_FIELDS_V2,
     LAYER_KIND_CODES,
     NONLINEARITY_CODES,
     FrameFormat,
@@ -100,10 +99,12 @@ def _header_bytes(field_bits: int) -> int:
     return _PREFIX_BYTES + -(-field_bits // 8) + _CRC_BYTES
 
 
-# the smallest header is a version-2 one (one field fewer), the largest a version-3 one
-_MIN_BITS, _MAX_BITS = bit_bounds(HEADER_FIELDS_V2)[0], bit_bounds(HEADER_FIELDS)[1]
-#: Smallest header, every field at its smallest (1x1 RGB, one 3-channel 1x1 layer, no section,
-#: no frame rate: 17 bytes).
+# over every version read: version 6 holds both the shortest (a preset architecture) and the
+# longest (a preset code, then every field at its limit)
+_BOUNDS = [bit_bounds(header_fields(version)) for version in READABLE_VERSIONS]
+_MIN_BITS, _MAX_BITS = min(low for low, _ in _BOUNDS), max(high for _, high in _BOUNDS)
+#: Smallest header, every field at its smallest (1x1 RGB, a preset architecture, no section,
+#: no frame rate: 16 bytes).
 MIN_HEADER_BYTES: Final = _header_bytes(_MIN_BITS)
 #: A bound on the largest header (every field at its limit; not every combination is valid).
 MAX_HEADER_BYTES: Final = _header_bytes(_MAX_BITS)

@@ -25,6 +25,7 @@ from coolchic.bitstream.bitfields import (
     Entry,
     Field,
     Flag,
+    Preset,
     Record,
     Repeated,
     Rule,
@@ -62,6 +63,7 @@ from coolchic.bitstream.constants import (
 
 __all__ = [
     "ADDED_FIELDS",
+    "ARCHITECTURE_PRESETS",
     "FPS_ALPHABET",
     "FRAME_FORMAT_CODES",
     "GROUP_CODING_FIELDS",
@@ -69,6 +71,7 @@ __all__ = [
     "HEADER_FIELDS_V2",
     "HEADER_FIELDS_V3",
     "HEADER_FIELDS_V4",
+    "HEADER_FIELDS_V5",
     "LAYER_KIND_CODES",
     "NONLINEARITY_CODES",
     "SYNTHESIS_LAYER_FIELDS",
@@ -245,12 +248,16 @@ def _hyper_grids_read_by_the_ifce(header: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # The table (docs/bitstream.md §1, "Fields")
 
-#: The header's bit string, in stream order.
-HEADER_FIELDS: Final[tuple[Entry, ...]] = (
+#: What the frame is, first in the bit string.
+_FRAME_FIELDS: Final[tuple[Field, ...]] = (
     Field("width", Ue(offset=1), 1, MAX_WIDTH),
     Field("height", Ue(offset=1), 1, MAX_HEIGHT),
     Field("frame_format", Code(2, FRAME_FORMAT_CODES), relations=(_even_yuv420_size,)),
     Field("bit_depth", Ue(offset=MIN_BIT_DEPTH), MIN_BIT_DEPTH, MAX_BIT_DEPTH, is_limit=False),
+)
+
+#: The decoder's architecture, after the frame; from version 6 on one :class:`Preset`.
+_ARCHITECTURE_FIELDS: Final[tuple[Field | Repeated, ...]] = (
     Field("n_grids", Ue(offset=1), 1, MAX_N_GRIDS, sizes_loop=True),
     Field("n_ctx_rowcol", Ue(offset=1), 1, MAX_N_CTX_ROWCOL),
     # from version 3 on (HEADER_FIELDS_V2 leaves it out)
@@ -315,6 +322,10 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     ),
     # from version 4 on (the earlier tables leave it out)
     Field("synthesis_stabiliser", Flag()),
+)
+
+#: How the sections are coded, how long they are, and the frame rate: the end of the bit string.
+_CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
     Repeated(
         "nn_coding",
         Record(GroupCoding, GROUP_CODING_FIELDS),
@@ -358,10 +369,53 @@ HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     ),
 )
 
+
+def _small_decoder(n_ctx_rowcol: int, ifce_features: int, hyper_grids: int) -> dict[str, Any]:
+    """The encoder's small decoder (``codec.SMALL_DECODER``) as header values."""
+    return {
+        "n_grids": 7,
+        "n_ctx_rowcol": n_ctx_rowcol,
+        "coarser_contexts": 0,
+        "ifce_features": ifce_features,
+        "hyper_grids": hyper_grids,
+        "upsampling_kernel": 8,
+        "preconcat_kernel": 7,
+        "arm_hidden": (8,),
+        "arm_stabiliser": False,
+        "synthesis": (
+            SynthesisLayerField(8, 1, "linear", "relu"),
+            SynthesisLayerField(3, 1, "linear", "none"),
+        ),
+        "synthesis_stabiliser": False,
+    }
+
+
+#: The architectures that version 6 codes in one ``ue``: code k is ``ARCHITECTURE_PRESETS[k −
+#: 1]``, code 0 is followed by the fields. Permanent: append, never reorder or change one.
+#: These are the encoder's defaults (a test holds it), whose fields took about 50 bits.
+ARCHITECTURE_PRESETS: Final[tuple[Mapping[str, Any], ...]] = (
+    _small_decoder(n_ctx_rowcol=2, ifce_features=0, hyper_grids=0),
+    _small_decoder(n_ctx_rowcol=3, ifce_features=0, hyper_grids=0),
+    _small_decoder(n_ctx_rowcol=2, ifce_features=2, hyper_grids=3),
+    _small_decoder(n_ctx_rowcol=3, ifce_features=2, hyper_grids=3),
+)
+
+#: The header's bit string, in stream order (version 6).
+HEADER_FIELDS: Final[tuple[Entry, ...]] = (
+    *_FRAME_FIELDS,
+    Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS),
+    *_CODING_FIELDS,
+)
+#: The version-5 header: the architecture's fields always written out.
+HEADER_FIELDS_V5: Final[tuple[Entry, ...]] = (
+    *_FRAME_FIELDS,
+    *_ARCHITECTURE_FIELDS,
+    *_CODING_FIELDS,
+)
 #: The version-4 header: no inter-feature context, no hyper-latents.
 HEADER_FIELDS_V4: Final[tuple[Entry, ...]] = tuple(
     entry
-    for entry in HEADER_FIELDS
+    for entry in HEADER_FIELDS_V5
     if entry.name not in ("ifce_features", "hyper_grids", "zero_hyper_grids")
 )
 #: The version-3 header: the same table without the stabiliser flags (always off there).
@@ -385,6 +439,9 @@ ADDED_FIELDS: Final[dict[int, dict[str, Any]]] = {
 
 def header_fields(version: int) -> tuple[Entry, ...]:
     """The field table of a format version this decoder reads."""
-    return {2: HEADER_FIELDS_V2, 3: HEADER_FIELDS_V3, 4: HEADER_FIELDS_V4}.get(
-        version, HEADER_FIELDS
-    )
+    return {
+        2: HEADER_FIELDS_V2,
+        3: HEADER_FIELDS_V3,
+        4: HEADER_FIELDS_V4,
+        5: HEADER_FIELDS_V5,
+    }.get(version, HEADER_FIELDS)

@@ -144,6 +144,23 @@ CASES = {
         4e-3,
         _architecture(5, 1, (6,), "6-1-linear-relu,3-1-linear-none", 6, 5, ifce=3),
     ),
+    # format version 6: the architecture as one preset code (the encoder's own choice, preset
+    # 1, and preset 4 with the inter-feature context), and written out after code 0
+    "v6_hills_yuv420_8b_default": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        1e-3,
+        None,
+    ),
+    "v6_hills_yuv420_10b_preset4": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        4e-4,
+        _architecture(7, 3, (8,), "8-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
+    ),
+    "v6_hills_rgb_explicit": (
+        lambda: read_frame(SAMPLES / "hills-synthetic.png"),
+        4e-3,
+        _architecture(7, 2, (12,), "8-1-linear-relu,3-1-linear-none", 8, 7),
+    ),
 }
 
 
