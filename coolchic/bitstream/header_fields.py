@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from coolchic.bitstream.bitfields import (
@@ -370,24 +371,26 @@ _CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
 )
 
 
-def _small_decoder(n_ctx_rowcol: int, ifce_features: int, hyper_grids: int) -> dict[str, Any]:
-    """The encoder's small decoder (``codec.SMALL_DECODER``) as header values."""
-    return {
-        "n_grids": 7,
-        "n_ctx_rowcol": n_ctx_rowcol,
-        "coarser_contexts": 0,
-        "ifce_features": ifce_features,
-        "hyper_grids": hyper_grids,
-        "upsampling_kernel": 8,
-        "preconcat_kernel": 7,
-        "arm_hidden": (8,),
-        "arm_stabiliser": False,
-        "synthesis": (
-            SynthesisLayerField(8, 1, "linear", "relu"),
-            SynthesisLayerField(3, 1, "linear", "none"),
-        ),
-        "synthesis_stabiliser": False,
-    }
+def _small_decoder(n_ctx_rowcol: int, ifce_features: int, hyper_grids: int) -> Mapping[str, Any]:
+    """The encoder's small decoder (``codec.SMALL_DECODER``) as header values, read-only."""
+    return MappingProxyType(
+        {
+            "n_grids": 7,
+            "n_ctx_rowcol": n_ctx_rowcol,
+            "coarser_contexts": 0,
+            "ifce_features": ifce_features,
+            "hyper_grids": hyper_grids,
+            "upsampling_kernel": 8,
+            "preconcat_kernel": 7,
+            "arm_hidden": (8,),
+            "arm_stabiliser": False,
+            "synthesis": (
+                SynthesisLayerField(8, 1, "linear", "relu"),
+                SynthesisLayerField(3, 1, "linear", "none"),
+            ),
+            "synthesis_stabiliser": False,
+        }
+    )
 
 
 #: The architectures that version 6 codes in one ``ue``: code k is ``ARCHITECTURE_PRESETS[k −

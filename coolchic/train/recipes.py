@@ -170,7 +170,10 @@ RECIPES: dict[str, Recipe] = {
         # lowered the rate-distortion cost at five points of eight on four 416x240 photos
         # (1.3 % on average) and at all four λ on kodim15 192x128 (1.7 to 6.7 %), and changed
         # it by 0.1 % on a 768x512 crop (BENCHMARKS.md, 2026-12-05 01:45). The longer recipes
-        # keep 4x: not measured against 2x.
+        # keep 4x: not measured against 2x. A main phase of 4,500 instead of 3,900 lowered J by
+        # only 0.75 % on kodim15 (8 seeds) and 0.30 % on four 416x240 photos, and eight
+        # 25-iteration warm-up candidates raised it by 2.1 % on three 192x128 photo crops
+        # (BENCHMARKS.md, 2026-12-05 15:50): neither is worth it.
         _recipe("fast", warmup=((4, 50), (2, 100)), main=3900, final=300, network_lr_scale=2.0),
         # medium: the main phase still paid at 20,000 iterations on 192x128 (about 2 % lower
         # rate-distortion cost than 11,500 at λ = 1e-3, 1 % at 4e-4; BENCHMARKS.md).
