@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -42,8 +41,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(HERE.parent))
+for folder in (HERE.parent, HERE):  # coolchic and rd.py, from anywhere
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from rd import standard_error  # noqa: E402
 
 from coolchic.train.recipes import RECIPES, Recipe  # noqa: E402
 
@@ -154,10 +156,6 @@ def encode(point: Point, overrides: dict[str, Any], args: argparse.Namespace) ->
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
     return json.loads(report.read_text(encoding="utf-8"))
-
-
-def standard_error(values: Sequence[float]) -> float | None:
-    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
 
 
 def paired(
