@@ -262,10 +262,12 @@ def estimate_decode_bytes(header: StreamHeader) -> int:
     if header.ifce_features:
         links += max(ifce_inputs(header.n_grids, header.hyper_grids), default=0) + 1
     rows = sum(h for h, _ in shapes) + len(shapes) * n + 1
-    positions = n_coded * (1 + links) * _INT64
-    scratch = rows * (header.width + 2 * n) + 1 + 3 * header.latent_bytes + positions
+    buffer = rows * (header.width + 2 * n) + 1
+    index = 4 if buffer + 1 < 2**31 else _INT64  # the schedule's positions: int32 if they fit
+    positions = n_coded * (1 + links) * index
+    scratch = buffer + 3 * header.latent_bytes + positions
     ledger.alloc(scratch)
-    ledger.transient(n_coded * (_SCHEDULE_BYTES_PER_LATENT + 3 * links * _INT64))
+    ledger.transient(n_coded * (_SCHEDULE_BYTES_PER_LATENT + 3 * links * index))
     ledger.alloc(n_latents * _INT64)
     ledger.free(scratch)
     ledger.alloc(n_latents * _FLOAT)  # float64 grids (the int64 ones are dropped)

@@ -21,6 +21,7 @@ from coolchic.bitstream.fixed_point import (
 )
 from coolchic.bitstream.latents import (
     EncodedLatents,
+    _Schedule,
     context_offsets,
     decode_latents,
     encode_latents,
@@ -374,3 +375,46 @@ def test_refuses_float_latents() -> None:
         encode_latents([np.zeros((3, 3))], random_arm(1), 1)
     with pytest.raises(ValueError, match="2-D"):
         encode_latents([np.zeros(3, np.int64)], random_arm(1), 1)
+
+
+@pytest.mark.parametrize("weight_exp", [0, 4, 9, 16])
+def test_float_inter_features_equal_the_integer_ones(weight_exp: int) -> None:
+    """The float64 kernel gives the int64 kernel's features bit for bit wherever it runs (a
+    proven bound under 2^53); the largest weights fall back to int64."""
+    rng = np.random.default_rng(weight_exp)
+    layer = QuantizedLayer(
+        rng.integers(-(2**15), 2**15, (2, 9)), rng.integers(-(2**15), 2**15, 2), weight_exp, 0
+    )
+    fast = FixedPointIfce.from_quantized([layer])
+    exact = FixedPointIfce(fast.maps, float_kernel=False)
+    values = rng.integers(-64, 65, (5000, 9))
+    values[:4] = np.array([64, -64, 63, -1])[:, None]  # the input range's extremes
+    assert exact._float_maps is None
+    assert (fast._float_maps is not None) == (fast.accumulator_bound < 2**53) == (weight_exp > 0)
+    assert np.array_equal(fast.features(0, values), exact.features(0, values))
+
+
+def test_schedule_tables_hold_32_bit_positions() -> None:
+    """The wavefront tables of a 1080p frame with the inter-feature context (2.8 million
+    latents, ten positions each) are int32, not int64: half the memory and its traffic."""
+    shapes = coded_grid_shapes(1080, 1920, 7, 3)
+    schedule = _Schedule(shapes, [True] * len(shapes), 2, ifce=True, n_hyper=3)
+    assert schedule.ifce_inputs is not None
+    assert schedule.positions.dtype == schedule.ifce_inputs.dtype == np.int32
+    assert int(schedule.positions.max()) < schedule.size < 2**31
+
+
+def test_schedule_runs_cover_the_feature_grids_step_by_step() -> None:
+    """Each step's inter-feature runs are slices of that step lying in one grid, and together
+    they cover every latent of the grids that take inter-feature values, once."""
+    shapes = coded_grid_shapes(40, 56, 5, 2)
+    n_feature_grids = len(ifce_inputs(5, 2))
+    schedule = _Schedule(shapes, [True] * len(shapes), 2, ifce=True, n_hyper=2)
+    covered = 0
+    for step, runs in enumerate(schedule.ifce_runs):
+        for first, last, grid in runs:
+            assert schedule.bounds[step] <= first < last <= schedule.bounds[step + 1]
+            rows = (schedule.positions[first:last] - schedule.origins[grid]) // schedule.stride
+            assert rows.min() >= 0 and rows.max() < shapes[grid][0]
+            covered += last - first
+    assert covered == sum(h * w for h, w in shapes[:n_feature_grids])

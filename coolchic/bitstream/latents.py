@@ -103,6 +103,26 @@ class EncodedLatents:
     zero_grids: tuple[bool, ...]
 
 
+def _runs(
+    targets: np.ndarray, steps: np.ndarray, bounds: np.ndarray
+) -> list[list[tuple[int, int, int]]]:
+    """Split each step's positions (``bounds``) into runs of one target grid, skipping the
+    runs of grids without inter-feature values (target −1). Positions come step by step and,
+    inside a step, grid by grid, so a step holds at most one run per grid."""
+    change = np.flatnonzero((np.diff(steps) != 0) | (np.diff(targets) != 0)) + 1
+    starts = np.concatenate([[0], change]).tolist()
+    ends = np.concatenate([change, [len(targets)]]).tolist()
+    grids = targets[starts].tolist() if starts else []
+    runs: list[list[tuple[int, int, int]]] = [[] for _ in range(len(bounds) - 1)]
+    step = 0
+    for start, end, grid in zip(starts, ends, grids, strict=True):
+        while start >= bounds[step + 1]:
+            step += 1
+        if grid >= 0:
+            runs[step].append((start, end, grid))
+    return runs
+
+
 class _Schedule:
     """Positions of all coded grids in one zero-padded flat buffer, grouped by step.
 
@@ -145,6 +165,10 @@ class _Schedule:
             row += h
         zero_slot = row * self.stride + n + 1
         self.size = zero_slot + 1
+        # Buffer positions fit in 32 bits for any frame up to about 2^31 latents: half the
+        # memory traffic of int64 when the tables are built (at 1080p with the inter-feature
+        # context they hold ten values for each of 2.8 million latents).
+        index_type = np.int32 if self.size < 2**31 else np.int64
         resolutions = grid_resolutions(len(shapes) - n_hyper, n_hyper)
         sources = ifce_sources(len(shapes) - n_hyper, n_hyper) if ifce else []
         n_inputs = max((len(s) for s in sources), default=0)
@@ -159,12 +183,12 @@ class _Schedule:
             if not coded[index] or h * w == 0:
                 continue
             steps = _grid_steps(h, w, n)
-            rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
+            rows, cols = np.divmod(np.arange(h * w, dtype=index_type), w)
             flat_parts.append(self.origins[index] + rows * self.stride + cols)
             if n_coarser or ifce:
                 steps = steps + (len(shapes) - 1 - index)
             if ifce:
-                inputs = np.full((h * w, n_inputs), zero_slot, dtype=np.int64)
+                inputs = np.full((h * w, n_inputs), zero_slot, dtype=index_type)
                 if index < len(sources):
                     level = resolutions[index] + 1  # the features' resolution
                     for column, k in enumerate(sources[index]):
@@ -172,10 +196,11 @@ class _Schedule:
                         inputs[:, column] = (
                             self.origins[k] + ((rows >> 1) >> d) * self.stride + ((cols >> 1) >> d)
                         )
-                target_parts.append(np.full(h * w, index if index < len(sources) else -1))
+                target = index if index < len(sources) else -1
+                target_parts.append(np.full(h * w, target, dtype=np.int8))
                 input_parts.append(inputs)
             if n_coarser:
-                coarser = np.full((h * w, n_coarser), zero_slot, dtype=np.int64)
+                coarser = np.full((h * w, n_coarser), zero_slot, dtype=index_type)
                 for p in range(1, n_coarser + 1):
                     if index + p < len(shapes):
                         origin = self.origins[index + p]
@@ -183,8 +208,10 @@ class _Schedule:
                 coarser_parts.append(coarser)
             step_parts.append(steps)
         self.coarser: np.ndarray | None = None
-        self.ifce_targets: np.ndarray | None = None
         self.ifce_inputs: np.ndarray | None = None
+        #: Per step, the ``(start, end, grid)`` runs of positions whose latents take
+        #: inter-feature values from grid ``grid``'s map: slices, not masks, in the hot loop.
+        self.ifce_runs: list[list[tuple[int, int, int]]] = []
         if flat_parts:
             flat = np.concatenate(flat_parts)
             steps = np.concatenate(step_parts)
@@ -192,13 +219,13 @@ class _Schedule:
             self.positions = flat[order]
             if n_coarser:
                 self.coarser = np.concatenate(coarser_parts)[order]
-            if ifce:
-                self.ifce_targets = np.concatenate(target_parts)[order]
-                self.ifce_inputs = np.concatenate(input_parts)[order]
             counts = np.bincount(steps)
             bounds = np.concatenate([[0], np.cumsum(counts[counts > 0])])
+            if ifce:
+                self.ifce_inputs = np.concatenate(input_parts)[order]
+                self.ifce_runs = _runs(np.concatenate(target_parts)[order], steps[order], bounds)
         else:
-            self.positions = np.zeros(0, dtype=np.int64)
+            self.positions = np.zeros(0, dtype=index_type)
             bounds = np.zeros(1, dtype=np.int64)
         self.bounds: list[int] = bounds.tolist()
 
@@ -244,7 +271,10 @@ def _code_grids(
             )
         if ifce is not None:
             contexts = np.concatenate(
-                [contexts, _ifce_features(ifce, buffer, schedule, bounds[step], bounds[step + 1])],
+                [
+                    contexts,
+                    _ifce_features(ifce, buffer, schedule, step, bounds[step], bounds[step + 1]),
+                ],
                 1,
             )
         mu_index, scale_index = indices(contexts)
@@ -257,19 +287,16 @@ def _code_grids(
 
 
 def _ifce_features(
-    ifce: FixedPointIfce, buffer: np.ndarray, schedule: _Schedule, start: int, end: int
+    ifce: FixedPointIfce, buffer: np.ndarray, schedule: _Schedule, step: int, start: int, end: int
 ) -> np.ndarray:
-    """The inter-feature values of positions ``start … end − 1`` of the schedule (0 for the
-    grids without), from their coarser values already in the buffer."""
-    assert schedule.ifce_targets is not None and schedule.ifce_inputs is not None
-    targets = schedule.ifce_targets[start:end]
-    inputs = schedule.ifce_inputs[start:end]
+    """The inter-feature values of the positions ``start … end − 1`` of step ``step`` (0 for
+    the grids without), from their coarser values already in the buffer."""
+    assert schedule.ifce_inputs is not None
     features = np.zeros((end - start, ifce.n_features), dtype=np.int64)
-    for grid, (weight, _) in enumerate(ifce.maps):
-        chosen = targets == grid
-        if chosen.any():
-            values = buffer[inputs[chosen, : weight.shape[0]]]
-            features[chosen] = ifce.features(grid, values)
+    for first, last, grid in schedule.ifce_runs[step]:
+        width = ifce.maps[grid][0].shape[0]
+        values = buffer[schedule.ifce_inputs[first:last, :width]]
+        features[first - start : last - start] = ifce.features(grid, values)
     return features
 
 
