@@ -245,8 +245,36 @@ def _blocks(n_columns: int) -> list[slice]:
     ]
 
 
+def _columns_product(left: Tensor, right: Tensor, start: Tensor | None = None) -> Tensor:
+    """``start + left @ right``, each fixed block of columns on one thread.
+
+    MKL chooses its kernel by the thread count for some shapes: on an AVX2 host (Zen 2) a
+    product with 7 or 9 output rows rounds differently on one thread and on two, though no
+    column's sum is split. One thread per block of :data:`BLOCK_COLUMNS` columns makes the
+    rounding depend on the shapes alone.
+    """
+    n_columns = right.shape[1]
+    if n_columns <= BLOCK_COLUMNS:
+        with one_thread():
+            return left @ right if start is None else torch.addmm(start, left, right)
+    out = right.new_empty(left.shape[0], n_columns)
+    blocks = _blocks(n_columns)
+
+    def job(index: int) -> None:
+        block = blocks[index]
+        if start is None:
+            out[:, block] = left @ right[:, block]
+        else:
+            out[:, block] = torch.addmm(
+                start if start.shape[1] == 1 else start[:, block], left, right[:, block]
+            )
+
+    WORKERS.map(range(len(blocks)), job)
+    return out
+
+
 def _affine(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
-    return torch.addmm(start[:, None] if start.dim() == 1 else start, weight, values)
+    return _columns_product(weight, values, start[:, None] if start.dim() == 1 else start)
 
 
 def _affine_gradients(
@@ -259,7 +287,7 @@ def _affine_gradients(
     (:func:`one_thread`); above, one small product per block of columns on the workers.
     """
     n_out, n_in = weight.shape
-    grad_values = weight.t() @ grad
+    grad_values = _columns_product(weight.t(), grad)
     if values.shape[1] <= BLOCK_COLUMNS:
         with one_thread():
             return grad.sum(dim=1), grad @ values.t(), grad_values
@@ -282,7 +310,8 @@ def affine_columns(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
     """``start + weight @ values``: ``[C, K]`` times ``[K, N]`` → ``[C, N]``, from a bias
     ``[C]`` (added to every column) or a ``[C, N]`` tensor.
 
-    The product is one ``addmm``: threads split its N columns, never a column's K-long sum.
+    The product and the values' gradient run on fixed blocks of columns, one thread each
+    (:func:`_columns_product`).
     The weight's (and a bias's) gradient sums over the N columns: see
     :func:`_affine_gradients`. Eagerly this is an autograd Function; under ``torch.compile``
     a custom operator with the same arithmetic, which the compiled graph calls as it is (a
