@@ -245,36 +245,8 @@ def _blocks(n_columns: int) -> list[slice]:
     ]
 
 
-def _columns_product(left: Tensor, right: Tensor, start: Tensor | None = None) -> Tensor:
-    """``start + left @ right``, each fixed block of columns on one thread.
-
-    MKL chooses its kernel by the thread count for some shapes: on an AVX2 host (Zen 2) a
-    product with 7 or 9 output rows rounds differently on one thread and on two, though no
-    column's sum is split. One thread per block of :data:`BLOCK_COLUMNS` columns makes the
-    rounding depend on the shapes alone.
-    """
-    n_columns = right.shape[1]
-    if n_columns <= BLOCK_COLUMNS:
-        with one_thread():
-            return left @ right if start is None else torch.addmm(start, left, right)
-    out = right.new_empty(left.shape[0], n_columns)
-    blocks = _blocks(n_columns)
-
-    def job(index: int) -> None:
-        block = blocks[index]
-        if start is None:
-            out[:, block] = left @ right[:, block]
-        else:
-            out[:, block] = torch.addmm(
-                start if start.shape[1] == 1 else start[:, block], left, right[:, block]
-            )
-
-    WORKERS.map(range(len(blocks)), job)
-    return out
-
-
 def _affine(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
-    return _columns_product(weight, values, start[:, None] if start.dim() == 1 else start)
+    return torch.addmm(start[:, None] if start.dim() == 1 else start, weight, values)
 
 
 def _affine_gradients(
@@ -284,15 +256,18 @@ def _affine_gradients(
     ``weightᵀ @ grad`` (the values'), the sums over columns added in a fixed order.
 
     Up to :data:`BLOCK_COLUMNS` columns, one sum and one product on one thread
-    (:func:`one_thread`); above, one small product per block of columns on the workers.
+    (:func:`one_thread`); above, one small product per block of columns on the workers. The
+    values' gradient splits no sum, yet it goes by blocks too: MKL picks its kernel by the
+    thread count for some shapes, and on an AVX2 host (Zen 2) a product with 7 or 9 rows
+    rounded differently on one thread and on two.
     """
     n_out, n_in = weight.shape
-    grad_values = _columns_product(weight.t(), grad)
     if values.shape[1] <= BLOCK_COLUMNS:
         with one_thread():
-            return grad.sum(dim=1), grad @ values.t(), grad_values
+            return grad.sum(dim=1), grad @ values.t(), weight.t() @ grad
     blocks = _blocks(values.shape[1])
     per_block = grad.new_empty(len(blocks), n_out * (1 + n_in))
+    grad_values = values.new_empty(values.shape)
 
     def job(index: int) -> None:
         block = blocks[index]
@@ -300,6 +275,7 @@ def _affine_gradients(
         row = per_block[index].view(n_out, 1 + n_in)
         row[:, 0] = block_grad.sum(dim=1)
         row[:, 1:] = block_grad @ values[:, block].t()
+        grad_values[:, block] = weight.t() @ block_grad
 
     WORKERS.map(range(len(blocks)), job)
     total = sum_rows(per_block).view(n_out, 1 + n_in)
@@ -310,8 +286,7 @@ def affine_columns(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
     """``start + weight @ values``: ``[C, K]`` times ``[K, N]`` → ``[C, N]``, from a bias
     ``[C]`` (added to every column) or a ``[C, N]`` tensor.
 
-    The product and the values' gradient run on fixed blocks of columns, one thread each
-    (:func:`_columns_product`).
+    The product is one ``addmm``: threads split its N columns, never a column's K-long sum.
     The weight's (and a bias's) gradient sums over the N columns: see
     :func:`_affine_gradients`. Eagerly this is an autograd Function; under ``torch.compile``
     a custom operator with the same arithmetic, which the compiled graph calls as it is (a
