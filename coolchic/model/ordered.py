@@ -249,6 +249,19 @@ def _affine(start: Tensor, weight: Tensor, values: Tensor) -> Tensor:
     return torch.addmm(start[:, None] if start.dim() == 1 else start, weight, values)
 
 
+def _weighted_rows(weight: Tensor, grad: Tensor) -> Tensor:
+    """``weightᵀ @ grad`` as one multiply and one add per output row of ``weight``, in order.
+
+    MKL picks its kernel by the thread count for some shapes: on an AVX2 host (Zen 2) a
+    ``[7 or 9, C] @ [C, N]`` product rounded differently on one thread and on two, though no
+    column's sum is split. Element-wise products and sums round the same on any thread.
+    """
+    total = weight[0, :, None] * grad[0]
+    for row in range(1, weight.shape[0]):
+        total += weight[row, :, None] * grad[row]
+    return total
+
+
 def _affine_gradients(
     grad: Tensor, weight: Tensor, values: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -257,14 +270,12 @@ def _affine_gradients(
 
     Up to :data:`BLOCK_COLUMNS` columns, one sum and one product on one thread
     (:func:`one_thread`); above, one small product per block of columns on the workers. The
-    values' gradient splits no sum, yet it goes by blocks too: MKL picks its kernel by the
-    thread count for some shapes, and on an AVX2 host (Zen 2) a product with 7 or 9 rows
-    rounded differently on one thread and on two.
+    values' gradient is :func:`_weighted_rows`, not a BLAS product.
     """
     n_out, n_in = weight.shape
     if values.shape[1] <= BLOCK_COLUMNS:
         with one_thread():
-            return grad.sum(dim=1), grad @ values.t(), weight.t() @ grad
+            return grad.sum(dim=1), grad @ values.t(), _weighted_rows(weight, grad)
     blocks = _blocks(values.shape[1])
     per_block = grad.new_empty(len(blocks), n_out * (1 + n_in))
     grad_values = values.new_empty(values.shape)
@@ -275,7 +286,7 @@ def _affine_gradients(
         row = per_block[index].view(n_out, 1 + n_in)
         row[:, 0] = block_grad.sum(dim=1)
         row[:, 1:] = block_grad @ values[:, block].t()
-        grad_values[:, block] = weight.t() @ block_grad
+        grad_values[:, block] = _weighted_rows(weight, block_grad)
 
     WORKERS.map(range(len(blocks)), job)
     total = sum_rows(per_block).view(n_out, 1 + n_in)
