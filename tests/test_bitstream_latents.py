@@ -12,6 +12,7 @@ import constriction
 import numpy as np
 import pytest
 
+from coolchic.bitstream import latents
 from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
 from coolchic.bitstream.fixed_point import (
     FixedPointArm,
@@ -71,6 +72,17 @@ def round_trip(grids: list[np.ndarray], arm: FixedPointArm, n: int) -> EncodedLa
     return encoded
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the compiled wavefront (wavefront_kernel.c: steps and range decoder)
+    and with the numpy form that runs without a C compiler; both must give the same bytes."""
+    if request.param == "compiled":
+        assert latents._kernel() is not None, "the test machine has a C compiler"
+    else:
+        monkeypatch.setattr(latents, "_kernel", lambda: None)
+    return request.param
+
+
 def test_context_offsets_are_the_causal_half_window() -> None:
     offsets = context_offsets(3)
     assert len(offsets) == 24 and len(context_offsets(2)) == 12 and len(context_offsets(1)) == 4
@@ -102,7 +114,7 @@ def test_wavefront_decodes_every_context_first(shape: tuple[int, int], n: int) -
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_random_latents_round_trip(n: int) -> None:
+def test_random_latents_round_trip(n: int, form: str) -> None:
     shapes = [(33, 47), (17, 24), (9, 12), (5, 6), (3, 3), (2, 2), (1, 1)]
     arm = random_arm(n, seed=n)
     encoded = round_trip(random_grids(shapes, seed=n), arm, n)
@@ -110,7 +122,7 @@ def test_random_latents_round_trip(n: int) -> None:
     assert len(encoded.data) < sum(h * w for h, w in shapes)  # well under 8 bits per latent
 
 
-def test_out_of_range_values_are_clamped_and_reported() -> None:
+def test_out_of_range_values_are_clamped_and_reported(form: str) -> None:
     grids = random_grids([(12, 10), (6, 5)], seed=3, scale=30.0)
     grids[0][0, 0], grids[0][1, 1], grids[1][2, 2] = 1000, -65, 64
     expected = sum(int(np.count_nonzero((g < LATENT_MIN) | (g > LATENT_MAX))) for g in grids)
@@ -124,7 +136,7 @@ def test_out_of_range_values_are_clamped_and_reported() -> None:
     assert all(g.min() >= LATENT_MIN and g.max() <= LATENT_MAX for g in encoded.grids)
 
 
-def test_zero_empty_and_tiny_grids() -> None:
+def test_zero_empty_and_tiny_grids(form: str) -> None:
     arm = random_arm(2)
     grids = [
         np.zeros((8, 8), np.int64),
@@ -177,14 +189,16 @@ def _reference_encode(
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_stream_matches_a_naive_reference_coder(n: int) -> None:
+def test_stream_matches_a_naive_reference_coder(n: int, form: str) -> None:
     grids = random_grids([(9, 11), (5, 6), (3, 3)], seed=7)
     arm = random_arm(n, seed=11)
     assert encode_latents(grids, arm, n).data == _reference_encode(grids, arm, n)
 
 
 @pytest.mark.parametrize(("n", "n_coarser"), [(1, 1), (2, 2), (3, 3)])
-def test_coarser_contexts_round_trip_and_match_the_reference_coder(n: int, n_coarser: int) -> None:
+def test_coarser_contexts_round_trip_and_match_the_reference_coder(
+    n: int, n_coarser: int, form: str
+) -> None:
     """Odd grid sizes (the ceil halving), a zero grid between coded ones, and latents whose
     scale follows the coarser grid, so that a coarser value read too early or from the wrong
     place would change the bytes or fail to decode."""
@@ -267,7 +281,7 @@ def random_ifce(n_grids: int, n_hyper: int, n_features: int, seed: int) -> Fixed
 
 @pytest.mark.parametrize(("n", "n_hyper", "n_features"), [(1, 0, 1), (2, 2, 2), (3, 3, 3)])
 def test_inter_feature_context_round_trips_and_matches_the_reference_coder(
-    n: int, n_hyper: int, n_features: int
+    n: int, n_hyper: int, n_features: int, form: str
 ) -> None:
     """Odd sizes, a zero grid among the coded ones, hyper-latent grids after the latents: a
     coarser value read too early, from the wrong place or rounded otherwise changes the
@@ -346,7 +360,7 @@ def test_decoding_in_a_fresh_process_with_other_thread_counts(tmp_path: Path) ->
         assert np.array_equal(out[f"arr_{index}"], grid)
 
 
-def test_corrupt_or_hostile_sections() -> None:
+def test_corrupt_or_hostile_sections(form: str) -> None:
     arm = random_arm(3)
     shapes = [(16, 16), (8, 8)]
     encoded = encode_latents(random_grids(shapes, seed=1), arm, 3)
@@ -418,3 +432,53 @@ def test_schedule_runs_cover_the_feature_grids_step_by_step() -> None:
             assert rows.min() >= 0 and rows.max() < shapes[grid][0]
             covered += last - first
     assert covered == sum(h * w for h, w in shapes[:n_feature_grids])
+
+
+@pytest.mark.parametrize("log_scale", [-120.0, 4.0, 120.0])
+def test_compiled_range_decoder_reads_constriction_at_the_extremes(
+    log_scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled decoder re-implements constriction's range decoder and leaky Laplace. Here
+    every latent is drawn uniformly over [−64, 63], μ follows the left neighbour over the whole
+    range and the scale is pinned to the table's smallest entry (most symbols then sit in the
+    leaky tail, probability 2^-24), to b = 1, or to the largest: any difference in a
+    cumulative, a rounding or a renormalisation breaks the round trip."""
+    n = 1
+    weight = np.zeros((2, 4), np.int64)
+    weight[0, 3] = 256  # μ = left neighbour (context 3 for N = 1)
+    bias = np.array([0, round(log_scale * 256)], np.int64)
+    arm = FixedPointArm.from_quantized([], (weight, bias, 8, 8))
+    rng = np.random.default_rng(int(log_scale) + 200)
+    grids = [rng.integers(LATENT_MIN, LATENT_MAX + 1, shape) for shape in [(40, 30), (20, 15)]]
+    compiled = encode_latents(grids, arm, n)  # decoded by the compiled decoder inside
+    monkeypatch.setattr(latents, "_kernel", lambda: None)
+    assert encode_latents(grids, arm, n).data == compiled.data  # numpy form, constriction
+    assert all(np.array_equal(a, b) for a, b in zip(compiled.grids, grids, strict=True))
+    monkeypatch.undo()
+    decoded = decode_latents(compiled.data, [g.shape for g in grids], arm, n)
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, grids, strict=True))
+    if log_scale < 0:  # mostly tail symbols: close to 24 bits each
+        assert len(compiled.data) * 8 > 20 * sum(g.size for g in grids)
+
+
+def test_the_compiled_wavefront_is_the_one_that_runs() -> None:
+    """Where a C compiler exists (every test machine) the compiled kernel runs: same positions
+    and Laplace parameters as the numpy form, and none of its per-position tables built."""
+    arm = random_arm(2)
+    shapes = [(12, 10), (6, 5)]
+    schedule = _Schedule(shapes, [True, True], 2, tables=False)
+    buffer = np.zeros(schedule.size, np.int8)
+    for index, grid in enumerate(random_grids(shapes, seed=4)):
+        schedule.grid_view(buffer, index, shapes[index])[...] = grid
+    compiled = latents._CompiledSteps.create(schedule, arm, None, buffer)
+    assert compiled is not None
+    positions, mu, scale, symbols = compiled.parameters()
+    assert positions.size == schedule.n_positions == 150 and schedule.positions.size == 0
+    schedule.build_tables()
+    assert np.array_equal(positions, schedule.positions)
+    assert np.array_equal(symbols, buffer[positions])
+    contexts = buffer[positions[:, None] + schedule.context_offsets[None, :]]
+    expected_mu, expected_scale = arm.laplace_params(contexts)
+    assert np.array_equal(mu, expected_mu) and np.array_equal(scale, expected_scale)
+    big = FixedPointArm(arm.layers, arm.n_contexts, float_kernel=False)
+    assert latents._CompiledSteps.create(schedule, big, None, buffer) is None

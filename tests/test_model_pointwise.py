@@ -413,19 +413,25 @@ def test_layers_wider_than_the_kernel_take_the_pytorch_form(
     torch.testing.assert_close(out, _plain_mlp(x, weights, biases, [True, False]))
 
 
+def _forget_kernels() -> None:
+    """Make the next :func:`native.kernel` build or load its library again."""
+    native.kernel.cache_clear()
+    native.library.cache_clear()
+
+
 def test_kernel_is_built_once_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    native.kernel.cache_clear()
+    _forget_kernels()
     try:
         assert native.kernel() is not None
-        built = list((tmp_path / "coolchic").glob("pointwise-*.so"))
+        built = list((tmp_path / "coolchic").glob("pointwise_kernel-*.so"))
         assert len(built) == 1
         stamp = built[0].stat().st_mtime_ns
-        native.kernel.cache_clear()
+        _forget_kernels()
         assert native.kernel() is not None
         assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
     finally:
-        native.kernel.cache_clear()
+        _forget_kernels()
 
 
 @pytest.mark.parametrize("reason", ["no-compiler", "turned-off"])
@@ -437,7 +443,7 @@ def test_without_the_kernel_the_pytorch_form_runs(
         monkeypatch.setattr(native.shutil, "which", lambda _name: None)
     else:
         monkeypatch.setenv("COOLCHIC_COMPILE", "0")
-    native.kernel.cache_clear()
+    _forget_kernels()
     try:
         assert native.kernel() is None
         weights, biases = _float32_layers([4, 6, 2])
@@ -445,6 +451,6 @@ def test_without_the_kernel_the_pytorch_form_runs(
         out = pointwise_mlp(x, weights, biases, [True, False])
         torch.testing.assert_close(out, _plain_mlp(x, weights, biases, [True, False]))
     finally:
-        native.kernel.cache_clear()
+        _forget_kernels()
     if reason == "no-compiler":
         assert "no C compiler" in caplog.text

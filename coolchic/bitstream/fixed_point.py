@@ -268,6 +268,16 @@ class FixedPointArm:
         """True when the exact float64 kernel runs (bound below 2^53 and allowed)."""
         return self._float_layers is not None
 
+    @property
+    def float_layers(self) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
+        """The exact float64 kernel's layers (shifts folded in), None when it does not run."""
+        return self._float_layers
+
+    @property
+    def float_stabiliser(self) -> np.ndarray | None:
+        """The float64 kernel's stabiliser ``[C, 2]``, None without one or without the kernel."""
+        return self._float_stabiliser
+
     def _bound(self) -> int:
         """Worst-case |accumulator| over contexts in [−64, 64] (exact integer arithmetic)."""
         x = [LATENT_ABS_MAX] * self.n_contexts
@@ -514,6 +524,11 @@ class FixedPointIfce:
                 for weight, bias in self.maps
             )
         object.__setattr__(self, "_float_maps", float_maps)
+
+    @property
+    def float_maps(self) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
+        """The exact float64 kernel's maps (``>> 32`` folded in), None when it does not run."""
+        return self._float_maps
 
     @property
     def n_features(self) -> int:

@@ -17,6 +17,11 @@ The whole latent section is one constriction range-coder stream
 All-zero grids are not coded at all: the header carries one flag per grid and the decoder fills
 them with zeros (docs/bitstream.md). This is a choice of this format (v5 codes them).
 
+Where a C compiler exists, the wavefront runs in ``wavefront_kernel.c`` (:class:`_CompiledSteps`):
+each step's positions, contexts and ARM, and when decoding a re-implementation of constriction's
+range decoder for this model (docs/bitstream.md writes it out); numpy and constriction decode
+the same symbols without one.
+
 The encoder codes through the decoder's own routine (:func:`_code_grids`), then decodes what it
 wrote and raises :class:`~coolchic.errors.BitstreamError` if anything differs.
 Latents are clamped to [−64, 63] first; the clamped grids and the number of changed values are
@@ -25,17 +30,26 @@ returned so the caller can report it.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import constriction
 import numpy as np
 
-from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
+from coolchic.bitstream.constants import (
+    LATENT_MAX,
+    LATENT_MIN,
+    MU_TABLE_SIZE,
+    SCALE_TABLE_SIZE,
+)
 from coolchic.bitstream.fixed_point import FixedPointArm, FixedPointIfce, mu_scale_table
 from coolchic.bitstream.header import max_latent_bytes
 from coolchic.errors import BitstreamError, LimitExceeded
+from coolchic.model import native
 from coolchic.model.layout import context_offsets, grid_resolutions, ifce_sources
 
 __all__ = [
@@ -153,6 +167,7 @@ class _Schedule:
         *,
         ifce: bool = False,
         n_hyper: int = 0,
+        tables: bool = True,
     ) -> None:
         offsets = np.asarray(context_offsets(n), dtype=np.int64).reshape(-1, 2)
         self.stride = max((w for _, w in shapes), default=0) + 2 * n
@@ -163,77 +178,305 @@ class _Schedule:
             row += n
             self.origins.append(row * self.stride + n)
             row += h
-        zero_slot = row * self.stride + n + 1
-        self.size = zero_slot + 1
+        self.zero_slot = row * self.stride + n + 1
+        self.size = self.zero_slot + 1
+        self.row_step = n + 1
+        self.n_coarser = n_coarser
+        #: Coded grids with any latent, in coded order (coarsest first), and each one's delay.
+        self.coded_order = [
+            index
+            for index in reversed(range(len(shapes)))
+            if coded[index] and shapes[index][0] * shapes[index][1]
+        ]
+        self.delays = [
+            len(shapes) - 1 - index if n_coarser or ifce else 0 for index in range(len(shapes))
+        ]
+        #: Steps in all, empty ones included (the compiled kernel walks them all).
+        self.n_steps = max(
+            (
+                self.delays[i] + shapes[i][1] - 1 + (shapes[i][0] - 1) * self.row_step + 1
+                for i in self.coded_order
+            ),
+            default=0,
+        )
+        #: The most positions one step can hold: one per row of each coded grid.
+        self.max_step = sum(shapes[i][0] for i in self.coded_order)
+        self.n_positions = sum(shapes[i][0] * shapes[i][1] for i in self.coded_order)
+        self.resolutions = grid_resolutions(len(shapes) - n_hyper, n_hyper)
+        self.ifce_sources = ifce_sources(len(shapes) - n_hyper, n_hyper) if ifce else []
+        self.shapes = [tuple(shape) for shape in shapes]
+        self.positions = np.zeros(0, dtype=np.int64)
+        self.bounds: list[int] = [0]
+        self.coarser: np.ndarray | None = None
+        self.ifce_inputs: np.ndarray | None = None
+        #: Per step, the ``(start, end, grid)`` runs of positions whose latents take
+        #: inter-feature values from grid ``grid``'s map: slices, not masks, in the hot loop.
+        self.ifce_runs: list[list[tuple[int, int, int]]] = []
+        self.has_ifce = ifce
+        self._tables = False
+        if tables:
+            self.build_tables()
+
+    def ifce_input(self, grid: int, column: int) -> tuple[int, int]:
+        """``(origin, shift)`` of inter-feature input ``column`` of grid ``grid``: it reads
+        ``(r >> shift, c >> shift)`` of the grid at ``origin``."""
+        k = self.ifce_sources[grid][column]
+        level = self.resolutions[grid] + 1  # the features' resolution
+        return self.origins[k], 1 + self.resolutions[k] - level
+
+    def build_tables(self) -> None:
+        """Every position's flat index, coarser contexts and inter-feature inputs, in coding
+        order, for the numpy form of the wavefront (once; the compiled kernel needs none)."""
+        if self._tables:
+            return
+        self._tables = True
+        ifce = self.has_ifce
         # Buffer positions fit in 32 bits for any frame up to about 2^31 latents: half the
         # memory traffic of int64 when the tables are built (at 1080p with the inter-feature
         # context they hold ten values for each of 2.8 million latents).
         index_type = np.int32 if self.size < 2**31 else np.int64
-        resolutions = grid_resolutions(len(shapes) - n_hyper, n_hyper)
-        sources = ifce_sources(len(shapes) - n_hyper, n_hyper) if ifce else []
-        n_inputs = max((len(s) for s in sources), default=0)
+        n_inputs = max((len(s) for s in self.ifce_sources), default=0)
         target_parts: list[np.ndarray] = []
         input_parts: list[np.ndarray] = []
         # Coarsest grid first; stable sort by step keeps that order, then row-major.
         flat_parts: list[np.ndarray] = []
         step_parts: list[np.ndarray] = []
         coarser_parts: list[np.ndarray] = []
-        for index in reversed(range(len(shapes))):
-            h, w = shapes[index]
-            if not coded[index] or h * w == 0:
-                continue
-            steps = _grid_steps(h, w, n)
+        for index in self.coded_order:
+            h, w = self.shapes[index]
+            steps = _grid_steps(h, w, self.row_step - 1) + self.delays[index]
             rows, cols = np.divmod(np.arange(h * w, dtype=index_type), w)
             flat_parts.append(self.origins[index] + rows * self.stride + cols)
-            if n_coarser or ifce:
-                steps = steps + (len(shapes) - 1 - index)
             if ifce:
-                inputs = np.full((h * w, n_inputs), zero_slot, dtype=index_type)
-                if index < len(sources):
-                    level = resolutions[index] + 1  # the features' resolution
-                    for column, k in enumerate(sources[index]):
-                        d = resolutions[k] - level
-                        inputs[:, column] = (
-                            self.origins[k] + ((rows >> 1) >> d) * self.stride + ((cols >> 1) >> d)
-                        )
-                target = index if index < len(sources) else -1
+                inputs = np.full((h * w, n_inputs), self.zero_slot, dtype=index_type)
+                if index < len(self.ifce_sources):
+                    for column in range(len(self.ifce_sources[index])):
+                        origin, shift = self.ifce_input(index, column)
+                        inputs[:, column] = origin + (rows >> shift) * self.stride + (cols >> shift)
+                target = index if index < len(self.ifce_sources) else -1
                 target_parts.append(np.full(h * w, target, dtype=np.int8))
                 input_parts.append(inputs)
-            if n_coarser:
-                coarser = np.full((h * w, n_coarser), zero_slot, dtype=index_type)
-                for p in range(1, n_coarser + 1):
-                    if index + p < len(shapes):
+            if self.n_coarser:
+                coarser = np.full((h * w, self.n_coarser), self.zero_slot, dtype=index_type)
+                for p in range(1, self.n_coarser + 1):
+                    if index + p < len(self.shapes):
                         origin = self.origins[index + p]
                         coarser[:, p - 1] = origin + (rows >> p) * self.stride + (cols >> p)
                 coarser_parts.append(coarser)
             step_parts.append(steps)
-        self.coarser: np.ndarray | None = None
-        self.ifce_inputs: np.ndarray | None = None
-        #: Per step, the ``(start, end, grid)`` runs of positions whose latents take
-        #: inter-feature values from grid ``grid``'s map: slices, not masks, in the hot loop.
-        self.ifce_runs: list[list[tuple[int, int, int]]] = []
-        if flat_parts:
-            flat = np.concatenate(flat_parts)
-            steps = np.concatenate(step_parts)
-            order = np.argsort(steps, kind="stable")
-            self.positions = flat[order]
-            if n_coarser:
-                self.coarser = np.concatenate(coarser_parts)[order]
-            counts = np.bincount(steps)
-            bounds = np.concatenate([[0], np.cumsum(counts[counts > 0])])
-            if ifce:
-                self.ifce_inputs = np.concatenate(input_parts)[order]
-                self.ifce_runs = _runs(np.concatenate(target_parts)[order], steps[order], bounds)
-        else:
+        if not flat_parts:
             self.positions = np.zeros(0, dtype=index_type)
-            bounds = np.zeros(1, dtype=np.int64)
-        self.bounds: list[int] = bounds.tolist()
+            return
+        flat = np.concatenate(flat_parts)
+        steps = np.concatenate(step_parts)
+        order = np.argsort(steps, kind="stable")
+        self.positions = flat[order]
+        if self.n_coarser:
+            self.coarser = np.concatenate(coarser_parts)[order]
+        counts = np.bincount(steps)
+        bounds = np.concatenate([[0], np.cumsum(counts[counts > 0])])
+        if ifce:
+            self.ifce_inputs = np.concatenate(input_parts)[order]
+            self.ifce_runs = _runs(np.concatenate(target_parts)[order], steps[order], bounds)
+        self.bounds = bounds.tolist()
 
     def grid_view(self, buffer: np.ndarray, index: int, shape: tuple[int, int]) -> np.ndarray:
         """The ``[h, w]`` window of grid ``index`` inside the flat buffer."""
         h, w = shape
         start = self.origins[index]
         return buffer[start : start + h * self.stride].reshape(h, self.stride)[:, :w]
+
+
+_KERNEL_SOURCE = Path(__file__).with_name("wavefront_kernel.c")
+_GRID_FIELDS = 6  # h, w, origin, delay, map, n_inputs (see the C file)
+
+
+class _Plan(ctypes.Structure):
+    """The C kernel's ``plan`` (wavefront_kernel.c), field for field."""
+
+    _fields_ = [
+        ("grids", ctypes.c_void_p),
+        ("n_grids", ctypes.c_int64),
+        ("n_coarser", ctypes.c_int64),
+        ("max_inputs", ctypes.c_int64),
+        ("row_step", ctypes.c_int64),
+        ("stride", ctypes.c_int64),
+        ("zero_slot", ctypes.c_int64),
+        ("offsets", ctypes.c_void_p),
+        ("n_spatial", ctypes.c_int64),
+        ("n_layers", ctypes.c_int64),
+        ("dims", ctypes.c_void_p),
+        ("weights", ctypes.c_void_p),
+        ("biases", ctypes.c_void_p),
+        ("stabiliser", ctypes.c_void_p),
+        ("n_features", ctypes.c_int64),
+        ("map_weights", ctypes.c_void_p),
+        ("map_biases", ctypes.c_void_p),
+        ("map_offsets", ctypes.c_void_p),
+        ("mu_table", ctypes.c_void_p),
+        ("scale_table", ctypes.c_void_p),
+        ("mu_last", ctypes.c_int64),
+        ("scale_last", ctypes.c_int64),
+    ]
+
+
+@functools.cache
+def _kernel() -> ctypes.CDLL | None:
+    """The compiled wavefront kernel, or None (see :mod:`coolchic.model.native`)."""
+    found = native.library(_KERNEL_SOURCE)
+    if found is None:
+        return None
+    parameters = found.coolchic_wavefront
+    parameters.restype = ctypes.c_int64
+    parameters.argtypes = [
+        ctypes.POINTER(_Plan),
+        ctypes.c_void_p,  # buffer
+        *(ctypes.c_int64, ctypes.c_int64),  # first, last step
+        *(ctypes.c_void_p,) * 4,  # positions, mu, scale, symbols
+    ]
+    decode = found.coolchic_wavefront_decode
+    decode.restype = ctypes.c_int64
+    decode.argtypes = [
+        ctypes.POINTER(_Plan),
+        ctypes.c_void_p,  # buffer
+        ctypes.c_int64,  # steps
+        *(ctypes.c_void_p, ctypes.c_int64),  # words, their number
+    ]
+    return found
+
+
+class _CompiledSteps:
+    """The wavefront in C (wavefront_kernel.c): positions, contexts, inter-feature values,
+    ARM and table per step, and when decoding the range decoder too.
+
+    Holds every array the C ``plan`` points to, so they live as long as it does.
+    """
+
+    def __init__(
+        self,
+        library: ctypes.CDLL,
+        schedule: _Schedule,
+        arm: FixedPointArm,
+        ifce: FixedPointIfce | None,
+        buffer: np.ndarray,
+    ) -> None:
+        layers = arm.float_layers
+        assert layers is not None
+        self._library = library
+        self._schedule = schedule
+        self._buffer = buffer
+        n_inputs = max((len(sources) for sources in schedule.ifce_sources), default=0)
+        rows = []
+        for index in schedule.coded_order:
+            h, w = schedule.shapes[index]
+            has_map = ifce is not None and index < len(schedule.ifce_sources)
+            row = [h, w, schedule.origins[index], schedule.delays[index]]
+            row += [index, len(schedule.ifce_sources[index])] if has_map else [-1, 0]
+            for p in range(1, schedule.n_coarser + 1):
+                inside = index + p < len(schedule.shapes)
+                row += [schedule.origins[index + p] if inside else -1, p]
+            inputs = [schedule.ifce_input(index, c) for c in range(row[5])]
+            inputs += [(-1, 0)] * (n_inputs - len(inputs))
+            row += [value for pair in inputs for value in pair]
+            rows.append(row)
+        self._grids = np.array(rows, dtype=np.int64).reshape(len(rows), -1)
+        self._offsets = np.ascontiguousarray(schedule.context_offsets, dtype=np.int64)
+        self._dims = np.array([layers[0][0].shape[0], *(w.shape[1] for w, _ in layers)], np.int64)
+        self._weights = np.concatenate([w.ravel() for w, _ in layers])
+        self._biases = np.concatenate([b for _, b in layers])
+        stabiliser = arm.float_stabiliser
+        self._stabiliser = None if stabiliser is None else np.ascontiguousarray(stabiliser)
+        maps = ifce.float_maps if ifce is not None else None
+        if maps:
+            self._map_weights = np.concatenate([w.ravel() for w, _ in maps])
+            self._map_biases = np.concatenate([b for _, b in maps])
+            self._map_offsets = np.cumsum([0, *(w.size for w, _ in maps[:-1])], dtype=np.int64)
+        else:
+            self._map_weights = self._map_biases = np.zeros(1)
+            self._map_offsets = np.zeros(1, dtype=np.int64)
+        self._mu_table, self._scale_table = mu_scale_table()
+        self._plan = _Plan(
+            self._grids.ctypes.data,
+            len(rows),
+            schedule.n_coarser,
+            n_inputs,
+            schedule.row_step,
+            schedule.stride,
+            schedule.zero_slot,
+            self._offsets.ctypes.data,
+            len(self._offsets),
+            len(layers),
+            self._dims.ctypes.data,
+            self._weights.ctypes.data,
+            self._biases.ctypes.data,
+            None if self._stabiliser is None else self._stabiliser.ctypes.data,
+            ifce.n_features if ifce is not None else 0,
+            self._map_weights.ctypes.data,
+            self._map_biases.ctypes.data,
+            self._map_offsets.ctypes.data,
+            self._mu_table.ctypes.data,
+            self._scale_table.ctypes.data,
+            MU_TABLE_SIZE - 1,
+            SCALE_TABLE_SIZE - 1,
+        )
+
+    @classmethod
+    def create(
+        cls,
+        schedule: _Schedule,
+        arm: FixedPointArm,
+        ifce: FixedPointIfce | None,
+        buffer: np.ndarray,
+    ) -> _CompiledSteps | None:
+        """The compiled steps, or None where the kernel is missing or the networks need the
+        int64 kernel (their accumulator bound is not below 2^53)."""
+        library = _kernel()
+        exact = arm.float_layers is not None and (ifce is None or ifce.float_maps is not None)
+        if library is None or not exact or not schedule.coded_order:
+            return None
+        return cls(library, schedule, arm, ifce, buffer)
+
+    def parameters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every position in coding order: ``(flat index, μ, scale, symbol)``, the symbol
+        being the value the buffer holds there (the encoder's latents)."""
+        total = self._schedule.n_positions
+        positions = np.zeros(total, dtype=np.int64)
+        mu = np.zeros(total)
+        scale = np.zeros(total)
+        symbols = np.zeros(total, dtype=np.int32)
+        count = self._library.coolchic_wavefront(
+            ctypes.byref(self._plan),
+            self._buffer.ctypes.data,
+            0,
+            self._schedule.n_steps,
+            positions.ctypes.data,
+            mu.ctypes.data,
+            scale.ctypes.data,
+            symbols.ctypes.data,
+        )
+        if count < 0:
+            raise MemoryError("wavefront kernel: out of memory")
+        assert count == total, (count, total)
+        return positions, mu, scale, symbols
+
+    def decode(self, words: np.ndarray) -> None:
+        """Decode the latent section's words into the buffer.
+
+        Raises:
+            BitstreamError: data no encoder can have written.
+        """
+        words = np.ascontiguousarray(words, dtype=np.uint32)
+        count = self._library.coolchic_wavefront_decode(
+            ctypes.byref(self._plan),
+            self._buffer.ctypes.data,
+            self._schedule.n_steps,
+            words.ctypes.data,
+            len(words),
+        )
+        if count == -1:
+            raise MemoryError("wavefront kernel: out of memory")
+        if count == -2:
+            raise BitstreamError("latent section: the range decoder failed (invalid data)")
 
 
 def _code_grids(
@@ -244,18 +487,30 @@ def _code_grids(
     coder: constriction.stream.queue.RangeEncoder | constriction.stream.queue.RangeDecoder,
     ifce: FixedPointIfce | None = None,
 ) -> None:
-    """Run the wavefront over the buffer; the one routine behind encoding and decoding.
+    """Run the wavefront over the buffer with constriction's coder: every encode, and the
+    decodes that cannot use the compiled decoder (:meth:`_CompiledSteps.decode`).
+
+    When encoding, the compiled kernel (:class:`_CompiledSteps`) gives every symbol's Laplace
+    where it can; the numpy form runs where it cannot (no C compiler, ``COOLCHIC_COMPILE=0``,
+    or networks too large for the exact float kernel). Both code the same symbols with the
+    same parameters.
 
     Args:
         mode: ``"encode"``: the buffer holds the latents, each step's symbols are encoded;
             ``"decode"``: the buffer holds zeros, each step's symbols are decoded into it.
         buffer: int8 flat padded buffer (see :class:`_Schedule`); latents fit in [−64, 63].
-        schedule: positions per step.
+        schedule: positions per step (its tables are only needed by the numpy form).
         arm: the integer ARM.
         coder: a range encoder (encode) or decoder (decode).
         ifce: the integer inter-feature context, when the schedule has one.
     """
     model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
+    compiled = _CompiledSteps.create(schedule, arm, ifce, buffer)
+    if compiled is not None and mode == "encode":
+        _, mu, scale, symbols = compiled.parameters()
+        coder.encode(symbols, model, mu, scale)
+        return
+    schedule.build_tables()
     mu_table, scale_table = mu_scale_table()
     offsets = schedule.context_offsets[None, :]
     positions = schedule.positions
@@ -381,6 +636,7 @@ def encode_latents(
         n_coarser,
         ifce=ifce is not None,
         n_hyper=n_hyper,
+        tables=False,
     )
     buffer = np.zeros(schedule.size, dtype=np.int8)
     for index, grid in enumerate(clamped):
@@ -461,12 +717,17 @@ def decode_latents(
         n_coarser,
         ifce=ifce is not None,
         n_hyper=n_hyper,
+        tables=False,
     )
     buffer = np.zeros(schedule.size, dtype=np.int8)
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-    try:
-        _code_grids("decode", buffer, schedule, arm, decoder, ifce)
-    except (AssertionError, ValueError, KeyError, RuntimeError) as error:
-        raise BitstreamError(f"latent section: the range decoder failed ({error})") from None
+    compiled = _CompiledSteps.create(schedule, arm, ifce, buffer)
+    if compiled is not None:
+        compiled.decode(words)
+    else:
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        try:
+            _code_grids("decode", buffer, schedule, arm, decoder, ifce)
+        except (AssertionError, ValueError, KeyError, RuntimeError) as error:
+            raise BitstreamError(f"latent section: the range decoder failed ({error})") from None
     return [schedule.grid_view(buffer, i, shape).astype(np.int64) for i, shape in enumerate(shapes)]

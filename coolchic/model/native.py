@@ -1,16 +1,23 @@
-"""The pointwise-MLP kernel in C (``pointwise_kernel.c``), compiled on first use.
+"""The project's C kernels, compiled on first use: :func:`library` builds and loads one.
 
-:mod:`coolchic.model.pointwise` runs the ARM and the 1x1 synthesis layers band by band; with
-this library each band is one C call instead of some thirty PyTorch operators (see the C file
-for why). It is built with the system's C compiler (``cc``, ``gcc`` or ``clang``), tuned for
+Two sources use it:
+
+* ``pointwise_kernel.c`` (:func:`kernel`): :mod:`coolchic.model.pointwise` runs the ARM and
+  the 1x1 synthesis layers band by band; with this library each band is one C call instead
+  of some thirty PyTorch operators (see the C file for why);
+* ``coolchic/bitstream/wavefront_kernel.c``: the latent wavefront's steps
+  (:mod:`coolchic.bitstream.latents`).
+
+A library is built with the system's C compiler (``cc``, ``gcc`` or ``clang``), tuned for
 the CPU it runs on (``-march=native``), and cached under ``$XDG_CACHE_HOME/coolchic`` (or
 ``~/.cache/coolchic``), keyed by the source, the flags and the CPU: a later process loads it
 in milliseconds.
 
 Without a compiler, where the build fails, or with ``COOLCHIC_COMPILE=0`` in the environment,
-:func:`kernel` returns ``None`` (one warning says why) and the PyTorch form runs instead. Both
-compute the same values up to float rounding; a seeded encode is reproducible with either,
-but the two do not write the same bytes.
+:func:`library` returns ``None`` (one warning says why) and the caller's Python form runs
+instead. For the pointwise MLP both forms compute the same values up to float rounding: a
+seeded encode is reproducible with either, but the two do not write the same bytes. The
+wavefront's two forms give identical results.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MlpKernel", "kernel"]
+__all__ = ["MlpKernel", "kernel", "library"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +70,26 @@ def kernel() -> MlpKernel | None:
     return _load()
 
 
-def _load() -> MlpKernel | None:
+@functools.cache
+def library(source: Path) -> ctypes.CDLL | None:
+    """The compiled C file ``source``, or ``None`` where it cannot be built or is turned off.
+
+    Built or loaded once per process (two processes building at once both succeed).
+    """
     if os.environ.get("COOLCHIC_COMPILE", "1") == "0":
         return None
     try:
-        library = ctypes.CDLL(str(_build()))
+        return ctypes.CDLL(str(_build(source)))
     except (OSError, subprocess.SubprocessError, RuntimeError) as error:
-        logger.warning("pointwise kernel unavailable (%s); using the PyTorch form", error)
+        logger.warning("%s unavailable (%s); using the Python form", source.name, error)
         return None
-    forward = library.coolchic_mlp_forward
+
+
+def _load() -> MlpKernel | None:
+    found = library(SOURCE)
+    if found is None:
+        return None
+    forward = found.coolchic_mlp_forward
     forward.restype = None
     forward.argtypes = [
         *(_pointer, _pointer, _int64, _int64, _int64),  # in, off, row stride, rows, width
@@ -79,7 +97,7 @@ def _load() -> MlpKernel | None:
         _pointer,  # skip matrix or NULL
         *(_pointer, _int64),  # out, its channel stride
     ]
-    backward = library.coolchic_mlp_backward
+    backward = found.coolchic_mlp_backward
     backward.restype = ctypes.c_int  # -1: out of memory for its gradient lanes
     backward.argtypes = [
         *forward.argtypes[:11],
@@ -87,7 +105,7 @@ def _load() -> MlpKernel | None:
         *(_pointer, _pointer, _pointer),  # grad W, grad b, grad skip
     ]
     max_width, max_layers = _int32(), _int32()
-    library.coolchic_kernel_limits(ctypes.byref(max_width), ctypes.byref(max_layers))
+    found.coolchic_kernel_limits(ctypes.byref(max_width), ctypes.byref(max_layers))
     return MlpKernel(forward, backward, max_width.value, max_layers.value)
 
 
@@ -107,23 +125,23 @@ def _cpu_signature() -> str:
         return platform.processor() + platform.machine()
 
 
-def _build() -> Path:
+def _build(source_path: Path) -> Path:
     """The library's path, compiling it (atomically, race-free between processes) if needed."""
     compiler = next((c for c in COMPILERS if shutil.which(c)), None)
     if compiler is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
-    source = SOURCE.read_bytes()
+    source = source_path.read_bytes()
     key = hashlib.sha256(
         b"\0".join([source, " ".join((compiler, *FLAGS)).encode(), _cpu_signature().encode()])
     ).hexdigest()[:16]
-    target = _cache_dir() / f"pointwise-{key}.so"
+    target = _cache_dir() / f"{source_path.stem}-{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
         result = subprocess.run(
-            [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
+            [compiler, *FLAGS, "-o", str(built), str(source_path)],
             capture_output=True,
             text=True,
             timeout=120,
