@@ -156,6 +156,10 @@ class _Schedule:
     through the IFCE, every grid k of a coarser resolution at ``((r >> 1) >> d, (c >> 1) >> d)``,
     d the resolution step from grid g + 1 to grid k. Every such grid comes after g in the
     coded order, so the same delays make each value decoded before it is read.
+
+    The layout (origins, stride, delays, step count) is all the compiled kernel needs; the
+    per-position tables of the numpy form are built only for it (``tables=True`` or
+    :meth:`build_tables`): at 1080p with the inter-feature context they take 0.4 s.
     """
 
     def __init__(
