@@ -203,8 +203,7 @@ class _Schedule:
             ),
             default=0,
         )
-        #: The most positions one step can hold: one per row of each coded grid.
-        self.max_step = sum(shapes[i][0] for i in self.coded_order)
+        #: Latents coded in all (the compiled encoder's output size).
         self.n_positions = sum(shapes[i][0] * shapes[i][1] for i in self.coded_order)
         self.resolutions = grid_resolutions(len(shapes) - n_hyper, n_hyper)
         self.ifce_sources = ifce_sources(len(shapes) - n_hyper, n_hyper) if ifce else []
