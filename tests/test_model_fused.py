@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from coolchic.model import fused
 from coolchic.model.arm import (
@@ -14,11 +16,15 @@ from coolchic.model.arm import (
     _with_context_planes,
     rate_from_raw,
 )
+from coolchic.model.config import ModelConfig, parse_synthesis
+from coolchic.model.coolchic import CoolChicModel
 from coolchic.model.fused import fusable
 from coolchic.model.latents import grid_shapes
 from coolchic.model.layout import coded_grid_shapes, grid_resolutions, ifce_sources
-from coolchic.model.quantizer import _noisy_softround
+from coolchic.model.quantizer import QuantizerSettings, _noisy_softround
 from coolchic.model.upsampling import Upsampling, _separable_stack
+from coolchic.train.recipes import ALL_MODULES, NETWORKS
+from coolchic.train.trainer import make_optimizer, select_trained
 
 
 def _values_and_gradients(
@@ -107,7 +113,7 @@ def test_a_failing_compiler_falls_back_to_eager(
     assert len(warnings) == 1  # said once, then eager for good
 
 
-def test_small_or_gradient_free_inputs_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_small_inputs_and_evaluations_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr(torch, "compile", lambda function, **_: calls.append(function) or function)
 
@@ -117,18 +123,95 @@ def test_small_or_gradient_free_inputs_stay_eager(monkeypatch: pytest.MonkeyPatc
 
     square(torch.ones(10, requires_grad=True))
     assert calls == []
-    assert fused.FUSE_MIN_ELEMENTS < fused.FUSE_MIN_ELEMENTS_FIXED_INPUT
-    fixed = torch.ones(fused.FUSE_MIN_ELEMENTS)
-    square(fixed)  # not differentiated (the networks-only phase): a higher threshold
-    assert calls == []
-    large = fixed.clone().requires_grad_()
+    large = torch.ones(fused.FUSE_MIN_ELEMENTS, requires_grad=True)
     with torch.no_grad():  # evaluations
         square(large)
     assert calls == []
     square(large)
     assert len(calls) == 1
-    square(torch.ones(fused.FUSE_MIN_ELEMENTS_FIXED_INPUT))
+    square(torch.ones(fused.FUSE_MIN_ELEMENTS))  # the networks-only phase: no new threshold
     assert len(calls) == 1  # the same compiled function serves both
+
+
+def test_as_compiled_input_marks_only_large_training_latents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    large = torch.round(torch.linspace(-3, 3, fused.FUSE_MIN_ELEMENTS))
+    marked = fused.as_compiled_input(large)
+    assert marked.requires_grad and marked.is_leaf
+    assert torch.equal(marked.detach(), large)
+    small = torch.zeros(fused.FUSE_MIN_ELEMENTS - 1)
+    assert fused.as_compiled_input(small) is small  # eager: an unread gradient costs time
+    with torch.no_grad():
+        assert fused.as_compiled_input(large) is large  # evaluations
+    trained = large.clone().requires_grad_()
+    assert fused.as_compiled_input(trained) is trained  # the main phase
+    monkeypatch.setenv("COOLCHIC_COMPILE", "0")
+    assert fused.as_compiled_input(large) is large
+
+
+def _requires_grad_pattern(args: tuple[object, ...]) -> tuple[bool, ...]:
+    flat: list[bool] = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            flat.append(arg.requires_grad)
+        elif isinstance(arg, list):
+            flat.extend(_requires_grad_pattern(tuple(arg)))
+        elif isinstance(arg, torch.nn.Module):
+            flat.extend(p.requires_grad for p in arg.parameters())
+    return tuple(flat)
+
+
+def test_the_networks_only_phase_runs_the_main_phase_graphs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compiled graphs are specialised on which inputs take a gradient: every chain of a
+    networks-only step must see the pattern of the main phase's step, or it builds anew."""
+    seen: dict[str, set[tuple[bool, ...]]] = {}
+
+    def recording_compile(function: Callable[..., torch.Tensor], **_: object) -> object:
+        def run(*args: object) -> torch.Tensor:
+            seen.setdefault(function.__name__, set()).add(_requires_grad_pattern(args))
+            return function(*args)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    monkeypatch.setattr(fused, "FUSE_MIN_ELEMENTS", 100)  # this tiny frame counts as large
+    for function in (_noisy_softround, rate_from_raw, _with_context_planes, _separable_stack):
+        monkeypatch.setattr(function, "compiled", None)
+        monkeypatch.setattr(function, "failed", False)
+    config = ModelConfig(
+        n_ctx_rowcol=2,
+        arm_hidden=(8,),
+        synthesis=parse_synthesis("8-1-linear-relu,3-1-linear-none"),
+        ifce_features=2,
+        hyper_grids=3,
+    )
+    model = CoolChicModel(config, 24, 32)
+    target = torch.rand(1, 3, 24, 32)
+    generator = torch.Generator().manual_seed(0)
+
+    def step(modules: tuple[str, ...], quantizer: QuantizerSettings) -> None:
+        networks, parameters = select_trained(model, modules)
+        optimizer = make_optimizer(networks, parameters, 1e-3)
+        optimizer.zero_grad(set_to_none=True)
+        output = model(quantizer=quantizer, generator=generator)
+        (F.mse_loss(output.x_hat, target) + 1e-3 * output.rate_bits).backward()
+        optimizer.step()
+
+    step(ALL_MODULES, QuantizerSettings(kind="softround", noise="gaussian", noise_parameter=0.2))
+    main_phase = {name: set(patterns) for name, patterns in seen.items()}
+    assert set(main_phase) == {
+        "_noisy_softround",
+        "rate_from_raw",
+        "_with_context_planes",
+        "_separable_stack",
+    }
+    latents = model.latents.scaled_flat().detach().clone()
+    step(NETWORKS, QuantizerSettings(kind="hardround"))
+    assert seen == main_phase
+    assert torch.equal(model.latents.scaled_flat().detach(), latents)  # they stay fixed
 
 
 def test_compilation_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from coolchic.model.arm import Arm, ContextGather, InterFeatureContext
 from coolchic.model.config import ModelConfig
+from coolchic.model.fused import as_compiled_input
 from coolchic.model.latents import LatentGrids
 from coolchic.model.layout import MODULE_NAMES, ModuleName
 from coolchic.model.ordered import ordered_sum
@@ -139,6 +140,7 @@ class CoolChicModel(nn.Module):
             :class:`ModelOutput`.
         """
         y_hat = quantizer.apply(self.latents.scaled_flat(), generator=generator)
+        y_hat = as_compiled_input(y_hat)  # the networks-only phase: the main phase's kernels
         bits = self._rate_bits(y_hat)
         grid_rate = self._grid_rate(bits) if with_grid_rate else None
         x_hat = self.synthesis(self.upsampling(self.latents.split(y_hat)[: self.config.n_grids]))

@@ -9,14 +9,13 @@ at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400
 Compilation costs a minute or two of C++ builds the first time a frame size is seen on a
 machine (``torch.compile`` keeps them in its on-disk cache, so later processes load them in
 seconds), so it is used only where a `fast` encode gains back more than that: training steps
-that differentiate the chain's input (the latents) from :data:`FUSE_MIN_ELEMENTS` elements
-on, those of the networks-only phase (latents fixed) from
-:data:`FUSE_MIN_ELEMENTS_FIXED_INPUT`. Evaluations, the network quantisation and the decoder
-run the same functions eagerly, and
-so does everything where compilation is not available (no C++ compiler, an unsupported
-platform, or ``COOLCHIC_COMPILE=0`` in the environment). Both forms compute the same values
-up to float rounding. The upsampling stack (:mod:`coolchic.model.upsampling`) is compiled
-the same way.
+on inputs of :data:`FUSE_MIN_ELEMENTS` elements and more. The networks-only phase, whose
+latents are fixed, runs the same graphs as the main phase (:func:`as_compiled_input`), so it
+builds nothing more. Evaluations, the network quantisation and the decoder run the same
+functions eagerly, and so does everything where compilation is not available (no C++
+compiler, an unsupported platform, or ``COOLCHIC_COMPILE=0`` in the environment). Both forms
+compute the same values up to float rounding. The upsampling stack
+(:mod:`coolchic.model.upsampling`) is compiled the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FUSE_MIN_ELEMENTS", "FUSE_MIN_ELEMENTS_FIXED_INPUT", "fusable"]
+__all__ = ["FUSE_MIN_ELEMENTS", "as_compiled_input", "fusable"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +37,6 @@ logger = logging.getLogger(__name__)
 #: a `fast` encode took 0.69–0.73x the time with a warm cache and 1.04x on the first encode of
 #: that size (the builds); smaller frames gain less than the builds cost (BENCHMARKS.md).
 FUSE_MIN_ELEMENTS = 90_000
-#: The same for a first argument that is not differentiated (the networks-only phase, latents
-#: fixed): its graphs are built separately and serve only that short phase, so they pay on
-#: larger frames only. This is the one threshold of the earlier rule, measured at 1152x768
-#: and 1920x1080, kept so that those frames compile as before.
-FUSE_MIN_ELEMENTS_FIXED_INPUT = 200_000
 
 
 class _Fusable:
@@ -53,12 +47,10 @@ class _Fusable:
         self.__name__ = function.__name__
         self.__doc__ = function.__doc__
         self.compiled: Callable[..., Tensor] | None = None
-        self.failed = os.environ.get("COOLCHIC_COMPILE", "1") == "0"
+        self.failed = not _compilation_enabled()
 
     def __call__(self, first: Tensor, *args: Any, force_compile: bool = False) -> Tensor:
-        threshold = FUSE_MIN_ELEMENTS if first.requires_grad else FUSE_MIN_ELEMENTS_FIXED_INPUT
-        large = torch.is_grad_enabled() and first.numel() >= threshold
-        if self.failed or not (force_compile or large):
+        if self.failed or not (force_compile or _large_training_input(first)):
             return self.function(first, *args)
         if self.compiled is None:
             self.compiled = torch.compile(self.function)
@@ -74,6 +66,29 @@ class _Fusable:
             )
             self.failed = True
             return self.function(first, *args)
+
+
+def _compilation_enabled() -> bool:
+    return os.environ.get("COOLCHIC_COMPILE", "1") != "0"
+
+
+def _large_training_input(first: Tensor) -> bool:
+    return torch.is_grad_enabled() and first.numel() >= FUSE_MIN_ELEMENTS
+
+
+def as_compiled_input(latents: Tensor) -> Tensor:
+    """``latents``, marked differentiable where a training step runs the compiled chains.
+
+    The networks-only phase feeds the chains true integers that take no gradient. Compiled
+    graphs are specialised on which inputs take one, so that phase would build a second set
+    of kernels (66 s of builds at 1920x1080) for a few hundred steps. Marked as a leaf that
+    takes a gradient (which nothing reads), it runs the main phase's graphs instead, at the
+    same speed per step (BENCHMARKS.md, 2026-12-06 04:00). Small frames run eagerly, where
+    the unread gradient would only cost time, so they get ``latents`` unchanged.
+    """
+    if latents.requires_grad or not _compilation_enabled() or not _large_training_input(latents):
+        return latents
+    return latents.detach().requires_grad_()
 
 
 def fusable(function: Callable[..., Tensor]) -> _Fusable:
