@@ -1,6 +1,7 @@
 """Time one training iteration of the Cool-chic model on a synthetic image.
 
-One iteration = forward with the soft-round + Kumaraswamy-noise proxy, loss
+One iteration = forward with the quantisation proxy of `fast`'s main phase halfway through
+(soft-rounding with Gaussian noise, :func:`coolchic.train.trainer.phase_quantizer`), loss
 ``MSE + λ·rate/(H·W)``, backward, gradient-norm clipping (0.1), Adam step.
 
     python benchmarks/model_step.py --height 128 --width 192 --iterations 200
@@ -26,7 +27,8 @@ from coolchic.model.config import (
     parse_synthesis,
 )
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.model.quantizer import QuantizerSettings
+from coolchic.train.recipes import RECIPES
+from coolchic.train.trainer import phase_quantizer
 
 
 def _target(height: int, width: int) -> torch.Tensor:
@@ -82,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = CoolChicModel(config, args.height, args.width)
     target = _target(args.height, args.width)
-    quantizer = QuantizerSettings(
-        kind="softround", temperature=0.3, noise="kumaraswamy", noise_parameter=2.0
-    )
+    quantizer = phase_quantizer(RECIPES["fast"].phases[0], 0.5)
     parameters = list(model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=1e-2)
     n_pixels = args.height * args.width
