@@ -109,9 +109,32 @@ class _FirPass(NamedTuple):
 
 
 def _padded(x: Tensor, dim: int, pad: tuple[int, int], mode: str) -> Tensor:
-    """``x`` padded by ``pad`` along ``dim`` (-1 or -2); ``x`` itself when ``pad`` adds nothing."""
+    """``x`` padded by ``pad`` along ``dim`` (-1 or -2); ``x`` itself when ``pad`` adds nothing.
+
+    Under ``torch.compile`` a replicate pad is written as the edge samples, expanded and
+    concatenated: the compiler has no kernel of its own for ``replication_pad2d``'s backward
+    and runs it eagerly, a zero-filled map and a pass over it for each of the stack's passes.
+    """
+    if not any(pad):
+        return x
+    if mode == "replicate" and torch.compiler.is_compiling():
+        left, right = pad
+        n = x.shape[dim]
+        parts = [x]
+        if left:
+            parts.insert(0, _repeat_along(x.narrow(dim, 0, 1), dim, left))
+        if right:
+            parts.append(_repeat_along(x.narrow(dim, n - 1, 1), dim, right))
+        return torch.cat(parts, dim=dim)
     padding = (*pad, 0, 0) if dim == -1 else (0, 0, *pad)
-    return F.pad(x, padding, mode=mode) if any(pad) else x
+    return F.pad(x, padding, mode=mode)
+
+
+def _repeat_along(edge: Tensor, dim: int, count: int) -> Tensor:
+    """``edge`` (size 1 along ``dim``) expanded to ``count`` samples along ``dim``."""
+    shape = list(edge.shape)
+    shape[dim] = count
+    return edge.expand(shape)
 
 
 class _Fir1d(torch.autograd.Function):
