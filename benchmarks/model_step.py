@@ -5,6 +5,11 @@ One iteration = forward with the quantisation proxy of `fast`'s main phase halfw
 ``MSE + λ·rate/(H·W)``, backward, gradient-norm clipping (0.1), Adam step.
 
     python benchmarks/model_step.py --height 128 --width 192 --iterations 200
+
+``--compare-torch-noise`` alternates timed blocks in one process between the proxy's noise
+from ``torch.randn`` and from the C kernel (:func:`coolchic.model.quantizer.gaussian_noise`),
+and prints both medians and their ratio: one process, so the comparison sees the same machine
+state.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import argparse
 import math
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from coolchic.allocator import keep_freed_memory
+from coolchic.model import quantizer as quantizer_module
 from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import (
     DEFAULT_ARM,
@@ -67,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         "--synthesis-stabiliser", action="store_true", help="the synthesis' 1x1 linear map"
     )
     parser.add_argument("--profile-steps", type=int, default=20, help="iterations profiled")
+    parser.add_argument(
+        "--compare-torch-noise",
+        action="store_true",
+        help="alternate blocks with torch.randn noise and with the C kernel's; print both",
+    )
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.profile_steps):
                 step()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+    if args.compare_torch_noise:
+        return _compare_noise(step, args.iterations, args.repeats)
     block_ms: list[float] = []
     loss = torch.tensor(0.0)
     for _ in range(args.repeats):
@@ -124,6 +138,31 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} threads: {statistics.median(block_ms):.2f} ms/iteration median "
         f"(min {min(block_ms):.2f}, max {max(block_ms):.2f}; final loss {final:.5f})"
     )
+    return 0
+
+
+def _compare_noise(step: Callable[[], torch.Tensor], iterations: int, repeats: int) -> int:
+    """Median ms/iteration with ``torch.randn`` noise and with the kernel's, alternating."""
+    kernel = quantizer_module.noise_kernel
+    if kernel() is None:
+        print("the noise kernel is not available here: nothing to compare")
+        return 1
+    sources = {"torch.randn": lambda: None, "C kernel": kernel}
+    block_ms: dict[str, list[float]] = {name: [] for name in sources}
+    try:
+        for _ in range(repeats):
+            for name, source in sources.items():
+                quantizer_module.noise_kernel = source  # type: ignore[assignment]
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    step()
+                block_ms[name].append(1e3 * (time.perf_counter() - start) / iterations)
+    finally:
+        quantizer_module.noise_kernel = kernel
+    medians = {name: statistics.median(times) for name, times in block_ms.items()}
+    for name, times in block_ms.items():
+        print(f"noise from {name}: {medians[name]:.2f} ms/iteration median of {times}")
+    print(f"C kernel / torch.randn: {medians['C kernel'] / medians['torch.randn']:.3f}")
     return 0
 
 

@@ -7,10 +7,13 @@ import math
 import pytest
 import torch
 
+from coolchic.model import native, quantizer
+from coolchic.model.ordered import one_thread
 from coolchic.model.quantizer import (
     INFERENCE,
     V2_NOISE_GRADIENT_SCALE,
     QuantizerSettings,
+    gaussian_noise,
     kumaraswamy_noise,
     quantize,
     sample_noise,
@@ -96,6 +99,67 @@ def test_gaussian_and_uniform_noise() -> None:
     assert gauss.std().item() == pytest.approx(0.2, rel=0.02)
     uniform = sample_noise(x, noise="uniform", noise_parameter=0.0, generator=gen)
     assert uniform.min() >= -0.5 and uniform.max() < 0.5
+
+
+@pytest.fixture(scope="module")
+def noise_library() -> native.NoiseKernel:
+    found = native.noise_kernel()
+    if found is None:
+        pytest.fail("the noise kernel did not build: this machine has a C compiler")
+    return found
+
+
+def test_gaussian_noise_kernel_has_normal_moments_and_tails(
+    noise_library: native.NoiseKernel,
+) -> None:
+    z = gaussian_noise((1_000_000,), 1.0, generator=torch.Generator().manual_seed(1)).double()
+    assert z.mean().item() == pytest.approx(0.0, abs=0.005)
+    assert z.var().item() == pytest.approx(1.0, abs=0.005)
+    assert z.pow(3).mean().item() == pytest.approx(0.0, abs=0.02)
+    assert z.pow(4).mean().item() == pytest.approx(3.0, abs=0.05)
+    for t in (1.0, 2.0, 3.0):
+        tail = (z.abs() > t).double().mean().item()
+        assert tail == pytest.approx(math.erfc(t / math.sqrt(2)), rel=0.05)
+    # Neighbours, including the two halves of a Box-Muller pair, are uncorrelated.
+    for lag in (1, 256):
+        pairs = torch.stack([z[:-lag], z[lag:]])
+        assert abs(torch.corrcoef(pairs)[0, 1].item()) < 0.005
+
+
+def test_gaussian_noise_does_not_depend_on_threads_or_splits(
+    noise_library: native.NoiseKernel,
+) -> None:
+    n = 3 * quantizer.NOISE_CHUNK + 1001  # several hand-outs and a partial block
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        many = gaussian_noise((n,), 0.3, generator=torch.Generator().manual_seed(7))
+    finally:
+        torch.set_num_threads(threads)
+    with one_thread():
+        one = gaussian_noise((n,), 0.3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(many, one)
+    assert many.std().item() == pytest.approx(0.3, rel=0.01)
+    # The stream is counter-based: any block-aligned window is the same values.
+    seeds = torch.randint(0, 1 << 32, (2,), generator=torch.Generator().manual_seed(7)).tolist()
+    start = 5 * noise_library.block
+    window = torch.empty(700)
+    assert noise_library.gaussian(window.data_ptr(), start, 700, *seeds, 0.3) == 0
+    assert torch.equal(window, many[start : start + 700])
+    assert noise_library.gaussian(window.data_ptr(), start + 1, 700, *seeds, 0.3) == -1
+    other = gaussian_noise((n,), 0.3, generator=torch.Generator().manual_seed(8))
+    assert abs(torch.corrcoef(torch.stack([many, other]))[0, 1].item()) < 0.01
+
+
+def test_gaussian_noise_without_the_kernel_is_torch_randn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(quantizer, "noise_kernel", lambda: None)
+    got = gaussian_noise((5, 7), 0.25, generator=torch.Generator().manual_seed(3))
+    expected = torch.randn((5, 7), generator=torch.Generator().manual_seed(3)) * 0.25
+    assert torch.equal(got, expected)
+    double = gaussian_noise((4,), 1.0, dtype=torch.float64, generator=torch.Generator())
+    assert double.dtype == torch.float64
 
 
 def test_noise_is_reproducible_with_a_generator() -> None:

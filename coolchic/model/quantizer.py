@@ -17,7 +17,8 @@ derivative almost everywhere, so training replaces it by a differentiable proxy:
 * ``"none"``: identity (no quantisation), for debugging.
 
 The noise ``n`` is ``"uniform"`` ``U(−½, ½)``, ``"kumaraswamy"`` with parameter ``a ≥ 1``
-(``a = 1`` is uniform, larger is peakier around 0), or ``"gaussian"`` ``σ·N(0, 1)``.
+(``a = 1`` is uniform, larger is peakier around 0), or ``"gaussian"`` ``σ·N(0, 1)``
+(:func:`gaussian_noise`).
 
 Forward values of the rounding modes are exactly integers (the straight-through tricks add an
 exact zero, ``s − s.detach()``, rather than ``round(x) − s``).
@@ -33,6 +34,8 @@ import torch
 from torch import Tensor
 
 from coolchic.model.fused import fusable
+from coolchic.model.native import noise_kernel
+from coolchic.model.ordered import WORKERS
 
 __all__ = [
     "INFERENCE",
@@ -41,6 +44,7 @@ __all__ = [
     "NoiseKind",
     "QuantizerKind",
     "QuantizerSettings",
+    "gaussian_noise",
     "kumaraswamy_noise",
     "quantize",
     "sample_noise",
@@ -55,6 +59,8 @@ NoiseKind = Literal["uniform", "kumaraswamy", "gaussian"]
 _QUANTIZER_KINDS: tuple[str, ...] = get_args(QuantizerKind)
 _NOISE_KINDS: tuple[str, ...] = get_args(NoiseKind)
 
+#: Values per thread hand-out of :func:`gaussian_noise` (1 MB of float32).
+NOISE_CHUNK = 1 << 18
 #: Cool-chic v2 ``ste_derivative``: the STE backward multiplies the gradient by this constant.
 V2_STE_DERIVATIVE = 0.01
 #: Cool-chic v2 noise phase: the backward multiplies the gradient by this constant.
@@ -114,6 +120,41 @@ def kumaraswamy_noise(
     return (1.0 - (1.0 - u).pow(1.0 / b)).pow(1.0 / a) - 0.5
 
 
+def gaussian_noise(
+    shape: torch.Size | tuple[int, ...],
+    sigma: float,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``σ·N(0, 1)`` noise: the C kernel's counter-based stream for float32 on the CPU.
+
+    Every training step draws one value per latent; at 1920x1080 ``torch.randn`` took 12.6 ms
+    of a 346 ms step on a 2-core Zen 2 host, the kernel 4 ms on one thread, and the tensor is
+    split between the worker threads (BENCHMARKS.md, 2026-12-06 06:10). Two seeds drawn from
+    ``generator`` pick the stream; each value depends only on them and its index, so the
+    noise is the same with any thread count. Elsewhere (another dtype or device, or no C
+    compiler) it is ``torch.randn`` scaled by ``σ``.
+    """
+    kernel = noise_kernel()
+    on_cpu = torch.device(device if device is not None else "cpu").type == "cpu"
+    if kernel is None or dtype != torch.float32 or not on_cpu:
+        normal = torch.randn(shape, dtype=dtype, device=device, generator=generator)
+        return normal * sigma
+    seed_a, seed_b = torch.randint(0, 1 << 32, (2,), generator=generator).tolist()
+    out = torch.empty(shape, dtype=dtype)
+    address, total = out.data_ptr(), out.numel()
+    step = NOISE_CHUNK - NOISE_CHUNK % kernel.block
+
+    def fill(start: int) -> None:
+        count = min(step, total - start)
+        kernel.gaussian(address + 4 * start, start, count, seed_a, seed_b, sigma)
+
+    WORKERS.map(range(0, total, step), fill, torch_ops=False)
+    return out
+
+
 def sample_noise(
     x: Tensor,
     *,
@@ -138,8 +179,9 @@ def sample_noise(
                 x.shape, noise_parameter, dtype=x.dtype, device=x.device, generator=generator
             )
         case "gaussian":
-            normal = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-            return normal * noise_parameter
+            return gaussian_noise(
+                x.shape, noise_parameter, dtype=x.dtype, device=x.device, generator=generator
+            )
         case _:
             assert_never(noise)
 
