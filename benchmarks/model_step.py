@@ -1,15 +1,19 @@
-"""Time one training iteration of the Cool-chic model on a synthetic image.
+"""Time one training iteration of the Cool-chic model on a synthetic 4:2:0 image.
 
-One iteration = forward with the quantisation proxy of `fast`'s main phase halfway through
-(soft-rounding with Gaussian noise, :func:`coolchic.train.trainer.phase_quantizer`), loss
-``MSE + λ·rate/(H·W)``, backward, gradient-norm clipping (0.1), Adam step.
+One iteration is the encoder's own (:func:`coolchic.train.trainer.training_step`): forward
+with the quantisation proxy of `fast`'s main phase halfway through (soft-rounding with
+Gaussian noise), loss ``4:2:0 MSE + λ·rate/(H·W)``, backward, clipping of the networks'
+gradient, and the trainer's optimiser (SOAP for the networks, Adam for the latents). Until
+2026-12-06 the script ran its own step, with Adam on everything and RGB MSE: figures before
+that date are not comparable with later ones.
 
     python benchmarks/model_step.py --height 128 --width 192 --iterations 200
 
-``--compare-torch-noise`` alternates timed blocks in one process between the proxy's noise
-from ``torch.randn`` and from the C kernel (:func:`coolchic.model.quantizer.gaussian_noise`),
-and prints both medians and their ratio: one process, so the comparison sees the same machine
-state.
+``--compare-with ALTERNATIVE`` alternates timed blocks in one process between the code as it
+is and one alternative, and prints both medians and their ratio (one process, so both see the
+same machine state): ``torch-noise``, the proxy's noise from ``torch.randn`` instead of the C
+kernel (:func:`coolchic.model.quantizer.gaussian_noise`); ``python-adam``, the latents' Adam
+update in Python instead of torch's fused kernel (:mod:`coolchic.train.soap`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from coolchic.allocator import keep_freed_memory
+from coolchic.model import native
 from coolchic.model import quantizer as quantizer_module
 from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import (
@@ -34,16 +39,21 @@ from coolchic.model.config import (
     parse_synthesis,
 )
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.train.recipes import RECIPES
-from coolchic.train.trainer import phase_quantizer
+from coolchic.train import soap
+from coolchic.train.loss import Target
+from coolchic.train.recipes import ALL_MODULES, RECIPES
+from coolchic.train.soap import FUSED_ADAM_MIN_ELEMENTS
+from coolchic.train.trainer import make_optimizer, phase_quantizer, select_trained, training_step
 
 
-def _target(height: int, width: int) -> torch.Tensor:
-    """A smooth synthetic RGB image ``[1, 3, H, W]`` in [0, 1]."""
+def _target(height: int, width: int) -> Target:
+    """A smooth synthetic 4:2:0 image in [0, 1] (height and width even)."""
     rows = torch.linspace(0.0, 1.0, height).view(1, 1, height, 1)
     cols = torch.linspace(0.0, 1.0, width).view(1, 1, 1, width)
     phases = torch.tensor([0.0, 1.0, 2.0]).view(1, 3, 1, 1)
-    return 0.5 + 0.4 * torch.sin(6.0 * rows + 9.0 * cols * rows + phases)
+    planes = 0.5 + 0.4 * torch.sin(6.0 * rows + 9.0 * cols * rows + phases)
+    chroma = F.avg_pool2d(planes[:, 1:], kernel_size=2)
+    return Target(format="yuv420", bit_depth=8, full=planes[:, :1].contiguous(), chroma=chroma)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-steps", type=int, default=20, help="iterations profiled")
     parser.add_argument(
-        "--compare-torch-noise",
-        action="store_true",
-        help="alternate blocks with torch.randn noise and with the C kernel's; print both",
+        "--compare-with",
+        choices=sorted(_ALTERNATIVES),
+        help="alternate blocks with this alternative and with the code as it is; print both",
     )
     args = parser.parse_args(argv)
 
@@ -97,17 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     model = CoolChicModel(config, args.height, args.width)
     target = _target(args.height, args.width)
     quantizer = phase_quantizer(RECIPES["fast"].phases[0], 0.5)
-    parameters = list(model.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=1e-2)
-    n_pixels = args.height * args.width
+    networks, parameters = select_trained(model, ALL_MODULES)
+    optimizer = make_optimizer(networks, parameters, lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
 
     def step() -> torch.Tensor:
-        out = model(quantizer=quantizer)
-        loss = F.mse_loss(out.x_hat, target) + args.lmbda * out.rate_bits / n_pixels
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 0.1)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = training_step(
+            model,
+            optimizer,
+            networks,
+            target=target,
+            lmbda=args.lmbda,
+            quantizer=quantizer,
+            generator=generator,
+        )
         return loss.detach()
 
     for _ in range(args.warmup):
@@ -119,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.profile_steps):
                 step()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
-    if args.compare_torch_noise:
-        return _compare_noise(step, args.iterations, args.repeats)
+    if args.compare_with:
+        return _compare(step, args.compare_with, args.iterations, args.repeats)
     block_ms: list[float] = []
     loss = torch.tensor(0.0)
     for _ in range(args.repeats):
@@ -141,28 +154,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _compare_noise(step: Callable[[], torch.Tensor], iterations: int, repeats: int) -> int:
-    """Median ms/iteration with ``torch.randn`` noise and with the kernel's, alternating."""
-    kernel = quantizer_module.noise_kernel
-    if kernel() is None:
-        print("the noise kernel is not available here: nothing to compare")
-        return 1
-    sources = {"torch.randn": lambda: None, "C kernel": kernel}
-    block_ms: dict[str, list[float]] = {name: [] for name in sources}
+def _torch_noise(alternative: bool) -> None:
+    quantizer_module.noise_kernel = (lambda: None) if alternative else native.noise_kernel
+
+
+def _python_adam(alternative: bool) -> None:
+    soap.FUSED_ADAM_MIN_ELEMENTS = 1 << 62 if alternative else FUSED_ADAM_MIN_ELEMENTS
+
+
+#: What ``--compare-with`` can switch to, each as a function of ``alternative``.
+_ALTERNATIVES: dict[str, Callable[[bool], None]] = {
+    "torch-noise": _torch_noise,
+    "python-adam": _python_adam,
+}
+
+
+def _compare(step: Callable[[], torch.Tensor], name: str, iterations: int, repeats: int) -> int:
+    """Median ms/iteration with the alternative and with the code as it is, alternating."""
+    switch = _ALTERNATIVES[name]
+    block_ms: dict[bool, list[float]] = {True: [], False: []}
     try:
         for _ in range(repeats):
-            for name, source in sources.items():
-                quantizer_module.noise_kernel = source  # type: ignore[assignment]
+            for alternative in (True, False):
+                switch(alternative)
                 start = time.perf_counter()
                 for _ in range(iterations):
                     step()
-                block_ms[name].append(1e3 * (time.perf_counter() - start) / iterations)
+                block_ms[alternative].append(1e3 * (time.perf_counter() - start) / iterations)
     finally:
-        quantizer_module.noise_kernel = kernel
-    medians = {name: statistics.median(times) for name, times in block_ms.items()}
-    for name, times in block_ms.items():
-        print(f"noise from {name}: {medians[name]:.2f} ms/iteration median of {times}")
-    print(f"C kernel / torch.randn: {medians['C kernel'] / medians['torch.randn']:.3f}")
+        switch(False)
+    medians = {key: statistics.median(times) for key, times in block_ms.items()}
+    for alternative, label in ((True, name), (False, "as it is")):
+        times = ", ".join(f"{t:.1f}" for t in block_ms[alternative])
+        print(f"{label}: {medians[alternative]:.2f} ms/iteration median ({times})")
+    print(f"as it is / {name}: {medians[False] / medians[True]:.3f}")
     return 0
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from coolchic.train.soap import MAX_PRECONDITIONED_SIDE, Soap
+from coolchic.train import soap
+from coolchic.train.soap import FUSED_ADAM_MIN_ELEMENTS, MAX_PRECONDITIONED_SIDE, Soap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +54,39 @@ def test_group_without_preconditioning_is_adam() -> None:
             parameter.grad = gradient.clone()
             optimizer.step()
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_large_adam_tensors_take_the_fused_kernel_with_the_same_values(
+    weight_decay: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large frame's latents: torch's fused Adam, matching the Python form to rounding."""
+    calls: list[int] = []
+    fused = torch._fused_adam_
+
+    def counted(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        fused(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "_fused_adam_", counted)
+    start = torch.randn(FUSED_ADAM_MIN_ELEMENTS + 17, generator=torch.Generator().manual_seed(4))
+    results = []
+    for threshold in (FUSED_ADAM_MIN_ELEMENTS, start.numel() + 1):  # fused, then Python
+        monkeypatch.setattr(soap, "FUSED_ADAM_MIN_ELEMENTS", threshold)
+        latent = torch.nn.Parameter(start.clone())
+        optimizer = Soap(
+            [{"params": [latent], "precondition": False, "betas": (0.9, 0.999)}],
+            lr=0.01,
+            weight_decay=weight_decay,
+        )
+        for step in range(12):
+            gradient = torch.randn(start.shape, generator=torch.Generator().manual_seed(step))
+            latent.grad = gradient
+            optimizer.step()
+        results.append(latent.detach().clone())
+    assert len(calls) == 12
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(results[0], start)
 
 
 def test_vectors_and_large_sides_keep_identity_bases() -> None:

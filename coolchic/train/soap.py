@@ -11,7 +11,8 @@ not discard it.
 
 Here every tensor is seen as a matrix (its first dimension by the rest); a side of size one
 or above :data:`MAX_PRECONDITIONED_SIDE` is not rotated. A group with ``precondition=False``
-is plain Adam with decoupled weight decay: the latents take that path, as in Cool-chic 5.0.
+is plain Adam with decoupled weight decay: the latents take that path, as in Cool-chic 5.0
+(on large tensors as torch's fused Adam kernel, :data:`FUSED_ADAM_MIN_ELEMENTS`).
 The eigenvectors come from :func:`torch.linalg.eigh` on matrices of a few dozen rows, which
 gives the same result on any number of threads, so a seeded encode stays reproducible.
 
@@ -32,6 +33,10 @@ from torch import Tensor
 
 #: Sides larger than this keep the identity basis (an eigendecomposition would cost too much).
 MAX_PRECONDITIONED_SIDE = 256
+#: From this many elements a float32 CPU tensor's Adam update is torch's fused kernel, one
+#: pass over the parameter and its moments instead of seven (the latents of a large frame);
+#: smaller ones keep the Python form, whose values small-frame encodes were measured with.
+FUSED_ADAM_MIN_ELEMENTS = 90_000
 
 
 class Soap:
@@ -136,6 +141,23 @@ class Soap:
         state["step"] += 1
         beta1, beta2 = group["betas"]
         grad = parameter.grad
+        if _fusable_adam(parameter):
+            torch._fused_adam_(
+                [parameter],
+                [grad],
+                [state["exp_avg"]],
+                [state["exp_avg_sq"]],
+                [],
+                [torch.tensor(float(state["step"]))],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,  # decoupled: applied by step() already
+                eps=group["eps"],
+                amsgrad=False,
+                maximize=False,
+            )
+            return
         state["exp_avg"].lerp_(grad, 1.0 - beta1)
         state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         step = state["step"]
@@ -168,6 +190,16 @@ class Soap:
             _accumulate(state, grad, beta2)
         if step % group["precondition_every"] == 0:
             _refresh_bases(state)
+
+
+def _fusable_adam(parameter: Tensor) -> bool:
+    return (
+        parameter.numel() >= FUSED_ADAM_MIN_ELEMENTS
+        and parameter.dtype == torch.float32
+        and parameter.device.type == "cpu"
+        and parameter.grad is not None
+        and parameter.grad.dtype == torch.float32
+    )
 
 
 def _gram_or_none(side: int, like: Tensor) -> Tensor | None:
