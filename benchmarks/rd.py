@@ -64,8 +64,8 @@ Install::
 Run::
 
     python benchmarks/rd.py --self-test
-    python benchmarks/rd.py --inputs /work/shared/data/kodim15_192x128_01p_yuv420_8b.yuv \\
-        /work/shared/data/192x128_kodim15.png --recipe fast
+    python benchmarks/rd.py --inputs photos/kodim15_192x128_01p_yuv420_8b.yuv \\
+        photos/192x128_kodim15.png --recipe fast
 
 With ``--seeds 0,1,2,3`` coolchic codes every λ once per seed (codec ``coolchic-seed<S>``) and
 the summary gives each seed's BD-rate, their mean and its standard error: on small frames one
@@ -125,7 +125,7 @@ from coolchic.evaluation.x265 import (  # noqa: E402
 from coolchic.io import Frame, frame_metrics, read_frame  # noqa: E402
 
 # Four points of Cool-chic's published λ grid (1e-4, 4e-4, 1e-3, 4e-3, 2e-2), so results can be
-# set beside /work/shared/data/published_results_v5.0. The high-λ end is kept rather than 1e-4:
+# set beside Cool-chic 5.0's published per-image results. The high-λ end is kept rather than 1e-4:
 # on small images the networks weigh a lot (0.28 bpp in an `instant` encode of a 192x128 image),
 # so 4e-4..2e-2 is expected to span about 0.1-1.5 bpp there; on 768x512 Kodak the published
 # results at these λ span 0.06-0.5 bpp (kodim15). Add 1e-4 with --lmbdas for high rates.
