@@ -89,6 +89,31 @@ def test_large_adam_tensors_take_the_fused_kernel_with_the_same_values(
     assert not torch.equal(results[0], start)
 
 
+def test_the_fused_adam_gives_the_same_bits_with_any_thread_count() -> None:
+    """Seeded encodes of large frames stay the same at any thread count."""
+    n = FUSED_ADAM_MIN_ELEMENTS * 3 + 13  # chunk boundaries fall mid-vector
+
+    def trained(threads: int) -> torch.Tensor:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            generator = torch.Generator().manual_seed(2)
+            latent = torch.nn.Parameter(torch.randn(n, generator=generator))
+            optimizer = Soap(
+                [{"params": [latent], "precondition": False, "betas": (0.9, 0.999)}], lr=0.01
+            )
+            for _ in range(4):
+                latent.grad = torch.randn(n, generator=generator) * 1e-3
+                optimizer.step()
+            return latent.detach().clone()
+        finally:
+            torch.set_num_threads(previous)
+
+    one = trained(1)
+    for threads in (2, 3, 7):
+        assert torch.equal(trained(threads), one)
+
+
 def test_vectors_and_large_sides_keep_identity_bases() -> None:
     bias = torch.nn.Parameter(torch.zeros(1, 4))
     wide = torch.nn.Parameter(torch.zeros(2, MAX_PRECONDITIONED_SIDE + 1))

@@ -34,8 +34,9 @@ from torch import Tensor
 #: Sides larger than this keep the identity basis (an eigendecomposition would cost too much).
 MAX_PRECONDITIONED_SIDE = 256
 #: From this many elements a float32 CPU tensor's Adam update is torch's fused kernel, one
-#: pass over the parameter and its moments instead of seven (the latents of a large frame);
-#: smaller ones keep the Python form, whose values small-frame encodes were measured with.
+#: pass over the parameter and its moments instead of seven (the latents of a large frame;
+#: element-wise, so the same bits with any thread count); smaller ones keep the Python form,
+#: whose values small-frame encodes were measured with.
 FUSED_ADAM_MIN_ELEMENTS = 90_000
 
 
