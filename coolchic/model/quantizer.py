@@ -144,12 +144,12 @@ def gaussian_noise(
         return normal * sigma
     seed_a, seed_b = torch.randint(0, 1 << 32, (2,), generator=generator).tolist()
     out = torch.empty(shape, dtype=dtype)
-    address, total = out.data_ptr(), out.numel()
+    address, total, size = out.data_ptr(), out.numel(), out.element_size()
     step = NOISE_CHUNK - NOISE_CHUNK % kernel.block
 
     def fill(start: int) -> None:
         count = min(step, total - start)
-        kernel.gaussian(address + 4 * start, start, count, seed_a, seed_b, sigma)
+        kernel.gaussian(address + size * start, start, count, seed_a, seed_b, sigma)
 
     WORKERS.map(range(0, total, step), fill, torch_ops=False)
     return out
