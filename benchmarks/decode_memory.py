@@ -89,7 +89,7 @@ def synthetic_stream(
             arrays = [rng.integers(-3, 4, a.shape) for a in arrays]
         q.setdefault(module, {})[kind] = arrays
     q["arm"]["bias"][-1] = np.array([0, 6 << _EXP])  # μ = 0, log-scale 6 − 4: b = e²
-    nn, orders = encode_quantized(q)
+    nn, codes = encode_quantized(q)
     layers = [
         QuantizedLayer(w, b, _EXP, _EXP)
         for w, b in zip(q["arm"]["weight"], q["arm"]["bias"], strict=True)
@@ -100,7 +100,7 @@ def synthetic_stream(
     exps = dict.fromkeys(NN_GROUPS, _EXP)
     zero = latents.zero_grids
     header = header_for_model(
-        config, width, height, fmt, bit_depth, exps=exps, orders=orders, zero_grids=zero
+        config, width, height, fmt, bit_depth, exps=exps, codes=codes, zero_grids=zero
     )
     return pack_stream(header, nn, latents.data)
 

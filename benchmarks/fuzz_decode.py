@@ -237,6 +237,7 @@ def _field_value(rng: random.Random, header: StreamHeader, name: str) -> Any:
                     0, limits.MAX_STEP_EXPONENT if index else limits.ARM_MAX_WEIGHT_EXP
                 ),
                 order=rng.randint(0, limits.MAX_EG_ORDER),
+                rice=header.format_version >= 7 and rng.random() < 0.5,
             )
             return tuple(coding)
         case "zero_grids":

@@ -670,7 +670,7 @@ def _write_stream(
     )
     if coded.n_clamped:
         logger.warning("%d latent values were outside [-64, 63] and were clamped", coded.n_clamped)
-    nn_bytes, orders = groups.encode()
+    nn_bytes, codes = groups.encode()
     source: YuvName | None = frame.source
     header = header_for_model(
         model.config,
@@ -679,7 +679,7 @@ def _write_stream(
         frame.format,
         frame.bit_depth,
         exps={(g.module, g.kind): g.exponent for g in groups},
-        orders=orders,
+        codes=codes,
         zero_grids=coded.zero_grids,
         fps_text=source.fps_text if source else "",
     )

@@ -1,4 +1,4 @@
-"""Header and container (format versions 2 to 6): layout, size, round trips, every refused
+"""Header and container (format versions 2 to 7): layout, size, round trips, every refused
 field, corrupt and hostile input."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def make_header(**changes: Any) -> StreamHeader:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 6), from raw values,
+# An independent writer of the layout (docs/bitstream.md §1, versions 2 to 7), from raw values,
 # so that tests can state the layout and write any value, valid or not, under a valid CRC.
 
 UE = 0  # width marker of a ue(v) field
@@ -154,13 +154,14 @@ def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
             (f"{module}.{kind}.exp", 5, coding.exp),
             (f"{module}.{kind}.order", 4, coding.order),
         ]
+        if h.format_version >= 7:
+            fields.append((f"{module}.{kind}.rice", 1, int(coding.rice)))
     fields += [(f"zero_grids[{i}]", 1, int(z)) for i, z in enumerate(h.zero_grid_flags)]
     fields += [(f"zero_hyper_grids[{i}]", 1, int(z)) for i, z in enumerate(h.zero_hyper_grid_flags)]
-    fields += [
-        ("nn_bytes", UE, h.nn_bytes),
-        ("latent_words", UE, h.latent_bytes // 4),
-        ("fps_length", UE, len(h.fps_text)),
-    ]
+    fields.append(("nn_bytes", UE, h.nn_bytes))
+    if h.format_version < 7:  # version 7 on: the latent section is the rest of the file
+        fields.append(("latent_words", UE, h.latent_bytes // 4))
+    fields.append(("fps_length", UE, len(h.fps_text)))
     fields += [(f"fps[{i}]", 4, "0123456789.".index(c)) for i, c in enumerate(h.fps_text)]
     return fields
 
@@ -205,7 +206,7 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 6
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 7
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
@@ -315,17 +316,46 @@ def test_version_6_codes_a_preset_architecture_in_one_code(
     n_ctx_rowcol: int, ifce_features: int, hyper_grids: int, code: int
 ) -> None:
     header = small_decoder_header(
-        n_ctx_rowcol, ifce_features=ifce_features, hyper_grids=hyper_grids, nn_bytes=5
+        n_ctx_rowcol,
+        ifce_features=ifce_features,
+        hyper_grids=hyper_grids,
+        nn_bytes=5,
+        format_version=6,
     )
     assert preset_code(header) == code
     payload = bytes(range(5))
     data = write_header(header, payload)
-    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert data + payload == raw_stream(raw_fields(header), payload, version=6)
     assert read_header(data + payload) == (header, len(data))
     # the same header in version 5 writes the architecture out: 50 or 56 bits, not 3 or 5
     old = dataclasses.replace(header, format_version=5)
     assert raw_bits(raw_fields(old)) - raw_bits(raw_fields(header)) == 47 + (4 if code > 2 else 0)
     assert len(data) <= len(write_header(old, payload)) - 5
+
+
+def test_version_7_adds_the_rice_flags_and_drops_the_latent_length() -> None:
+    """Version 7: one Rice flag per group (6 bits); the latent section's length is not
+    written (here 17 bits), the section being the rest of the file."""
+    coding = tuple(GroupCoding(8, 3, rice=i % 2 == 1) for i in range(len(NN_GROUPS)))
+    header = small_decoder_header(nn_coding=coding, nn_bytes=5, latent_bytes=1200)
+    payload = bytes(range(5)) + bytes(1200)
+    data = write_header(header, payload)
+    assert data[2] == 7 and data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    assert unpack_stream(data + payload)[2] == bytes(1200)
+    plain = dataclasses.replace(header, nn_coding=(GroupCoding(8, 3),) * len(NN_GROUPS))
+    old = dataclasses.replace(plain, format_version=6)
+    assert raw_bits(raw_fields(old)) - raw_bits(raw_fields(plain)) == 17 - 6
+    with pytest.raises(ValueError, match="rice"):
+        dataclasses.replace(header, format_version=6)  # version 6 has no Rice codes
+
+
+def test_version_6_headers_are_still_read_and_written() -> None:
+    old = small_decoder_header(format_version=6, nn_bytes=5, latent_bytes=8)
+    payload = bytes(range(13))
+    data = write_header(old, payload)
+    assert data[2] == 6 and data + payload == raw_stream(raw_fields(old), payload, version=6)
+    assert read_header(data + payload) == (old, len(data))
 
 
 def test_version_6_writes_any_other_architecture_after_code_0() -> None:
@@ -391,10 +421,10 @@ def test_version_2_headers_are_still_read_and_written() -> None:
         make_header(format_version=2, coarser_contexts=1)
 
 
-@pytest.mark.parametrize("version", [1, 7, 255])
+@pytest.mark.parametrize("version", [1, 8, 255])
 def test_unreadable_versions_are_refused(version: int) -> None:
     data = raw_stream(raw_fields(make_header()), version=version)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5 and 6"):
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6 and 7"):
         read_header(data)
 
 
@@ -427,7 +457,9 @@ def test_smallest_and_largest_headers() -> None:
     minimal = StreamHeader(
         width=1, height=1, frame_format="rgb", bit_depth=8, **ARCHITECTURE_PRESETS[0]
     )
-    assert len(write_header(minimal)) == MIN_HEADER_BYTES == 16
+    # version 7's six Rice flags outweigh the 1-bit empty latent length of version 6 here
+    assert len(write_header(dataclasses.replace(minimal, format_version=6))) == MIN_HEADER_BYTES
+    assert MIN_HEADER_BYTES == 16 and len(write_header(minimal)) == 17
     minimal = explicit
     widest = dataclasses.replace(
         minimal,
@@ -618,10 +650,10 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5 and 6, found 7"):
-        read_header(data[:2] + b"\x07" + data[3:])
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6 and 7, found 8"):
+        read_header(data[:2] + b"\x08" + data[3:])
     with pytest.raises(UnsupportedVersion):
-        read_header(MAGIC + b"\x07")
+        read_header(MAGIC + b"\x08")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]
     with pytest.raises(BitstreamError):
         read_header(corrupted)
@@ -659,7 +691,6 @@ def test_version_1_files_are_told_to_re_encode() -> None:
         ({"arm.weight.exp": 17}, LimitExceeded, "arm weight step exponent"),
         ({"synthesis.bias.order": 13}, LimitExceeded, "exp-Golomb order"),
         ({"nn_bytes": 5000}, LimitExceeded, "truncated file"),
-        ({"latent_words": 2**31}, LimitExceeded, "truncated file"),
         ({"fps_length": 17}, LimitExceeded, "fps length: expected at most 16"),
         ({"fps[0]": 11}, BitstreamError, r"fps\[0\]"),
         ({"fps[1]": 10}, BitstreamError, "fps_text"),  # "5." is not a frame rate
@@ -673,6 +704,12 @@ def test_hostile_fields_are_refused_when_read(
         unpack_stream(stream_of(make_header(), **values))
 
 
+def test_a_declared_latent_section_beyond_the_file_is_refused() -> None:
+    """Versions 2 to 6 write the latent section's length; version 7 has none to lie about."""
+    with pytest.raises(LimitExceeded, match="truncated file"):
+        unpack_stream(stream_of(make_header(format_version=6), latent_words=2**31))
+
+
 def test_sections_beyond_the_architecture_bound_are_refused() -> None:
     header = make_header()
     limit = header.max_nn_bytes
@@ -680,8 +717,14 @@ def test_sections_beyond_the_architecture_bound_are_refused() -> None:
     with pytest.raises(LimitExceeded, match=f"nn_bytes: expected an integer in 0..{limit}"):
         unpack_stream(raw_stream(fields, bytes(limit + 1), nn_bytes=limit + 1))
     all_zero = dataclasses.replace(header, zero_grids=(True,) * 7)
+    old = dataclasses.replace(all_zero, format_version=6)
     with pytest.raises(LimitExceeded, match=r"latent_bytes: expected an integer in 0\.\.0"):
-        unpack_stream(raw_stream(raw_fields(all_zero), bytes(4), latent_words=1))
+        unpack_stream(raw_stream(raw_fields(old), bytes(4), version=6, latent_words=1))
+    # version 7: the latent section is what follows the parameters, checked the same way
+    with pytest.raises(LimitExceeded, match=r"latent_bytes: expected 0\.\.0, found 4"):
+        unpack_stream(raw_stream(raw_fields(all_zero), bytes(4)))
+    with pytest.raises(BitstreamError, match="latent_bytes: expected a multiple of 4"):
+        unpack_stream(raw_stream(raw_fields(header), bytes(6)))
 
 
 def test_long_codes_padding_and_truncated_crc_are_refused() -> None:
@@ -700,7 +743,7 @@ def test_long_codes_padding_and_truncated_crc_are_refused() -> None:
 
 
 def test_huge_declared_sizes_are_refused_before_allocating() -> None:
-    big = make_header(width=16384, height=16384, n_grids=1)
+    big = make_header(width=16384, height=16384, n_grids=1, format_version=6)
     hostile = stream_of(big, latent_words=2**27)  # within the limits, not in the file
     tracemalloc.start()
     try:
@@ -739,8 +782,12 @@ def test_one_crc_covers_header_and_both_sections() -> None:
             unpack_stream(data[:index] + bytes([data[index] ^ 0x80]) + data[index + 1 :])
     with pytest.raises(ChecksumMismatch):
         unpack_stream(raw_stream(raw_fields(make_header()), crc_fix=False))
+    # version 7: bytes after the end belong to the latent section, which the CRC covers
+    with pytest.raises(ChecksumMismatch):
+        unpack_stream(data + b"\x00" * 4)
+    old = pack_stream(make_header(format_version=6), b"\x12\x34\x56", bytes(range(24)))
     with pytest.raises(BitstreamError, match="trailing bytes"):
-        unpack_stream(data + b"\x00")
+        unpack_stream(old + b"\x00")
     with pytest.raises(ValueError, match="latent_bytes"):
         pack_stream(make_header(), b"", b"\x00")  # not a whole number of words
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from coolchic.bitstream import expgolomb
+from coolchic.bitstream import expgolomb, rice
 from coolchic.bitstream.constants import NN_GROUPS
-from coolchic.bitstream.nn_params import decode_quantized, encode_quantized, fits
+from coolchic.bitstream.nn_params import GroupCode, decode_quantized, encode_quantized, fits
 from coolchic.errors import BitstreamError, LimitExceeded
 from coolchic.nnquant.params import QuantizedGroup, coded_flat, dequantize, quantize
 
@@ -95,26 +95,28 @@ def test_range_check_and_usable_steps() -> None:
     assert usable == list(range(16))  # 2^15 fits, 2^16 does not
 
 
-def test_round_trip_and_best_orders() -> None:
+def test_round_trip_and_best_codes() -> None:
     groups = model_groups()
     q = quantized(groups)
-    data, orders = encode_quantized(q)
-    assert set(orders) == set(NN_GROUPS) and orders[("upsampling", "bias")] == 0
-    decoded_q = decode_quantized(data, shapes_of(groups), orders)
+    data, codes = encode_quantized(q)
+    assert set(codes) == set(NN_GROUPS) and codes[("upsampling", "bias")] == GroupCode()
+    decoded_q = decode_quantized(data, shapes_of(groups), codes)
     total_bits = 0
     for module, kinds in q.items():
         for kind, arrays in kinds.items():
             for sent, back in zip(arrays, decoded_q[module][kind], strict=True):
                 assert back.dtype == np.int64 and np.array_equal(sent, back)
             flat = np.concatenate([a.ravel() for a in arrays])
-            assert orders[(module, kind)] == expgolomb.best_order(flat)[0]
-            # The order and the bits the step search costs a group at.
+            code = codes[(module, kind)]
+            assert code.n_bits(flat) == min(
+                expgolomb.best_order(flat)[1], rice.best_parameter(flat)[1]
+            )
+            # The code and the bits the step search costs a group at.
             zeros = tuple(np.zeros_like(a) for a in arrays)
             group = QuantizedGroup.best_coded(
                 (module, kind), (), tuple(arrays), EXPS[(module, kind)], zeros
             )
-            assert group.order == orders[(module, kind)]
-            assert group.n_bits == expgolomb.n_bits(flat, orders[(module, kind)])
+            assert group.code == code and group.n_bits == code.n_bits(flat)
             np.testing.assert_array_equal(coded_flat(group.integers, zeros), flat)
             total_bits += group.n_bits
     assert len(data) == (total_bits + 7) // 8
@@ -128,9 +130,9 @@ def test_round_trip_and_best_orders() -> None:
 
 
 def test_empty_groups_and_errors() -> None:
-    data, orders = encode_quantized({})
-    assert data == b"" and all(order == 0 for order in orders.values())
-    assert decode_quantized(b"", {}, orders) == {}
+    data, codes = encode_quantized({})
+    assert data == b"" and all(code == GroupCode() for code in codes.values())
+    assert decode_quantized(b"", {}, codes) == {}
     with pytest.raises(ValueError, match="modules"):
         encode_quantized({"ifce": {"weight": [np.zeros(3, np.int64)]}})
     with pytest.raises(ValueError, match="kinds"):
@@ -143,21 +145,21 @@ def test_empty_groups_and_errors() -> None:
 
 def test_corrupt_sections_raise_bitstream_errors() -> None:
     groups = model_groups(1)
-    data, orders = encode_quantized(quantized(groups))
+    data, codes = encode_quantized(quantized(groups))
     shapes = shapes_of(groups)
     for end in range(0, len(data), 7):
         with pytest.raises(BitstreamError):
-            decode_quantized(data[:end], shapes, orders)
+            decode_quantized(data[:end], shapes, codes)
     with pytest.raises(BitstreamError, match="left over"):
-        decode_quantized(data + b"\x00", shapes, orders)
+        decode_quantized(data + b"\x00", shapes, codes)
     with pytest.raises(LimitExceeded):
-        decode_quantized(data, {"synthesis": {"weight": [(128, 128, 15, 15)]}}, orders)
+        decode_quantized(data, {"synthesis": {"weight": [(128, 128, 15, 15)]}}, codes)
     rng = np.random.default_rng(0)
     for _ in range(200):
         noisy = bytearray(data)
         noisy[rng.integers(len(noisy))] ^= int(rng.integers(1, 256))
         with contextlib.suppress(BitstreamError):
-            decode_quantized(bytes(noisy), shapes, orders)
+            decode_quantized(bytes(noisy), shapes, codes)
     # One parameter, q = 0 at order 0 -> "1" then seven padding bits that must be zero.
     assert decode_quantized(b"\x80", {"arm": {"bias": [(1,)]}}, {})["arm"]["bias"][0].tolist() == [
         0

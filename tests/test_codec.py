@@ -391,7 +391,7 @@ def test_every_default_architecture_is_a_header_preset(lmbda: float) -> None:
         for recipe in RECIPES:
             config = default_model_config(lmbda, recipe, pixels=pixels)
             exps = dict.fromkeys(NN_GROUPS, 8)
-            header = header_for_model(config, 192, 128, "yuv420", 8, exps=exps, orders={})
+            header = header_for_model(config, 192, 128, "yuv420", 8, exps=exps, codes={})
             codes.add(preset.code(header))
     assert 0 not in codes and codes <= set(range(1, len(ARCHITECTURE_PRESETS) + 1))
 

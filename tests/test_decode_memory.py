@@ -34,7 +34,7 @@ from coolchic.decode_memory import (
     largest_header,
     parse_bytes,
 )
-from coolchic.errors import CoolchicError, LimitExceeded
+from coolchic.errors import ChecksumMismatch, CoolchicError, LimitExceeded
 from coolchic.io import Frame
 
 SMALL = (SynthesisLayerField(8, 1, "linear", "relu"), SynthesisLayerField(3, 1, "linear", "none"))
@@ -133,6 +133,13 @@ def test_any_16384_square_stream_is_refused_by_default(no_model: None) -> None:
 def test_sections_longer_than_the_file_are_refused_before_allocating(no_model: None) -> None:
     header = dataclasses.replace(header_of(3840, 2160, SMALL), nn_bytes=4000, latent_bytes=4000)
     data = write_header(header, bytes(8000)) + bytes(8000)
+    with pytest.raises(LimitExceeded, match="truncated file"):
+        decode_stream(data[:-4001])  # ends inside the nn section
+    # version 7 reads the latent section as the rest of the file: the CRC catches a short one
+    with pytest.raises(ChecksumMismatch):
+        decode_stream(data[:-4])
+    old = dataclasses.replace(header, format_version=6)
+    data = write_header(old, bytes(8000)) + bytes(8000)
     with pytest.raises(LimitExceeded, match="truncated file"):
         decode_stream(data[:-1])
 

@@ -97,14 +97,14 @@ def torch_decode(data: bytes) -> tuple[np.ndarray, ...]:
     header, nn_bytes, latent_bytes = unpack_stream(data)
     config = model_config_from_header(header)
     exps = {group: coding.exp for group, coding in zip(NN_GROUPS, header.nn_coding, strict=True)}
-    orders = {group: c.order for group, c in zip(NN_GROUPS, header.nn_coding, strict=True)}
+    codes = {group: c.code for group, c in zip(NN_GROUPS, header.nn_coding, strict=True)}
     with torch.inference_mode():
         model = CoolChicModel(config, header.height, header.width).double()
         shapes: dict[str, dict[str, list[tuple[int, ...]]]] = {}
         for module, kind in NN_GROUPS:
             if parameters := _declared_group(model, module, kind):
                 shapes.setdefault(module, {})[kind] = [tuple(p.shape) for _, p in parameters]
-        q = decode_quantized(nn_bytes, shapes, orders)
+        q = decode_quantized(nn_bytes, shapes, codes)
         initial = model.upsampling.initial_values()
         for module, kinds in q.items():
             for kind, arrays in kinds.items():
@@ -224,9 +224,9 @@ def synthetic_stream(
     output_bias = [name for name, _ in planned[("arm", "bias")]].index("output.bias")
     coded["arm"]["bias"][output_bias] = np.array([0, 6 << 8])
     coded["synthesis"]["bias"][-1] += 16  # centre the output near 0.5
-    nn, orders = encode_quantized(coded)
+    nn, codes = encode_quantized(coded)
     networks = params.QuantizedNetworks.decode(
-        nn, config, [GroupCoding(exps[group], orders.get(group, 0)) for group in NN_GROUPS]
+        nn, config, [GroupCoding(exps[group], *codes[group]) for group in NN_GROUPS]
     )
     shapes = layout.coded_grid_shapes(height, width, config.n_grids, config.hyper_grids)
     latents = encode_latents(
@@ -239,7 +239,7 @@ def synthetic_stream(
     )
     zero = latents.zero_grids
     header = header_for_model(
-        config, width, height, fmt, bit_depth, exps=exps, orders=orders, zero_grids=zero
+        config, width, height, fmt, bit_depth, exps=exps, codes=codes, zero_grids=zero
     )
     return pack_stream(header, nn, latents.data)
 

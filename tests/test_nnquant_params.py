@@ -52,16 +52,16 @@ def random_networks(seed: int = 0) -> QuantizedNetworks:
 
 def test_the_networks_decode_as_they_were_written() -> None:
     networks = random_networks()
-    data, orders = networks.encode()
+    data, codes = networks.encode()
     assert len(data) == (networks.n_bits + 7) // 8
     coding = tuple(
-        GroupCoding(group.exponent, orders[key])
+        GroupCoding(group.exponent, *codes[key])
         for key, group in zip(NN_GROUPS, networks, strict=True)
     )
     back = QuantizedNetworks.decode(data, CONFIG, coding)
     for sent, read in zip(networks, back, strict=True):
         assert (read.module, read.kind, read.names) == (sent.module, sent.kind, sent.names)
-        assert (read.exponent, read.order, read.n_bits) == (sent.exponent, sent.order, sent.n_bits)
+        assert (read.exponent, read.code, read.n_bits) == (sent.exponent, sent.code, sent.n_bits)
         for a, b in zip(
             sent.integers + sent.predictions, read.integers + read.predictions, strict=True
         ):

@@ -67,6 +67,9 @@ def load(name: str) -> tuple[bytes, dict[str, Any]]:
         if header["format_version"] < version:
             for name, before in added.items():  # as JSON has them: lists, not tuples
                 header.setdefault(name, list(before) if isinstance(before, tuple) else before)
+    if header["format_version"] < 7:  # version 7 added the Rice flag of each group's coding
+        for coding in header["nn_coding"]:
+            coding.setdefault("rice", False)
     return data, expected
 
 
@@ -81,7 +84,7 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     assert any(h["preconcat_kernel"] == 0 for h in headers)
     assert any(any(h["zero_grids"]) for h in headers)
     # the older versions still decode
-    assert {h["format_version"] for h in headers} == {2, 3, 4, 5, 6}
+    assert {h["format_version"] for h in headers} == {2, 3, 4, 5, 6, 7}
     assert {h["coarser_contexts"] for h in headers if h["format_version"] == 3} >= {1, 2}
     for flag in ("arm_stabiliser", "synthesis_stabiliser"):
         assert {h[flag] for h in headers if h["format_version"] == 4} == {False, True}
@@ -91,6 +94,9 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     (preset,) = (entry for entry in HEADER_FIELDS if isinstance(entry, Preset))
     version_6 = [header_from_json(h) for h in headers if h["format_version"] == 6]
     assert {preset.code(h) for h in version_6} == {0, 1, 4}
+    # version 7: both codes of the parameter groups
+    codes = {c["rice"] for h in headers if h["format_version"] == 7 for c in h["nn_coding"]}
+    assert codes == {False, True}
     assert any(
         layer["kind"] == "residual" and layer["kernel"] == 3
         for h in headers

@@ -30,10 +30,13 @@ __all__ = [
     "decode",
     "encode",
     "n_bits",
+    "next_one_table",
+    "read_bits_at",
     "read_ue",
     "to_unsigned",
     "ue_bits",
     "write_ue",
+    "zero_prefixed_bits",
 ]
 
 #: Longest value part of a code (``L``): |q| <= 2^30 gives u <= 2^31, v <= 2^31 + 2^12 < 2^32.
@@ -124,17 +127,23 @@ def encode(values: np.ndarray, k: int) -> np.ndarray:
         ValueError: a bad order or a value beyond 2^30.
     """
     _check_order(k)
-    u = to_unsigned(values)
-    if u.size == 0:
+    v = to_unsigned(values) + (1 << k)
+    return zero_prefixed_bits(v, 2 * _bit_length(v) - 1 - k)
+
+
+def zero_prefixed_bits(v: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The codes ``zeros + binary(v_i)``, each ``lengths[i]`` bits long (at least the bit
+    length of ``v_i``), concatenated as a 0/1 ``uint8`` array: the form of exp-Golomb and
+    Rice codes alike."""
+    if v.size == 0:
         return np.zeros(0, dtype=np.uint8)
-    v = u + (1 << k)
-    lengths = 2 * _bit_length(v) - 1 - k
     ends = np.cumsum(lengths)
     total = int(ends[-1])
     # Bit g of the output belongs to code i with ends[i-1] <= g < ends[i]; it is bit
     # (ends[i] - 1 - g) of v_i, counting from the least significant one. The code's leading
-    # zeros are the zero high bits of v_i.
+    # zeros are the zero high bits of v_i (shifts past 63 are clipped: they read 0 too).
     shift = np.repeat(ends - 1, lengths) - np.arange(total, dtype=np.int64)
+    np.minimum(shift, 63, out=shift)
     return ((np.repeat(v, lengths) >> shift) & 1).astype(np.uint8)
 
 
@@ -162,7 +171,7 @@ def decode(reader: BitReader, count: int, k: int) -> np.ndarray:
     max_zeros = _MAX_VALUE_BITS - 1 - k
     # No code is longer than 2 * max_zeros + k + 1 bits: look no further than count of those.
     region = min(reader.remaining, count * (2 * max_zeros + k + 1))
-    next_one = _next_one_table(reader.bit_array()[start : start + region])
+    next_one = next_one_table(reader.bit_array()[start : start + region])
     code_ends = _code_ends(next_one, count, k, max_zeros)
     code_starts = np.concatenate(([0], code_ends[:-1]))
     first_one = next_one[code_starts]
@@ -174,13 +183,13 @@ def decode(reader: BitReader, count: int, k: int) -> np.ndarray:
             f"{max_zeros} for order {k} (corrupt)"
         )
     # The value part of a code is its first 1 bit and the zeros + k bits after it (<= 32 bits).
-    v = _read_bits_at(reader.data, first_one + start, zeros + (k + 1))
+    v = read_bits_at(reader.data, first_one + start, zeros + (k + 1))
     u = v - (1 << k)
     reader.skip(int(code_ends[-1]), "exp-Golomb data")
     return np.where(u & 1, (u + 1) >> 1, -(u >> 1))
 
 
-def _next_one_table(bits: np.ndarray) -> np.ndarray:
+def next_one_table(bits: np.ndarray) -> np.ndarray:
     """``next_one[p]``: the first position >= p holding a 1 (``len(bits)`` if none), for p in
     ``0..len(bits)``; one vectorised pass instead of a bit-by-bit scan per code."""
     region = bits.size
@@ -226,7 +235,7 @@ def _code_ends(next_one: np.ndarray, count: int, k: int, max_zeros: int) -> np.n
     return np.asarray(ends, dtype=np.int64)
 
 
-def _read_bits_at(data: bytes, positions: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def read_bits_at(data: bytes, positions: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """The ``widths[i]``-bit unsigned integers (<= 56 bits) starting at bit ``positions[i]`` of
     ``data``, MSB first: an 8-byte window at each position's byte, shifted into place."""
     raw = np.frombuffer(data, dtype=np.uint8)

@@ -1,14 +1,15 @@
 """The self-describing stream header and the container around the two payload sections.
 
-A coolchic file is ``header | nn section | latent section``. The header (format version 6, the
+A coolchic file is ``header | nn section | latent section``. The header (format version 7, the
 full table is in ``docs/bitstream.md``) is the 2-byte magic and the version byte, then one bit
 string, most significant bit first: image size, frame format and bit depth, the whole decoder
-architecture (one preset code for the encoder's defaults), the step exponent and exp-Golomb
-order of each network parameter group, one "all zero" flag per latent grid, the length of both
-sections and the optional frame rate, mostly as unsigned exp-Golomb codes ``ue(v)`` (a default
-header is 24 or 25 bytes, against 69 in version 1 and 30 in version 5, on files of 500 to 2,000
-bytes). Zero bits pad it to a byte, and one CRC-32 of everything before
-it *and* of both sections ends it.
+architecture (one preset code for the encoder's defaults), the step exponent and code
+(exp-Golomb or Rice, and its order) of each network parameter group, one "all zero" flag per
+latent grid, the length of the parameter section (the latent section is the rest of the file;
+versions 2 to 6 wrote its length too) and the optional frame rate, mostly as unsigned
+exp-Golomb codes ``ue(v)`` (a default header is 22 to 24 bytes, against 69 in version 1 and 30
+in version 5, on files of 500 to 2,000 bytes). Zero bits pad it to a byte, and one CRC-32 of
+everything before it *and* of both sections ends it.
 
 The fields, their codes, ranges and rules are one table,
 :data:`~coolchic.bitstream.header_fields.HEADER_FIELDS`: :func:`write_header` writes it,
@@ -63,6 +64,7 @@ from coolchic.bitstream.header_fields import (
     SynthesisLayerField,
     header_fields,
 )
+from coolchic.bitstream.nn_params import GroupCode
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 from coolchic.model.layout import coded_grid_shapes, grid_shapes, ifce_inputs
 
@@ -161,7 +163,8 @@ class StreamHeader:
             headers compare equal whatever the spelling). Read :attr:`zero_grid_flags`.
         zero_hyper_grids: the same for the ``hyper_grids`` hyper-latent grids (version 5 on).
         nn_bytes: length of the network-parameter section.
-        latent_bytes: length of the latent section (a multiple of 4).
+        latent_bytes: length of the latent section (a multiple of 4); from version 7 on not
+            written, the section being the rest of the file.
         fps_text: source frame rate as written in YUV file names (``"50"``, ``"29.97"``), at
             most 16 characters; ``""`` when unknown. The source name is not stored: a decoder
             names its output after the ``.cool`` file.
@@ -213,6 +216,23 @@ class StreamHeader:
                         is_limit=False,
                     )
         check_fields(self, header_fields(self.format_version))
+        if self.format_version < 7 and any(coding.rice for coding in self.nn_coding):
+            raise field_error(
+                "nn_coding.rice", "False before format version 7", True, is_limit=False
+            )
+        if self.format_version >= 7:
+            # no longer a field of the table: the same rules, checked here
+            if self.latent_bytes % 4:
+                raise field_error(
+                    "latent_bytes", "a multiple of 4", self.latent_bytes, is_limit=False
+                )
+            if not 0 <= self.latent_bytes <= min(self.max_latent_bytes, MAX_SECTION_BYTES):
+                raise field_error(
+                    "latent_bytes",
+                    f"0..{min(self.max_latent_bytes, MAX_SECTION_BYTES)}",
+                    self.latent_bytes,
+                    is_limit=True,
+                )
 
     # ----------------------------------------------------------------------------------------
 
@@ -331,7 +351,7 @@ def header_for_model(
     bit_depth: int,
     *,
     exps: Mapping[tuple[str, str], int],
-    orders: Mapping[tuple[str, str], int],
+    codes: Mapping[tuple[str, str], GroupCode],
     zero_grids: tuple[bool, ...] = (),
     fps_text: str = "",
 ) -> StreamHeader:
@@ -343,7 +363,8 @@ def header_for_model(
 
     Args:
         exps: step exponent of every ``(module, kind)`` group of ``NN_GROUPS``.
-        orders: exp-Golomb order of each group; a group without parameters may be absent (0).
+        codes: the code of each group; a group without parameters may be absent (exp-Golomb
+            of order 0).
         zero_grids: per coded grid (latent grids, then hyper-latent grids), True when it is
             all zero and not coded (``()``: none is).
     """
@@ -359,7 +380,9 @@ def header_for_model(
             SynthesisLayerField(layer.out_channels, layer.kernel, layer.kind, layer.nonlinearity)
             for layer in config.synthesis
         ),
-        nn_coding=tuple(GroupCoding(exps[group], orders.get(group, 0)) for group in NN_GROUPS),
+        nn_coding=tuple(
+            GroupCoding(exps[group], *codes.get(group, GroupCode())) for group in NN_GROUPS
+        ),
         zero_grids=flags[: config.n_grids],
         zero_hyper_grids=flags[config.n_grids :],
         fps_text=fps_text,
@@ -462,6 +485,8 @@ def read_header(data: bytes | bytearray | memoryview) -> tuple[StreamHeader, int
             f"header field crc32: expected {_CRC_BYTES} bytes at offset {crc_at}, found "
             f"{len(data) - crc_at} (truncated file)"
         )
+    if "latent_bytes" not in fields:  # version 7 on: the rest of the file
+        fields["latent_bytes"] = max(len(data) - length - fields["nn_bytes"], 0)
     declared = fields["nn_bytes"] + fields["latent_bytes"]
     if declared > len(data) - length:
         raise LimitExceeded(

@@ -61,6 +61,7 @@ from coolchic.bitstream.constants import (
     NN_GROUPS,
     OUT_CHANNELS,
 )
+from coolchic.bitstream.nn_params import GroupCode
 
 __all__ = [
     "ADDED_FIELDS",
@@ -68,13 +69,16 @@ __all__ = [
     "FPS_ALPHABET",
     "FRAME_FORMAT_CODES",
     "GROUP_CODING_FIELDS",
+    "GROUP_CODING_FIELDS_V6",
     "HEADER_FIELDS",
     "HEADER_FIELDS_V2",
     "HEADER_FIELDS_V3",
     "HEADER_FIELDS_V4",
     "HEADER_FIELDS_V5",
+    "HEADER_FIELDS_V6",
     "LAYER_KIND_CODES",
     "NONLINEARITY_CODES",
+    "REMOVED_IN_V7",
     "SYNTHESIS_LAYER_FIELDS",
     "FrameFormat",
     "GroupCoding",
@@ -134,14 +138,21 @@ class GroupCoding:
 
     Attributes:
         exp: step exponent, the quantisation step is ``2^-exp``; 0..31.
-        order: exp-Golomb order, 0..12.
+        order: exp-Golomb order, or Rice parameter with ``rice``, 0..12.
+        rice: the group's integers are Golomb-Rice codes (format version 7 on; False before).
     """
 
     exp: int = 0
     order: int = 0
+    rice: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self, GROUP_CODING_FIELDS)
+
+    @property
+    def code(self) -> GroupCode:
+        """The code of the group's integers (:mod:`coolchic.bitstream.nn_params`)."""
+        return GroupCode(self.order, self.rice)
 
 
 def _odd(value: int) -> bool:
@@ -176,7 +187,11 @@ GROUP_CODING_FIELDS: Final = (
     Field(
         "order", Bits(MAX_EG_ORDER.bit_length()), 0, MAX_EG_ORDER, "exp-Golomb order", "eg_order"
     ),
+    # from version 7 on
+    Field("rice", Flag()),
 )
+#: Versions 2 to 6: exp-Golomb codes only.
+GROUP_CODING_FIELDS_V6: Final = GROUP_CODING_FIELDS[:2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,14 +340,21 @@ _ARCHITECTURE_FIELDS: Final[tuple[Field | Repeated, ...]] = (
     Field("synthesis_stabiliser", Flag()),
 )
 
-#: How the sections are coded, how long they are, and the frame rate: the end of the bit string.
-_CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
-    Repeated(
+
+def _nn_coding(fields: tuple[Field, ...]) -> Repeated:
+    return Repeated(
         "nn_coding",
-        Record(GroupCoding, GROUP_CODING_FIELDS),
+        Record(GroupCoding, fields),
         tuple(f"{module}.{kind}" for module, kind in NN_GROUPS),
         relations=(_arm_weight_exp,),
-    ),
+    )
+
+
+#: How the sections are coded, how long they are, and the frame rate: the end of the bit string
+#: (version 7: Rice codes allowed, and no latent section length: the section is the rest of the
+#: file).
+_CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
+    _nn_coding(GROUP_CODING_FIELDS),
     Repeated(
         "zero_grids",
         Field("zero_grids", Flag()),
@@ -349,6 +371,7 @@ _CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
         relations=(_canonical_zero_flags("zero_hyper_grids", "hyper_grids"),),
     ),
     Field("nn_bytes", Ue(), 0, MAX_SECTION_BYTES, bound=lambda header: header.max_nn_bytes),
+    # up to version 6
     Field(
         "latent_bytes",
         Ue(scale=4),
@@ -403,17 +426,31 @@ ARCHITECTURE_PRESETS: Final[tuple[Mapping[str, Any], ...]] = (
     _small_decoder(n_ctx_rowcol=3, ifce_features=2, hyper_grids=3),
 )
 
-#: The header's bit string, in stream order (version 6).
+#: Versions 2 to 6: exp-Golomb codes only, and the latent section's length written out.
+_CODING_FIELDS_V6: Final[tuple[Field | Repeated, ...]] = (
+    _nn_coding(GROUP_CODING_FIELDS_V6),
+    *_CODING_FIELDS[1:],
+)
+#: The fields that version 7 no longer writes, and how a reader fills them in.
+REMOVED_IN_V7: Final = ("latent_bytes",)
+
+#: The header's bit string, in stream order (version 7).
 HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     *_FRAME_FIELDS,
     Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS),
-    *_CODING_FIELDS,
+    *(entry for entry in _CODING_FIELDS if entry.name not in REMOVED_IN_V7),
+)
+#: The version-6 header: exp-Golomb codes only, and the latent section's length.
+HEADER_FIELDS_V6: Final[tuple[Entry, ...]] = (
+    *_FRAME_FIELDS,
+    Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS),
+    *_CODING_FIELDS_V6,
 )
 #: The version-5 header: the architecture's fields always written out.
 HEADER_FIELDS_V5: Final[tuple[Entry, ...]] = (
     *_FRAME_FIELDS,
     *_ARCHITECTURE_FIELDS,
-    *_CODING_FIELDS,
+    *_CODING_FIELDS_V6,
 )
 #: The version-4 header: no inter-feature context, no hyper-latents.
 HEADER_FIELDS_V4: Final[tuple[Entry, ...]] = tuple(
@@ -447,4 +484,5 @@ def header_fields(version: int) -> tuple[Entry, ...]:
         3: HEADER_FIELDS_V3,
         4: HEADER_FIELDS_V4,
         5: HEADER_FIELDS_V5,
+        6: HEADER_FIELDS_V6,
     }.get(version, HEADER_FIELDS)

@@ -5,8 +5,8 @@ weights and biases, upsampling filters, synthesis weights and biases) has one st
 ``2^-e``: a parameter θ travels as ``q = round(θ · 2^e)`` (half to even). The decoder knows
 the fixed starting value of the upsampling filters, so those travel as the difference from
 that start quantised with the same step (:func:`predicted_integers`): small integers, fewer
-bits. :mod:`coolchic.bitstream.nn_params` codes the differences, one exp-Golomb order per
-group.
+bits. :mod:`coolchic.bitstream.nn_params` codes the differences, one code (an exp-Golomb order
+or a Rice parameter) per group.
 
 :class:`QuantizedNetworks` is the one container of the six groups: the encoder's step search
 (:mod:`coolchic.nnquant.search`) fills it, the stream writer codes it, the decoder reads it
@@ -22,10 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coolchic.bitstream import expgolomb
 from coolchic.bitstream.constants import MAX_STEP_EXPONENT, NN_GROUPS
 from coolchic.bitstream.fixed_point import FixedPointArm, FixedPointIfce, QuantizedLayer
-from coolchic.bitstream.nn_params import GroupKey, decode_quantized, encode_quantized
+from coolchic.bitstream.nn_params import (
+    GroupCode,
+    GroupKey,
+    best_code,
+    decode_quantized,
+    encode_quantized,
+)
 from coolchic.model.config import ModelConfig
 from coolchic.model.layout import ifce_inputs, upsampling_initial_values
 
@@ -213,7 +218,7 @@ class QuantizedGroup:
     """One quantised group: integers ``q`` (float value ``q · 2^-exponent``).
 
     The bitstream carries ``q − prediction`` (:meth:`coded`), where the prediction is what the
-    decoder knows before reading anything (:func:`predicted_integers`); ``order`` and
+    decoder knows before reading anything (:func:`predicted_integers`); ``code`` and
     ``n_bits`` describe that coded form.
     """
 
@@ -223,7 +228,7 @@ class QuantizedGroup:
     integers: tuple[np.ndarray, ...]
     exponent: int
     predictions: tuple[np.ndarray, ...]
-    order: int
+    code: GroupCode
     n_bits: int
 
     @classmethod
@@ -235,14 +240,14 @@ class QuantizedGroup:
         exponent: int,
         predictions: tuple[np.ndarray, ...],
     ) -> QuantizedGroup:
-        """The group at the exp-Golomb order that codes it in the fewest bits."""
-        order, n_bits = expgolomb.best_order(coded_flat(integers, predictions))
-        return cls(*key, names, integers, exponent, predictions, order, n_bits)
+        """The group with the code that writes it in the fewest bits (:func:`best_code`)."""
+        code, n_bits = best_code(coded_flat(integers, predictions))
+        return cls(*key, names, integers, exponent, predictions, code, n_bits)
 
     @classmethod
     def empty(cls, key: GroupKey, exponent: int = 0) -> QuantizedGroup:
         """A group without parameters (the upsampling biases)."""
-        return cls(*key, (), (), exponent, (), 0, 0)
+        return cls(*key, (), (), exponent, (), GroupCode(), 0)
 
     def coded(self) -> tuple[np.ndarray, ...]:
         """The integers as written: ``q − prediction`` per array."""
@@ -345,8 +350,8 @@ class QuantizedNetworks:
             ]
         )
 
-    def encode(self) -> tuple[bytes, dict[GroupKey, int]]:
-        """The parameter section and the exp-Golomb order of each group (for the header)."""
+    def encode(self) -> tuple[bytes, dict[GroupKey, GroupCode]]:
+        """The parameter section and the code of each group (for the header)."""
         coded: dict[str, dict[str, list[np.ndarray]]] = {}
         for group in self.groups:
             if group.integers:
@@ -362,7 +367,7 @@ class QuantizedNetworks:
         Args:
             data: the section.
             config: the architecture, which gives every array's name and shape.
-            coding: the step exponent and exp-Golomb order of each group, from the header.
+            coding: the step exponent and code of each group, from the header.
 
         Raises:
             BitstreamError, LimitExceeded: as
@@ -373,8 +378,8 @@ class QuantizedNetworks:
         for (module, kind), specs in layout.items():
             if specs:
                 shapes.setdefault(module, {})[kind] = [shape for _, shape in specs]
-        orders = {key: c.order for key, c in zip(NN_GROUPS, coding, strict=True)}
-        sent = decode_quantized(data, shapes, orders)
+        codes = {key: c.code for key, c in zip(NN_GROUPS, coding, strict=True)}
+        sent = decode_quantized(data, shapes, codes)
         groups = []
         for ((module, kind), specs), group_coding in zip(layout.items(), coding, strict=True):
             if not specs:
@@ -382,7 +387,7 @@ class QuantizedNetworks:
                 continue
             differences = sent[module][kind]
             predictions = tuple(predicted_integers(config, module, kind, group_coding.exp))
-            n_bits = expgolomb.n_bits(_concat(differences), group_coding.order)
+            n_bits = group_coding.code.n_bits(_concat(differences))
             groups.append(
                 QuantizedGroup(
                     module,
@@ -391,7 +396,7 @@ class QuantizedNetworks:
                     tuple(d + p for d, p in zip(differences, predictions, strict=True)),
                     group_coding.exp,
                     predictions,
-                    group_coding.order,
+                    group_coding.code,
                     n_bits,
                 )
             )

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from coolchic.bitstream.constants import NN_GROUPS, NN_Q_MAX
-from coolchic.bitstream.expgolomb import best_order
-from coolchic.bitstream.nn_params import GroupKey, fits
+from coolchic.bitstream.nn_params import GroupKey, best_code, fits
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import (
     QuantizedGroup,
@@ -169,7 +168,7 @@ def _rdoq_group(
     def cost() -> float:
         nonlocal n_evaluations
         n_evaluations += 1
-        _, n_bits = best_order(coded_flat(integers, group.predictions))
+        _, n_bits = best_code(coded_flat(integers, group.predictions))
         return loss() + lmbda * n_bits / target.n_pixels
 
     def put(parameter: torch.Tensor, flat: np.ndarray, index: int, value: int) -> None:
@@ -196,8 +195,8 @@ def _rdoq_group(
                 if kept != start:
                     break  # improved upwards: no need to try downwards
             put(parameter, flat, index, kept)
-    order, n_bits = best_order(coded_flat(integers, group.predictions))
-    result = dataclasses.replace(group, integers=tuple(integers), order=order, n_bits=n_bits)
+    code, n_bits = best_code(coded_flat(integers, group.predictions))
+    result = dataclasses.replace(group, integers=tuple(integers), code=code, n_bits=n_bits)
     return result, n_evaluations
 
 
@@ -230,11 +229,12 @@ def quantize_networks(
                 n_evaluations += count
     for group in chosen.values():
         logger.debug(
-            "%s %s: step 2^-%d, order %d, %d bits",
+            "%s %s: step 2^-%d, %s %d, %d bits",
             group.module,
             group.kind,
             group.exponent,
-            group.order,
+            "Rice parameter" if group.code.rice else "exp-Golomb order",
+            group.code.order,
             group.n_bits,
         )
     logger.debug("network quantisation: %d evaluations", n_evaluations)

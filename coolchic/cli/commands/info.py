@@ -134,7 +134,11 @@ def _describe_stream(path: Path) -> dict[str, Any]:
         "nn_bytes": header.nn_bytes,
         "latent_bytes": header.latent_bytes,
         "quantisation": {
-            f"{module}_{kind}": {"step": f"2^-{coding.exp}", "expgolomb_order": coding.order}
+            f"{module}_{kind}": {
+                "step": f"2^-{coding.exp}",
+                "code": "rice" if coding.rice else "expgolomb",
+                "order": coding.order,
+            }
             for (module, kind), coding in zip(NN_GROUPS, header.nn_coding, strict=True)
         },
         "warnings": [],
@@ -169,7 +173,8 @@ def _render_stream(description: dict[str, Any]) -> None:
     for key, value in description["architecture"].items():
         rows.append((key.replace("_", " "), str(value)))
     for key, value in description["quantisation"].items():
-        rows.append((key, f"step {value['step']}, exp-Golomb order {value['expgolomb_order']}"))
+        family = "Rice parameter" if value["code"] == "rice" else "exp-Golomb order"
+        rows.append((key, f"step {value['step']}, {family} {value['order']}"))
     for label, value in rows:
         table.add_row(label, value)
     stdout_console().print(table)

@@ -161,6 +161,18 @@ CASES = {
         4e-3,
         _architecture(7, 2, (12,), "8-1-linear-relu,3-1-linear-none", 8, 7),
     ),
+    # format version 7: Rice codes for the parameter groups where they are shorter, and no
+    # latent section length (the encoder's own choice, and the inter-feature preset at 10 bits)
+    "v7_hills_yuv420_8b_default": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        4e-3,
+        None,
+    ),
+    "v7_hills_yuv420_10b_preset3": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        1e-3,
+        _architecture(7, 2, (8,), "8-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
+    ),
 }
 
 
