@@ -50,7 +50,7 @@ from coolchic.model.complexity import parameter_counts
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import QuantizedNetworks
-from coolchic.nnquant.search import RDOQ_MAX_PIXELS, quantize_networks
+from coolchic.nnquant.search import RDOQ_MAX_PIXELS, quantize_networks, rdoq_improbable_latents
 from coolchic.ratecontrol import (
     BPP_TOLERANCE,
     CONTINUATION_RESPONSIVENESS,
@@ -563,7 +563,10 @@ def _quantise_and_write(job: _Job, model: CoolChicModel) -> tuple[bytes, int]:
     model = model.cpu()
     frame = job.frame
     rdoq = frame.width * frame.height <= RDOQ_MAX_PIXELS
-    groups = quantize_networks(model, Target.from_frame(frame, "cpu"), job.config.lmbda, rdoq=rdoq)
+    target = Target.from_frame(frame, "cpu")
+    groups = quantize_networks(model, target, job.config.lmbda, rdoq=rdoq)
+    if rdoq:
+        rdoq_improbable_latents(model, target, job.config.lmbda)
     return _write_stream(model, groups, frame)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import constriction
+import numpy as np
 import pytest
 import torch
 
+from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
 from coolchic.model.arm import (
     LOG_SCALE_MAX,
     LOG_SCALE_MIN,
@@ -156,9 +159,16 @@ def test_rate_and_gradients_are_finite_at_extremes(y: float, mu: float, b: float
         assert t.grad is not None and torch.isfinite(t.grad).all()
 
 
-def test_far_tail_is_capped_at_sixteen_bits() -> None:
+def test_far_tail_is_capped_at_what_the_range_coder_charges() -> None:
     bits = laplace_rate_bits(torch.tensor([200.0]), torch.tensor([0.0]), torch.tensor([0.0067]))
-    assert bits.item() == MAX_BITS_PER_SYMBOL
+    assert bits.item() == MAX_BITS_PER_SYMBOL == 24
+    # The latent coder spends about that on a symbol its model finds this improbable: the
+    # estimate neither undercounts it (as a 16-bit cap did) nor overcounts it.
+    encoder = constriction.stream.queue.RangeEncoder()
+    model = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX + 1)
+    n = 200
+    encoder.encode(np.full(n, 5, np.int32), model, np.zeros(n), np.full(n, 0.0067))
+    assert MAX_BITS_PER_SYMBOL - 1 < encoder.num_bits() / n < MAX_BITS_PER_SYMBOL + 0.5
     # A narrow Laplace centred on the symbol costs (almost) nothing.
     bits = laplace_rate_bits(torch.tensor([3.0]), torch.tensor([3.0]), torch.tensor([0.0067]))
     assert bits.item() == pytest.approx(0.0, abs=1e-6)

@@ -1,4 +1,5 @@
-"""Network quantisation: RDOQ never raises the rate-distortion cost of the step search."""
+"""Network quantisation: RDOQ never raises the rate-distortion cost of the step search; the
+latents' RDOQ moves an improbable latent and never raises the cost either."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from coolchic.io import Frame
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import QuantizedNetworks
-from coolchic.nnquant.search import quantize_networks
+from coolchic.nnquant.search import (
+    IMPROBABLE_LATENT_BITS,
+    quantize_networks,
+    rdoq_improbable_latents,
+)
 from coolchic.train.loss import Target
 from coolchic.train.recipes import get_recipe
 from coolchic.train.trainer import Trainer, evaluate
@@ -82,3 +87,31 @@ def test_upsampling_filters_are_coded_as_differences_from_their_start() -> None:
         np.testing.assert_array_equal(
             np.concatenate([c.ravel() for c in groups[key].coded()]), groups[key].flat()
         )
+
+
+def test_latent_rdoq_moves_an_improbable_latent_and_never_raises_the_cost() -> None:
+    rng = np.random.default_rng(1)
+    planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
+    target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
+    config = ModelConfig(
+        n_ctx_rowcol=1,
+        arm_hidden=(4,),
+        synthesis=parse_synthesis("4-1-linear-relu,X-1-linear-none"),
+    )
+    torch.manual_seed(1)
+    model = _trained_model(target, config)
+    quantize_networks(model, target, LMBDA, rdoq=False)
+    # a lone value far from anything the ARM predicts, in the coarsest grid
+    index = model.latents.n_latents - 1
+    model.latents.set_quantized(index, 40.0)
+    assert float(model.latent_bits()[index]) >= IMPROBABLE_LATENT_BITS
+    heavy = 1.0  # a λ where the bits dominate
+    before = evaluate(model, target, heavy).loss
+    moved = rdoq_improbable_latents(model, target, heavy)
+    assert moved >= 1
+    assert float(torch.round(model.latents.scaled_flat())[index]) in (0.0, 39.0)
+    assert evaluate(model, target, heavy).loss < before
+    # at the model's own λ the step keeps the cost or lowers it, never raises it
+    start = evaluate(model, target, LMBDA).loss
+    rdoq_improbable_latents(model, target, LMBDA)
+    assert evaluate(model, target, LMBDA).loss <= start

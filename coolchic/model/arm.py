@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN
+from coolchic.bitstream.constants import LATENT_MAX, LATENT_MIN, MAX_BITS_PER_LATENT
 from coolchic.model.config import ModelConfig
 from coolchic.model.fused import fusable
 from coolchic.model.layout import context_offsets, grid_resolutions, ifce_sources
@@ -56,8 +56,12 @@ LOG_SCALE_OFFSET = 4.0
 LOG_SCALE_MIN = -5.0
 LOG_SCALE_MAX = 5.0
 
-#: The probability of a symbol is floored at 2^-16, so one latent never costs more than 16 bits.
-MAX_BITS_PER_SYMBOL = 16.0
+#: The probability of a symbol is floored at 2^-24, what the range coder gives the least likely
+#: symbol, so that the estimate charges an improbable latent what it costs in the stream.
+#: Cool-chic floors at 2^-16 (its coder's precision); with this coder that undercounted every
+#: such latent by up to 8 bits, about 1 to 2 % of the latent bits of a 192x128 stream
+#: (BENCHMARKS.md, 2026-12-06 09:30).
+MAX_BITS_PER_SYMBOL = float(MAX_BITS_PER_LATENT)
 
 _LN2 = math.log(2.0)
 
@@ -334,9 +338,10 @@ def laplace_rate_bits(y_hat: Tensor, mu: Tensor, scale: Tensor) -> Tensor:
       evaluated in the log domain;
     * ``d < ½``: ``P = −½·(expm1(−(½ − d)/b) + expm1(−(½ + d)/b))`` (two same-sign terms).
 
-    ``P`` is floored at 2^-16 (at most 16 bits). Value and gradients are finite for every
-    finite input and every ``b`` in the ARM range (both branches are evaluated on inputs where
-    they are finite, so ``torch.where`` never multiplies a NaN by zero).
+    ``P`` is floored at 2^-24 (at most 24 bits, :data:`MAX_BITS_PER_SYMBOL`). Value and
+    gradients are finite for every finite input and every ``b`` in the ARM range (both branches
+    are evaluated on inputs where they are finite, so ``torch.where`` never multiplies a NaN by
+    zero).
 
     Args:
         y_hat: float tensor of (possibly soft-)quantised latents, any shape.

@@ -150,6 +150,12 @@ class CoolChicModel(nn.Module):
         """Bits of every latent, ``[N_total]``, from the flat (quantised) latents."""
         return self.arm.rate_of(y_hat, self.context_gather)
 
+    @torch.no_grad()
+    def latent_bits(self) -> Tensor:
+        """Bits of every quantised latent under the float ARM, ``[n_latents]``, in the order
+        of :meth:`~coolchic.model.latents.CoolChicLatents.scaled_flat`."""
+        return self._rate_bits(torch.round(self.latents.scaled_flat()))
+
     def _grid_rate(self, bits: Tensor) -> Tensor:
         summed = torch.zeros(self.config.n_coded_grids, dtype=bits.dtype, device=bits.device)
         return summed.index_add_(0, self.grid_id, bits.detach())

@@ -62,6 +62,16 @@ class LatentGrids(nn.Module):
         """
         return torch.cat([grid.reshape(-1) for grid in self.grids]) * self.gain
 
+    @torch.no_grad()
+    def set_quantized(self, index: int, value: float) -> None:
+        """Make latent ``index`` (of :meth:`scaled_flat`) quantise to the integer ``value``."""
+        for grid, size in zip(self.grids, self.sizes, strict=True):
+            if index < size:
+                grid.view(-1)[index] = value / self.gain
+                return
+            index -= size
+        raise IndexError(f"latent index beyond the {self.n_latents} latents")
+
     def split(self, flat: Tensor) -> list[Tensor]:
         """Views of a ``[n_latents]`` tensor as the grids ``[1, 1, h_i, w_i]``, finest first."""
         return [
