@@ -5,7 +5,8 @@
   :class:`~coolchic.nnquant.params.QuantizedNetworks`, the one container of the six groups
   that the encoder fills, the stream writer codes and the decoder reads back;
 * :mod:`~coolchic.nnquant.search` — torch, encoder only: the rate-distortion choice of the
-  steps and RDOQ, which evaluate the model.
+  steps and RDOQ (of the network integers, then of the improbable latents), which evaluate
+  the model.
 
 Imports flow one way: ``params`` builds on :mod:`coolchic.bitstream` (which codes plain
 integer arrays and knows nothing of models), ``search`` on ``params`` and on

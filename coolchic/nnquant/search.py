@@ -4,15 +4,16 @@ Each (module, kind) group gets one step ``2^-e`` (:mod:`coolchic.nnquant.params`
 visited in coding order; inside a module the weights are chosen first (biases still at full
 precision), then the biases. For each candidate exponent the group is quantised from its
 full-precision copy, the model is evaluated as the decoder sees it, and the cost
-``loss + λ · bits(group) / (H·W)`` is compared; bits are the exact signed exp-Golomb length at
-the best order. The evaluations are cheap next to training (about 150 forward passes without
-gradient).
+``loss + λ · bits(group) / (H·W)`` is compared; bits are the exact length of the group in its
+shortest code (exp-Golomb or Rice, :func:`~coolchic.bitstream.nn_params.best_code`). The
+evaluations are cheap next to training (about 150 forward passes without gradient).
 
 Then RDOQ (Cool-chic v5) moves single integers by a few steps where that lowers the same
 cost: a few hundred more evaluations, most of them partial (the ARM only changes the rate, the
 synthesis only the distortion), for about 1 % lower cost at low rates, where a 192x128 image
-spends a third of its bits on the networks. The quantisation is summed up in
-``docs/design.md``.
+spends a third of its bits on the networks. Last, :func:`rdoq_improbable_latents` tries the
+latents that the quantised entropy model charges most at a cheaper value. The quantisation is
+summed up in ``docs/design.md``.
 """
 
 from __future__ import annotations
