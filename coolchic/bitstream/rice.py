@@ -9,8 +9,8 @@ Why a second family: the quantised network parameters of a group spread roughly 
 Laplace, whose magnitudes are geometric, and a Rice code is the optimal prefix code of a
 geometric source. Exp-Golomb codes spend a flat ``k + 1`` bits on the first ``2^k`` values and
 double their buckets after that, which suits heavier tails. On the streams of 192x128 and
-416x240 photos the better of the two per group took 1–4 % fewer bits than exp-Golomb alone
-(BENCHMARKS.md, 2026-12-06 09:30), about 60 bits of a 192x128 stream.
+416x240 photos the better of the two per group took 1–4 % fewer bits than exp-Golomb alone,
+about 60 bits of a 192x128 stream (BENCHMARKS.md, 2026-12-06 09:30).
 
 A code is ``zeros + binary(v)`` with ``v = (1 << k) | (u & (2^k − 1))``, so the encoder builds
 the bits as the exp-Golomb encoder does, and the decoder walks the code boundaries with the
