@@ -7,7 +7,7 @@ architecture (one preset code for the encoder's defaults), the step exponent and
 (exp-Golomb or Rice, and its order) of each network parameter group, one "all zero" flag per
 latent grid, the length of the parameter section (the latent section is the rest of the file;
 versions 2 to 6 wrote its length too) and the optional frame rate, mostly as unsigned
-exp-Golomb codes ``ue(v)`` (a default header is 22 to 24 bytes, against 69 in version 1 and 30
+exp-Golomb codes ``ue(v)`` (a default header is 23 to 25 bytes, against 69 in version 1 and 30
 in version 5, on files of 500 to 2,000 bytes). Zero bits pad it to a byte, and one CRC-32 of
 everything before it *and* of both sections ends it.
 
