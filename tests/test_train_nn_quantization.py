@@ -33,14 +33,9 @@ def _trained_model(target: Target, config: ModelConfig) -> CoolChicModel:
     return model
 
 
-def _cost(model: CoolChicModel, target: Target, groups: QuantizedNetworks) -> float:
-    bits = sum(group.n_bits for group in groups)
-    assert bits == groups.n_bits
-    return evaluate(model, target, LMBDA).loss + LMBDA * bits / target.n_pixels
-
-
-def test_rdoq_does_not_raise_the_cost() -> None:
-    rng = np.random.default_rng(0)
+def _noise_image_model(seed: int) -> tuple[Target, CoolChicModel]:
+    """A 32x24 RGB noise image and a small model trained on it with ``instant``."""
+    rng = np.random.default_rng(seed)
     planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
     target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
     config = ModelConfig(
@@ -48,8 +43,18 @@ def test_rdoq_does_not_raise_the_cost() -> None:
         arm_hidden=(4,),
         synthesis=parse_synthesis("4-1-linear-relu,X-1-linear-none"),
     )
-    torch.manual_seed(0)
-    model = _trained_model(target, config)
+    torch.manual_seed(seed)
+    return target, _trained_model(target, config)
+
+
+def _cost(model: CoolChicModel, target: Target, groups: QuantizedNetworks) -> float:
+    bits = sum(group.n_bits for group in groups)
+    assert bits == groups.n_bits
+    return evaluate(model, target, LMBDA).loss + LMBDA * bits / target.n_pixels
+
+
+def test_rdoq_does_not_raise_the_cost() -> None:
+    target, model = _noise_image_model(seed=0)
     state = {key: value.clone() for key, value in model.state_dict().items()}
 
     plain = quantize_networks(model, target, LMBDA, rdoq=False)
@@ -90,16 +95,7 @@ def test_upsampling_filters_are_coded_as_differences_from_their_start() -> None:
 
 
 def test_latent_rdoq_moves_an_improbable_latent_and_never_raises_the_cost() -> None:
-    rng = np.random.default_rng(1)
-    planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
-    target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
-    config = ModelConfig(
-        n_ctx_rowcol=1,
-        arm_hidden=(4,),
-        synthesis=parse_synthesis("4-1-linear-relu,X-1-linear-none"),
-    )
-    torch.manual_seed(1)
-    model = _trained_model(target, config)
+    target, model = _noise_image_model(seed=1)
     quantize_networks(model, target, LMBDA, rdoq=False)
     # a lone value far from anything the ARM predicts, in the coarsest grid
     index = model.latents.n_latents - 1
