@@ -12,6 +12,10 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from coolchic.io import Frame
+from coolchic.model.config import ModelConfig, parse_synthesis
+from coolchic.train.loss import Target
+
 #: The files that take longest (real daemons, a Dask cluster, many encodes), longest first,
 #: run before the others: with ``--dist loadfile`` a worker takes whole files in collection
 #: order, and a long file that came last would leave the other worker idle for minutes.
@@ -61,6 +65,22 @@ def yuv420_planes(
     u = rng.integers(0, peak + 1, (height // 2, width // 2)).astype(dtype)
     v = rng.integers(0, peak + 1, (height // 2, width // 2)).astype(dtype)
     return y, u, v
+
+
+def noise_rgb_target(seed: int, height: int = 24, width: int = 32) -> Target:
+    """An 8-bit RGB picture of uniform noise as a training target: nothing in it is cheap to
+    code, so every coding decision shows in the cost."""
+    rng = np.random.default_rng(seed)
+    planes = tuple(rng.integers(0, 256, (height, width), dtype=np.uint8) for _ in range(3))
+    return Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
+
+
+#: A decoder that trains in about a second on :func:`noise_rgb_target`'s picture.
+TINY_DECODER = ModelConfig(
+    n_ctx_rowcol=1,
+    arm_hidden=(4,),
+    synthesis=parse_synthesis("4-1-linear-relu,X-1-linear-none"),
+)
 
 
 def planes_bytes(planes: tuple[np.ndarray, ...]) -> bytes:

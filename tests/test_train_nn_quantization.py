@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coolchic.io import Frame
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import QuantizedNetworks
@@ -18,6 +17,7 @@ from coolchic.nnquant.search import (
 from coolchic.train.loss import Target
 from coolchic.train.recipes import get_recipe
 from coolchic.train.trainer import Trainer, evaluate
+from tests.conftest import TINY_DECODER, noise_rgb_target
 
 LMBDA = 1e-3
 
@@ -35,16 +35,9 @@ def _trained_model(target: Target, config: ModelConfig) -> CoolChicModel:
 
 def _noise_image_model(seed: int) -> tuple[Target, CoolChicModel]:
     """A 32x24 RGB noise image and a small model trained on it with ``instant``."""
-    rng = np.random.default_rng(seed)
-    planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
-    target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
-    config = ModelConfig(
-        n_ctx_rowcol=1,
-        arm_hidden=(4,),
-        synthesis=parse_synthesis("4-1-linear-relu,X-1-linear-none"),
-    )
+    target = noise_rgb_target(seed)
     torch.manual_seed(seed)
-    return target, _trained_model(target, config)
+    return target, _trained_model(target, TINY_DECODER)
 
 
 def _cost(model: CoolChicModel, target: Target, groups: QuantizedNetworks) -> float:
@@ -71,9 +64,7 @@ def test_rdoq_does_not_raise_the_cost() -> None:
 
 def test_upsampling_filters_are_coded_as_differences_from_their_start() -> None:
     """Filters still at their bicubic / Dirac start cost one bit per tap (all differences 0)."""
-    rng = np.random.default_rng(1)
-    planes = tuple(rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(3))
-    target = Target.from_frame(Frame.from_integer_planes(planes, fmt="rgb", bit_depth=8))
+    target = noise_rgb_target(1)
     config = ModelConfig(
         n_ctx_rowcol=1, arm_hidden=(4,), synthesis=parse_synthesis("X-1-linear-none")
     )
