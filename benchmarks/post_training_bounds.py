@@ -33,8 +33,7 @@ from coolchic.io.yuv import read_yuv_frame
 from coolchic.model.arm import laplace_rate_bits, scale_from_raw
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.search import quantize_networks, rdoq_improbable_latents
-from coolchic.train import loss as loss_module
-from coolchic.train.loss import Target, decoded_output, distortion
+from coolchic.train.loss import Target, distortion
 from coolchic.train.trainer import evaluate
 
 
@@ -81,14 +80,9 @@ def ranked_candidates(model: CoolChicModel, target: Target, lmbda: float) -> tor
         scale = scale_from_raw(raw_scale)
         own = laplace_rate_bits(flat + step, mu, scale) - laplace_rate_bits(flat, mu, scale)
     latents = flat.clone().requires_grad_(True)
-    rounding = loss_module.round_to_bit_depth
-    loss_module.round_to_bit_depth = lambda x, _bits: x  # a gradient through the output
-    try:
-        grids = model.latents.split(latents)[: model.config.n_grids]
-        x_hat = model.synthesis(model.upsampling(grids))
-        distortion(decoded_output(x_hat, target.format, target.bit_depth), target).backward()
-    finally:
-        loss_module.round_to_bit_depth = rounding
+    grids = model.latents.split(latents)[: model.config.n_grids]
+    # the training loss's distortion: the output unrounded, so that it has a gradient
+    distortion(model.synthesis(model.upsampling(grids)), target).backward()
     assert latents.grad is not None
     estimate = latents.grad * step + lmbda * own / target.n_pixels
     nonzero = torch.nonzero(flat).flatten()
