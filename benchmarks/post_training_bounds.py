@@ -38,12 +38,9 @@ from coolchic.train.trainer import evaluate
 
 
 def _mu_raw_scale(model: CoolChicModel, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ARM's ``μ`` and raw log-scale of every latent, contexts from ``flat``."""
-    ifce = model.arm.ifce
-    contexts = model.context_gather(flat, ifce) if ifce is not None else model.context_gather(flat)
-    raw = model.arm.raw(contexts)
-    if model.arm.stabiliser is not None:
-        raw = raw + model.arm.stabiliser(contexts)
+    """The ARM's ``μ`` and raw log-scale of every latent (stabiliser included), contexts from
+    ``flat``: what :meth:`~coolchic.model.arm.Arm.rate_of` prices them with."""
+    raw = model.arm.raw(model.context_gather(flat, model.arm.ifce))
     return raw[:, 0], raw[:, 1]
 
 
@@ -52,12 +49,11 @@ def grid_offset_bits(model: CoolChicModel, steps: int = 400) -> tuple[float, flo
     with torch.no_grad():
         flat = torch.round(model.latents.scaled_flat())
         mu, raw_scale = _mu_raw_scale(model, flat)
-    grid = torch.cat([torch.full((size,), g) for g, size in enumerate(model.latents.sizes)])
     offsets = torch.zeros(len(model.latents.sizes), 2, requires_grad=True)
     optimiser = torch.optim.Adam([offsets], lr=0.02)
 
     def bits() -> torch.Tensor:
-        shift = offsets[grid]
+        shift = offsets[model.grid_id]
         return laplace_rate_bits(flat, mu + shift[:, 0], scale_from_raw(raw_scale + shift[:, 1]))
 
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 
 import pytest
@@ -20,14 +21,17 @@ def bounds() -> ModuleType:
     return load_benchmark("post_training_bounds.py")
 
 
-def _model_with_latents(seed: int) -> tuple[Target, CoolChicModel]:
+def _model_with_latents(seed: int, stabiliser: bool = False) -> tuple[Target, CoolChicModel]:
     """A 32x24 RGB noise image and an untrained model whose latents round to -3 … 3."""
     target = noise_rgb_target(seed)
     torch.manual_seed(seed)
-    model = CoolChicModel(TINY_DECODER, 24, 32)
+    config = dataclasses.replace(TINY_DECODER, arm_stabiliser=stabiliser)
+    model = CoolChicModel(config, 24, 32)
     with torch.no_grad():
         for grid in model.latents.grids:
             grid.copy_(torch.randn_like(grid) * 1.2 / model.latents.gain)
+        if model.arm.stabiliser is not None:  # it starts at 0: make it count
+            model.arm.stabiliser.weight.normal_(0.0, 0.3)
     return target, model
 
 
@@ -59,7 +63,8 @@ def test_greedy_moves_one_step_towards_zero_and_never_raises_the_cost(
 
 
 def test_per_grid_offsets_never_add_bits(bounds: ModuleType) -> None:
-    _, model = _model_with_latents(seed=2)
+    _, model = _model_with_latents(seed=2, stabiliser=True)
     before, after = bounds.grid_offset_bits(model, steps=50)
+    # priced as the model prices them, its stabiliser once
     assert before == pytest.approx(float(model.latent_bits().sum()), rel=1e-5)
     assert after < before  # an untrained ARM's scale is far from the best per grid
