@@ -161,6 +161,18 @@ FAST_INTER_FEATURE_MAX_LMBDA = 6e-3
 #: Below this λ (high rates) the small decoder's ARM sees 24 contexts instead of 12.
 WIDE_CONTEXT_LMBDA = 6e-4
 
+#: ``fast``'s synthesis on frames in :data:`FAST_WIDE_SYNTHESIS_PIXELS`: 16 hidden features
+#: instead of 8 (90 more parameters, 80 more MAC/pixel, the same step time within 5 %).
+WIDE_SYNTHESIS = parse_synthesis("16-1-linear-relu,3-1-linear-none")
+
+#: The frame sizes where ``fast`` takes :data:`WIDE_SYNTHESIS`. On three photographs of
+#: 240,000 to 370,000 pixels that no tuning had used it lowered the rate-distortion cost in
+#: most pairs (BENCHMARKS.md, 2026-12-06 15:40 and 18:00); at 100,000 pixels and on 192x128
+#: photos it did nothing (its parameters weigh more there), and at 1152x768 it lowered J by
+#: 0.1 and 0.9 %, too little to risk the 15- and 30-minute limits of 1152x768 and 1920x1080
+#: encodes, which a 1.05x step would break on a slower CPU.
+FAST_WIDE_SYNTHESIS_PIXELS = range(200_000, 600_000)
+
 
 def latent_gain_for(lmbda: float) -> float:
     """Cool-chic 5.0's latent gain: larger at high rates, where finer latents pay off."""
@@ -194,7 +206,8 @@ def default_model_config(
     λ = 4e-4 (BENCHMARKS.md, 2026-12-04 20:25). So every size gets the small decoder; the
     longer recipes add the inter-feature context and hyper-latents
     (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`), and so does ``fast`` on larger frames
-    (:func:`fast_takes_inter_feature`). At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`)
+    (:func:`fast_takes_inter_feature`), with a 16-wide synthesis on mid-size frames
+    (:data:`FAST_WIDE_SYNTHESIS_PIXELS`). At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`)
     the latents are most of a small image's file and a 24-value ARM context pays for its 96
     extra parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128,
     none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
@@ -206,6 +219,8 @@ def default_model_config(
         recipe == "fast" and fast_takes_inter_feature(lmbda, pixels)
     ):
         base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
+    if recipe == "fast" and pixels in FAST_WIDE_SYNTHESIS_PIXELS:
+        base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 

@@ -39,7 +39,7 @@ from coolchic.bitstream.header import (
     unpack_stream,
     write_header,
 )
-from coolchic.bitstream.header_fields import ARCHITECTURE_PRESETS
+from coolchic.bitstream.header_fields import ARCHITECTURE_PRESETS, ARCHITECTURE_PRESETS_V6
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 
 V2_SYNTHESIS = (
@@ -105,9 +105,11 @@ ARCHITECTURE = (
 
 
 def preset_code(h: StreamHeader) -> int:
-    """Version 6's architecture code of ``h``: 1 + its preset's index, or 0 (fields follow)."""
+    """The architecture code of ``h`` (version 6 on): 1 + its preset's index in its version's
+    presets, or 0 (the fields follow)."""
+    presets = ARCHITECTURE_PRESETS if h.format_version >= 8 else ARCHITECTURE_PRESETS_V6
     mine = {name: getattr(h, name) for name in ARCHITECTURE}
-    return next((k + 1 for k, p in enumerate(ARCHITECTURE_PRESETS) if dict(p) == mine), 0)
+    return next((k + 1 for k, p in enumerate(presets) if dict(p) == mine), 0)
 
 
 def raw_fields(h: StreamHeader) -> list[tuple[str, int, int]]:
@@ -206,7 +208,7 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 7
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 8
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
@@ -340,7 +342,7 @@ def test_version_7_adds_the_rice_flags_and_drops_the_latent_length() -> None:
     header = small_decoder_header(nn_coding=coding, nn_bytes=5, latent_bytes=1200)
     payload = bytes(range(5)) + bytes(1200)
     data = write_header(header, payload)
-    assert data[2] == 7 and data + payload == raw_stream(raw_fields(header), payload)
+    assert data[2] == 8 and data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert unpack_stream(data + payload)[2] == bytes(1200)
     plain = dataclasses.replace(header, nn_coding=(GroupCoding(8, 3),) * len(NN_GROUPS))
@@ -366,13 +368,38 @@ def test_version_6_writes_any_other_architecture_after_code_0() -> None:
     assert read_header(data + payload) == (header, len(data))
 
 
-def test_version_6_refuses_an_unknown_preset_code() -> None:
-    fields = raw_fields(small_decoder_header())
-    data = raw_stream(fields, architecture=len(ARCHITECTURE_PRESETS) + 1)
+@pytest.mark.parametrize(("version", "presets"), [(6, 4), (7, 4), (8, 6)])
+def test_each_version_refuses_an_architecture_code_beyond_its_presets(
+    version: int, presets: int
+) -> None:
+    fields = raw_fields(small_decoder_header(format_version=version, latent_bytes=8))
+    data = raw_stream(fields, version=version, architecture=presets + 1)
     with pytest.raises(
-        BitstreamError, match=r"header field architecture: expected a code in 0\.\.4"
+        BitstreamError, match=rf"header field architecture: expected a code in 0\.\.{presets},"
     ):
         read_header(data)
+
+
+@pytest.mark.parametrize(("n_ctx_rowcol", "code"), [(2, 5), (3, 6)])
+def test_version_8_codes_the_wide_synthesis_presets(n_ctx_rowcol: int, code: int) -> None:
+    """Version 8 adds ``fast``'s 16-wide synthesis (with the inter-feature context) as presets
+    5 and 6; version 7 writes the same architecture out after code 0."""
+    wide = (
+        SynthesisLayerField(16, 1, "linear", "relu"),
+        SynthesisLayerField(3, 1, "linear", "none"),
+    )
+    header = small_decoder_header(
+        n_ctx_rowcol, ifce_features=2, hyper_grids=3, synthesis=wide, nn_bytes=5
+    )
+    payload = bytes(range(5))
+    data = write_header(header, payload)
+    assert data[2] == 8 and preset_code(header) == code
+    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    old = dataclasses.replace(header, format_version=7)
+    assert preset_code(old) == 0
+    assert read_header(write_header(old, payload) + payload)[0] == old
+    assert raw_bits(raw_fields(old)) - raw_bits(raw_fields(header)) > 40
 
 
 def test_version_5_headers_are_still_read_and_written() -> None:
@@ -421,10 +448,10 @@ def test_version_2_headers_are_still_read_and_written() -> None:
         make_header(format_version=2, coarser_contexts=1)
 
 
-@pytest.mark.parametrize("version", [1, 8, 255])
+@pytest.mark.parametrize("version", [1, 9, 255])
 def test_unreadable_versions_are_refused(version: int) -> None:
     data = raw_stream(raw_fields(make_header()), version=version)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6 and 7"):
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6, 7 and 8"):
         read_header(data)
 
 
@@ -650,10 +677,10 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6 and 7, found 8"):
-        read_header(data[:2] + b"\x08" + data[3:])
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6, 7 and 8, found 9"):
+        read_header(data[:2] + b"\x09" + data[3:])
     with pytest.raises(UnsupportedVersion):
-        read_header(MAGIC + b"\x08")
+        read_header(MAGIC + b"\x09")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]
     with pytest.raises(BitstreamError):
         read_header(corrupted)

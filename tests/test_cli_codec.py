@@ -90,7 +90,7 @@ def test_encode_aliases_decode_to_folder_and_info(
     assert main(["info", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["fps_text"]) == (16, 8, "50")
-    assert "name" not in info and info["format_version"] == 7
+    assert "name" not in info and info["format_version"] == 8
     assert info["bits"] == 8 * out.stat().st_size
     assert info["mac_per_pixel"] == report["mac_per_pixel"]
     assert info["header_bytes"] + info["nn_bytes"] + info["latent_bytes"] == out.stat().st_size

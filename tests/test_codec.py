@@ -340,29 +340,34 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
     assert streams[0] == streams[1]
 
 
-@pytest.mark.parametrize("width, height", [(192, 128), (416, 240), (768, 512), (1920, 1080)])
+@pytest.mark.parametrize(
+    "width, height", [(192, 128), (416, 240), (512, 512), (768, 512), (1152, 768), (1920, 1080)]
+)
 @pytest.mark.parametrize("lmbda", [1e-3, 1e-2])
 def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     width: int, height: int, lmbda: float
 ) -> None:
     """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
     with hyper-latents, ``fast`` too from 90,000 pixels on (at low rates from 200,000), the
-    other quick recipes never."""
+    other quick recipes never. ``fast`` widens the synthesis to 16 on mid-size frames."""
     from coolchic.codec import (
         QUICK_RECIPES,
         SMALL_DECODER,
         SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES,
+        WIDE_SYNTHESIS,
         default_model_config,
     )
     from coolchic.train.recipes import RECIPES
 
     pixels = width * height
     fast_has_context = pixels >= 200_000 or (pixels >= 90_000 and lmbda < 6e-3)
+    fast_is_wide = 200_000 <= pixels < 600_000
     for recipe in RECIPES:
         config = default_model_config(lmbda, recipe, pixels=pixels)
+        wide = recipe == "fast" and fast_is_wide
         assert (config.arm_hidden, config.synthesis) == (
             SMALL_DECODER.arm_hidden,
-            SMALL_DECODER.synthesis,
+            WIDE_SYNTHESIS if wide else SMALL_DECODER.synthesis,
         ), recipe
         context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}
         plain = recipe in QUICK_RECIPES and not (recipe == "fast" and fast_has_context)
@@ -379,7 +384,7 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
 @pytest.mark.parametrize("lmbda", [2e-4, 1e-3, 1e-2])
 def test_every_default_architecture_is_a_header_preset(lmbda: float) -> None:
     """The format's architecture presets are the encoder's defaults: a default stream spends 3
-    or 5 bits on its decoder's architecture instead of about 50."""
+    to 5 bits on its decoder's architecture instead of about 50."""
     from coolchic.bitstream.constants import NN_GROUPS
     from coolchic.bitstream.header import header_for_model
     from coolchic.bitstream.header_fields import ARCHITECTURE_PRESETS, HEADER_FIELDS, Preset
@@ -387,7 +392,7 @@ def test_every_default_architecture_is_a_header_preset(lmbda: float) -> None:
 
     (preset,) = (entry for entry in HEADER_FIELDS if isinstance(entry, Preset))
     codes = set()
-    for pixels in (192 * 128, 416 * 240, 1920 * 1080):
+    for pixels in (192 * 128, 416 * 240, 512 * 512, 1920 * 1080):
         for recipe in RECIPES:
             config = default_model_config(lmbda, recipe, pixels=pixels)
             exps = dict.fromkeys(NN_GROUPS, 8)

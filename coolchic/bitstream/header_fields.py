@@ -394,7 +394,9 @@ _CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
 )
 
 
-def _small_decoder(n_ctx_rowcol: int, ifce_features: int, hyper_grids: int) -> Mapping[str, Any]:
+def _small_decoder(
+    n_ctx_rowcol: int, ifce_features: int, hyper_grids: int, synthesis_width: int = 8
+) -> Mapping[str, Any]:
     """The encoder's small decoder (``codec.SMALL_DECODER``) as header values, read-only."""
     return MappingProxyType(
         {
@@ -408,7 +410,7 @@ def _small_decoder(n_ctx_rowcol: int, ifce_features: int, hyper_grids: int) -> M
             "arm_hidden": (8,),
             "arm_stabiliser": False,
             "synthesis": (
-                SynthesisLayerField(8, 1, "linear", "relu"),
+                SynthesisLayerField(synthesis_width, 1, "linear", "relu"),
                 SynthesisLayerField(3, 1, "linear", "none"),
             ),
             "synthesis_stabiliser": False,
@@ -416,14 +418,21 @@ def _small_decoder(n_ctx_rowcol: int, ifce_features: int, hyper_grids: int) -> M
     )
 
 
-#: The architectures that version 6 codes in one ``ue``: code k is ``ARCHITECTURE_PRESETS[k −
-#: 1]``, code 0 is followed by the fields. Permanent: append, never reorder or change one.
-#: These are the encoder's defaults (a test holds it), whose fields took about 50 bits.
-ARCHITECTURE_PRESETS: Final[tuple[Mapping[str, Any], ...]] = (
+#: The architectures that versions 6 and 7 code in one ``ue``: code k is
+#: ``ARCHITECTURE_PRESETS_V6[k − 1]``, code 0 is followed by the fields. Permanent.
+ARCHITECTURE_PRESETS_V6: Final[tuple[Mapping[str, Any], ...]] = (
     _small_decoder(n_ctx_rowcol=2, ifce_features=0, hyper_grids=0),
     _small_decoder(n_ctx_rowcol=3, ifce_features=0, hyper_grids=0),
     _small_decoder(n_ctx_rowcol=2, ifce_features=2, hyper_grids=3),
     _small_decoder(n_ctx_rowcol=3, ifce_features=2, hyper_grids=3),
+)
+#: Version 8's presets: version 6's, then the small decoder with a 16-wide synthesis (``fast``
+#: on mid-size frames). These are the encoder's defaults (a test holds it), whose fields take
+#: about 50 bits. Permanent: a new default appends to them in a new version.
+ARCHITECTURE_PRESETS: Final[tuple[Mapping[str, Any], ...]] = (
+    *ARCHITECTURE_PRESETS_V6,
+    _small_decoder(n_ctx_rowcol=2, ifce_features=2, hyper_grids=3, synthesis_width=16),
+    _small_decoder(n_ctx_rowcol=3, ifce_features=2, hyper_grids=3, synthesis_width=16),
 )
 
 #: Versions 2 to 6: exp-Golomb codes only, and the latent section's length written out.
@@ -434,16 +443,23 @@ _CODING_FIELDS_V6: Final[tuple[Field | Repeated, ...]] = (
 #: The fields that version 7 no longer writes, and how a reader fills them in.
 REMOVED_IN_V7: Final = ("latent_bytes",)
 
-#: The header's bit string, in stream order (version 7).
+#: The header's bit string, in stream order (version 8).
 HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     *_FRAME_FIELDS,
     Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS),
     *(entry for entry in _CODING_FIELDS if entry.name not in REMOVED_IN_V7),
 )
+#: The version-7 header: version 8's with fewer architecture presets.
+HEADER_FIELDS_V7: Final[tuple[Entry, ...]] = tuple(
+    Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS_V6)
+    if isinstance(entry, Preset)
+    else entry
+    for entry in HEADER_FIELDS
+)
 #: The version-6 header: exp-Golomb codes only, and the latent section's length.
 HEADER_FIELDS_V6: Final[tuple[Entry, ...]] = (
     *_FRAME_FIELDS,
-    Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS),
+    Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS_V6),
     *_CODING_FIELDS_V6,
 )
 #: The version-5 header: the architecture's fields always written out.
@@ -485,4 +501,5 @@ def header_fields(version: int) -> tuple[Entry, ...]:
         4: HEADER_FIELDS_V4,
         5: HEADER_FIELDS_V5,
         6: HEADER_FIELDS_V6,
+        7: HEADER_FIELDS_V7,
     }.get(version, HEADER_FIELDS)

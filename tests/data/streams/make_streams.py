@@ -173,6 +173,17 @@ CASES = {
         1e-3,
         _architecture(7, 2, (8,), "8-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
     ),
+    # format version 8: the 16-wide synthesis presets (5 with 12 contexts, 6 with 24)
+    "v8_hills_yuv420_8b_preset5": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        1e-3,
+        _architecture(7, 2, (8,), "16-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
+    ),
+    "v8_hills_yuv420_10b_preset6": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        4e-4,
+        _architecture(7, 3, (8,), "16-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
+    ),
 }
 
 
