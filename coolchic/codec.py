@@ -165,12 +165,12 @@ WIDE_CONTEXT_LMBDA = 6e-4
 #: instead of 8 (90 more parameters, 80 more MAC/pixel, the same step time within 5 %).
 WIDE_SYNTHESIS = parse_synthesis("16-1-linear-relu,3-1-linear-none")
 
-#: The frame sizes where ``fast`` takes :data:`WIDE_SYNTHESIS`. On three photographs of
-#: 240,000 to 370,000 pixels that no tuning had used it lowered the rate-distortion cost in
-#: most pairs (BENCHMARKS.md, 2026-12-06 15:40 and 18:00); at 100,000 pixels and on 192x128
-#: photos it did nothing (its parameters weigh more there), and at 1152x768 it lowered J by
-#: 0.1 and 0.9 %, too little to risk the 15- and 30-minute limits of 1152x768 and 1920x1080
-#: encodes, which a 1.05x step would break on a slower CPU.
+#: The frame sizes where ``fast`` takes :data:`WIDE_SYNTHESIS`. On four pictures of 240,000
+#: to 370,000 pixels that no tuning had used it lowered the rate-distortion cost in 17 pairs
+#: of 20, by 2.2 % on average, for 1.04x the encode time (BENCHMARKS.md, 2026-12-06 15:40 and
+#: 18:00). At 100,000 pixels and on 192x128 photos it did nothing (its parameters weigh more
+#: there); at 1152x768 it lowered J by 0.1 and 0.9 %, too little to risk the 15- and
+#: 30-minute limits of 1152x768 and 1920x1080 encodes, which 1.04x would break on a slow CPU.
 FAST_WIDE_SYNTHESIS_PIXELS = range(200_000, 600_000)
 
 
