@@ -39,7 +39,11 @@ from coolchic.bitstream.header import (
     unpack_stream,
     write_header,
 )
-from coolchic.bitstream.header_fields import ARCHITECTURE_PRESETS, ARCHITECTURE_PRESETS_V6
+from coolchic.bitstream.header_fields import (
+    ARCHITECTURE_PRESETS,
+    ARCHITECTURE_PRESETS_V6,
+    ARCHITECTURE_PRESETS_V8,
+)
 from coolchic.errors import BitstreamError, ChecksumMismatch, LimitExceeded, UnsupportedVersion
 
 V2_SYNTHESIS = (
@@ -107,7 +111,9 @@ ARCHITECTURE = (
 def preset_code(h: StreamHeader) -> int:
     """The architecture code of ``h`` (version 6 on): 1 + its preset's index in its version's
     presets, or 0 (the fields follow)."""
-    presets = ARCHITECTURE_PRESETS if h.format_version >= 8 else ARCHITECTURE_PRESETS_V6
+    presets = {8: ARCHITECTURE_PRESETS_V8}.get(h.format_version, ARCHITECTURE_PRESETS)
+    if h.format_version < 8:
+        presets = ARCHITECTURE_PRESETS_V6
     mine = {name: getattr(h, name) for name in ARCHITECTURE}
     return next((k + 1 for k, p in enumerate(presets) if dict(p) == mine), 0)
 
@@ -208,7 +214,7 @@ def test_header_layout_is_the_documented_one() -> None:
     header = make_header(zero_grids=(False,) * 6 + (True,), nn_bytes=5, latent_bytes=8)
     payload = bytes(range(13))
     data = write_header(header, payload)
-    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 8
+    assert data[:2] == MAGIC == b"CC" and data[2] == FORMAT_VERSION == 9
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert header.grid_shapes[0] == (48, 64) and header.grid_shapes[6] == (1, 1)
@@ -342,7 +348,7 @@ def test_version_7_adds_the_rice_flags_and_drops_the_latent_length() -> None:
     header = small_decoder_header(nn_coding=coding, nn_bytes=5, latent_bytes=1200)
     payload = bytes(range(5)) + bytes(1200)
     data = write_header(header, payload)
-    assert data[2] == 8 and data + payload == raw_stream(raw_fields(header), payload)
+    assert data[2] == 9 and data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
     assert unpack_stream(data + payload)[2] == bytes(1200)
     plain = dataclasses.replace(header, nn_coding=(GroupCoding(8, 3),) * len(NN_GROUPS))
@@ -368,7 +374,7 @@ def test_version_6_writes_any_other_architecture_after_code_0() -> None:
     assert read_header(data + payload) == (header, len(data))
 
 
-@pytest.mark.parametrize(("version", "presets"), [(6, 4), (7, 4), (8, 6)])
+@pytest.mark.parametrize(("version", "presets"), [(6, 4), (7, 4), (8, 6), (9, 7)])
 def test_each_version_refuses_an_architecture_code_beyond_its_presets(
     version: int, presets: int
 ) -> None:
@@ -383,7 +389,7 @@ def test_each_version_refuses_an_architecture_code_beyond_its_presets(
 @pytest.mark.parametrize(("n_ctx_rowcol", "code"), [(2, 5), (3, 6)])
 def test_version_8_codes_the_wide_synthesis_presets(n_ctx_rowcol: int, code: int) -> None:
     """Version 8 adds ``fast``'s 16-wide synthesis (with the inter-feature context) as presets
-    5 and 6; version 7 writes the same architecture out after code 0."""
+    5 and 6, which version 9 keeps; version 7 writes the same architecture out after code 0."""
     wide = (
         SynthesisLayerField(16, 1, "linear", "relu"),
         SynthesisLayerField(3, 1, "linear", "none"),
@@ -393,10 +399,35 @@ def test_version_8_codes_the_wide_synthesis_presets(n_ctx_rowcol: int, code: int
     )
     payload = bytes(range(5))
     data = write_header(header, payload)
-    assert data[2] == 8 and preset_code(header) == code
+    assert data[2] == 9 and preset_code(header) == code
     assert data + payload == raw_stream(raw_fields(header), payload)
     assert read_header(data + payload) == (header, len(data))
+    version_8 = dataclasses.replace(header, format_version=8)
+    assert preset_code(version_8) == code
+    assert read_header(write_header(version_8, payload) + payload)[0] == version_8
     old = dataclasses.replace(header, format_version=7)
+    assert preset_code(old) == 0
+    assert read_header(write_header(old, payload) + payload)[0] == old
+    assert raw_bits(raw_fields(old)) - raw_bits(raw_fields(header)) > 40
+
+
+def test_version_9_codes_the_wide_arm_preset() -> None:
+    """Version 9 adds ``fast``'s 16-wide ARM at high rates on mid-size frames (24 contexts,
+    the inter-feature context, the 16-wide synthesis) as preset 7; version 8 writes it out
+    after code 0."""
+    synthesis = (
+        SynthesisLayerField(16, 1, "linear", "relu"),
+        SynthesisLayerField(3, 1, "linear", "none"),
+    )
+    header = small_decoder_header(
+        3, ifce_features=2, hyper_grids=3, synthesis=synthesis, arm_hidden=(16,), nn_bytes=5
+    )
+    payload = bytes(range(5))
+    data = write_header(header, payload)
+    assert data[2] == 9 and preset_code(header) == 7
+    assert data + payload == raw_stream(raw_fields(header), payload)
+    assert read_header(data + payload) == (header, len(data))
+    old = dataclasses.replace(header, format_version=8)
     assert preset_code(old) == 0
     assert read_header(write_header(old, payload) + payload)[0] == old
     assert raw_bits(raw_fields(old)) - raw_bits(raw_fields(header)) > 40
@@ -448,10 +479,10 @@ def test_version_2_headers_are_still_read_and_written() -> None:
         make_header(format_version=2, coarser_contexts=1)
 
 
-@pytest.mark.parametrize("version", [1, 9, 255])
+@pytest.mark.parametrize("version", [1, 10, 255])
 def test_unreadable_versions_are_refused(version: int) -> None:
     data = raw_stream(raw_fields(make_header()), version=version)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6, 7 and 8"):
+    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6, 7, 8 and 9"):
         read_header(data)
 
 
@@ -677,10 +708,12 @@ def test_wrong_magic_unknown_version_and_checksum() -> None:
         read_header(b"")
     with pytest.raises(BitstreamError, match="format_version: missing"):
         read_header(MAGIC)
-    with pytest.raises(UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6, 7 and 8, found 9"):
-        read_header(data[:2] + b"\x09" + data[3:])
+    with pytest.raises(
+        UnsupportedVersion, match="reads versions 2, 3, 4, 5, 6, 7, 8 and 9, found 10"
+    ):
+        read_header(data[:2] + b"\x0a" + data[3:])
     with pytest.raises(UnsupportedVersion):
-        read_header(MAGIC + b"\x09")
+        read_header(MAGIC + b"\x0a")
     corrupted = data[:5] + bytes([data[5] ^ 1]) + data[6:]
     with pytest.raises(BitstreamError):
         read_header(corrupted)

@@ -90,7 +90,7 @@ def test_encode_aliases_decode_to_folder_and_info(
     assert main(["info", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["fps_text"]) == (16, 8, "50")
-    assert "name" not in info and info["format_version"] == 8
+    assert "name" not in info and info["format_version"] == 9
     assert info["bits"] == 8 * out.stat().st_size
     assert info["mac_per_pixel"] == report["mac_per_pixel"]
     assert info["header_bytes"] + info["nn_bytes"] + info["latent_bytes"] == out.stat().st_size
@@ -219,12 +219,12 @@ def test_fuzzed_streams_raise_only_bitstream_errors(stream: bytes, data: st.Data
 
 def test_unknown_version_is_named(stream: bytes, tmp_path: Path, capsys) -> None:
     body = bytearray(stream)
-    body[2] = 9  # the format version byte
-    path = tmp_path / "v9.cool"
+    body[2] = 10  # the format version byte
+    path = tmp_path / "v10.cool"
     path.write_bytes(_restamped(body, stream))
     assert main(["info", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "version" in err and "9" in err
+    assert "version" in err and "10" in err
 
 
 def test_version_1_streams_ask_for_a_re_encode(tmp_path: Path, capsys) -> None:

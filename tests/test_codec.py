@@ -343,17 +343,19 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
 @pytest.mark.parametrize(
     "width, height", [(192, 128), (416, 240), (512, 512), (768, 512), (1152, 768), (1920, 1080)]
 )
-@pytest.mark.parametrize("lmbda", [1e-3, 1e-2])
+@pytest.mark.parametrize("lmbda", [4e-4, 1e-3, 1e-2])
 def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     width: int, height: int, lmbda: float
 ) -> None:
     """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
     with hyper-latents, ``fast`` too from 90,000 pixels on (at low rates from 200,000), the
-    other quick recipes never. ``fast`` widens the synthesis to 16 on mid-size frames."""
+    other quick recipes never. ``fast`` widens the synthesis to 16 on mid-size frames, and there
+    its ARM to 16 at high rates."""
     from coolchic.codec import (
         QUICK_RECIPES,
         SMALL_DECODER,
         SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES,
+        WIDE_ARM_HIDDEN,
         WIDE_SYNTHESIS,
         default_model_config,
     )
@@ -362,11 +364,13 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     pixels = width * height
     fast_has_context = pixels >= 200_000 or (pixels >= 90_000 and lmbda < 6e-3)
     fast_is_wide = 200_000 <= pixels < 600_000
+    fast_arm_is_wide = fast_is_wide and lmbda < 6e-4
     for recipe in RECIPES:
         config = default_model_config(lmbda, recipe, pixels=pixels)
         wide = recipe == "fast" and fast_is_wide
+        wide_arm = recipe == "fast" and fast_arm_is_wide
         assert (config.arm_hidden, config.synthesis) == (
-            SMALL_DECODER.arm_hidden,
+            WIDE_ARM_HIDDEN if wide_arm else SMALL_DECODER.arm_hidden,
             WIDE_SYNTHESIS if wide else SMALL_DECODER.synthesis,
         ), recipe
         context = {"ifce_features": config.ifce_features, "hyper_grids": config.hyper_grids}

@@ -84,7 +84,7 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     assert any(h["preconcat_kernel"] == 0 for h in headers)
     assert any(any(h["zero_grids"]) for h in headers)
     # the older versions still decode
-    assert {h["format_version"] for h in headers} == {2, 3, 4, 5, 6, 7, 8}
+    assert {h["format_version"] for h in headers} == {2, 3, 4, 5, 6, 7, 8, 9}
     assert {h["coarser_contexts"] for h in headers if h["format_version"] == 3} >= {1, 2}
     for flag in ("arm_stabiliser", "synthesis_stabiliser"):
         assert {h[flag] for h in headers if h["format_version"] == 4} == {False, True}
@@ -100,6 +100,9 @@ def test_the_stored_streams_cover_the_header_branches() -> None:
     # version 8: the 16-wide synthesis presets
     version_8 = [header_from_json(h) for h in headers if h["format_version"] == 8]
     assert {preset.code(h) for h in version_8} == {5, 6}
+    # version 9: the 16-wide ARM preset
+    version_9 = [header_from_json(h) for h in headers if h["format_version"] == 9]
+    assert {preset.code(h) for h in version_9} == {7}
     assert any(
         layer["kind"] == "residual" and layer["kernel"] == 3
         for h in headers

@@ -25,10 +25,10 @@ MAGIC: Final = b"CC"
 #: version 6 one code for an architecture among the encoder's defaults (header only), version 7
 #: Golomb-Rice codes for the network parameters (one header flag per group) and no latent
 #: section length (the section is the rest of the file), version 8 two more architecture
-#: presets (a 16-wide synthesis).
-FORMAT_VERSION: Final = 8
+#: presets (a 16-wide synthesis), version 9 one more (a 16-wide ARM).
+FORMAT_VERSION: Final = 9
 #: Versions this decoder reads; it refuses any other value.
-READABLE_VERSIONS: Final = (2, 3, 4, 5, 6, 7, 8)
+READABLE_VERSIONS: Final = (2, 3, 4, 5, 6, 7, 8, 9)
 #: First four bytes of a format-version-1 file: recognised only to say "re-encode it".
 MAGIC_V1: Final = b"CCHC"
 

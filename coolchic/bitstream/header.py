@@ -1,6 +1,6 @@
 """The self-describing stream header and the container around the two payload sections.
 
-A coolchic file is ``header | nn section | latent section``. The header (format version 8, the
+A coolchic file is ``header | nn section | latent section``. The header (format version 9, the
 full table is in ``docs/bitstream.md``) is the 2-byte magic and the version byte, then one bit
 string, most significant bit first: image size, frame format and bit depth, the whole decoder
 architecture (one preset code for the encoder's defaults), the step exponent and code

@@ -66,6 +66,8 @@ from coolchic.bitstream.nn_params import GroupCode
 __all__ = [
     "ADDED_FIELDS",
     "ARCHITECTURE_PRESETS",
+    "ARCHITECTURE_PRESETS_V6",
+    "ARCHITECTURE_PRESETS_V8",
     "FPS_ALPHABET",
     "FRAME_FORMAT_CODES",
     "GROUP_CODING_FIELDS",
@@ -76,6 +78,8 @@ __all__ = [
     "HEADER_FIELDS_V4",
     "HEADER_FIELDS_V5",
     "HEADER_FIELDS_V6",
+    "HEADER_FIELDS_V7",
+    "HEADER_FIELDS_V8",
     "LAYER_KIND_CODES",
     "NONLINEARITY_CODES",
     "REMOVED_IN_V7",
@@ -395,7 +399,11 @@ _CODING_FIELDS: Final[tuple[Field | Repeated, ...]] = (
 
 
 def _small_decoder(
-    n_ctx_rowcol: int, ifce_features: int, hyper_grids: int, synthesis_width: int = 8
+    n_ctx_rowcol: int,
+    ifce_features: int,
+    hyper_grids: int,
+    synthesis_width: int = 8,
+    arm_width: int = 8,
 ) -> Mapping[str, Any]:
     """The encoder's small decoder (``codec.SMALL_DECODER``) as header values, read-only."""
     return MappingProxyType(
@@ -407,7 +415,7 @@ def _small_decoder(
             "hyper_grids": hyper_grids,
             "upsampling_kernel": 8,
             "preconcat_kernel": 7,
-            "arm_hidden": (8,),
+            "arm_hidden": (arm_width,),
             "arm_stabiliser": False,
             "synthesis": (
                 SynthesisLayerField(synthesis_width, 1, "linear", "relu"),
@@ -427,12 +435,20 @@ ARCHITECTURE_PRESETS_V6: Final[tuple[Mapping[str, Any], ...]] = (
     _small_decoder(n_ctx_rowcol=3, ifce_features=2, hyper_grids=3),
 )
 #: Version 8's presets: version 6's, then the small decoder with a 16-wide synthesis (``fast``
-#: on mid-size frames). These are the encoder's defaults (a test holds it), whose fields take
-#: about 50 bits. Permanent: a new default appends to them in a new version.
-ARCHITECTURE_PRESETS: Final[tuple[Mapping[str, Any], ...]] = (
+#: on mid-size frames). Permanent.
+ARCHITECTURE_PRESETS_V8: Final[tuple[Mapping[str, Any], ...]] = (
     *ARCHITECTURE_PRESETS_V6,
     _small_decoder(n_ctx_rowcol=2, ifce_features=2, hyper_grids=3, synthesis_width=16),
     _small_decoder(n_ctx_rowcol=3, ifce_features=2, hyper_grids=3, synthesis_width=16),
+)
+#: Version 9's presets: version 8's, then preset 6 with a 16-wide ARM (``fast`` at high rates
+#: on mid-size frames). These are the encoder's defaults (a test holds it), whose fields take
+#: about 50 bits. Permanent: a new default appends to them in a new version.
+ARCHITECTURE_PRESETS: Final[tuple[Mapping[str, Any], ...]] = (
+    *ARCHITECTURE_PRESETS_V8,
+    _small_decoder(
+        n_ctx_rowcol=3, ifce_features=2, hyper_grids=3, synthesis_width=16, arm_width=16
+    ),
 )
 
 #: Versions 2 to 6: exp-Golomb codes only, and the latent section's length written out.
@@ -443,19 +459,28 @@ _CODING_FIELDS_V6: Final[tuple[Field | Repeated, ...]] = (
 #: The fields that version 7 no longer writes, and how a reader fills them in.
 REMOVED_IN_V7: Final = ("latent_bytes",)
 
-#: The header's bit string, in stream order (version 8).
+#: The header's bit string, in stream order (version 9).
 HEADER_FIELDS: Final[tuple[Entry, ...]] = (
     *_FRAME_FIELDS,
     Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS),
     *(entry for entry in _CODING_FIELDS if entry.name not in REMOVED_IN_V7),
 )
-#: The version-7 header: version 8's with fewer architecture presets.
-HEADER_FIELDS_V7: Final[tuple[Entry, ...]] = tuple(
-    Preset("architecture", _ARCHITECTURE_FIELDS, ARCHITECTURE_PRESETS_V6)
-    if isinstance(entry, Preset)
-    else entry
-    for entry in HEADER_FIELDS
-)
+
+
+def _with_presets(presets: tuple[Mapping[str, Any], ...]) -> tuple[Entry, ...]:
+    """Version 9's header with fewer architecture presets (versions 7 and 8)."""
+    return tuple(
+        Preset("architecture", _ARCHITECTURE_FIELDS, presets)
+        if isinstance(entry, Preset)
+        else entry
+        for entry in HEADER_FIELDS
+    )
+
+
+#: The version-8 header: version 9's with fewer architecture presets.
+HEADER_FIELDS_V8: Final[tuple[Entry, ...]] = _with_presets(ARCHITECTURE_PRESETS_V8)
+#: The version-7 header: fewer presets still.
+HEADER_FIELDS_V7: Final[tuple[Entry, ...]] = _with_presets(ARCHITECTURE_PRESETS_V6)
 #: The version-6 header: exp-Golomb codes only, and the latent section's length.
 HEADER_FIELDS_V6: Final[tuple[Entry, ...]] = (
     *_FRAME_FIELDS,
@@ -502,4 +527,5 @@ def header_fields(version: int) -> tuple[Entry, ...]:
         5: HEADER_FIELDS_V5,
         6: HEADER_FIELDS_V6,
         7: HEADER_FIELDS_V7,
+        8: HEADER_FIELDS_V8,
     }.get(version, HEADER_FIELDS)

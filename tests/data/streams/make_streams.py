@@ -184,6 +184,17 @@ CASES = {
         4e-4,
         _architecture(7, 3, (8,), "16-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
     ),
+    # format version 9: the 16-wide ARM preset (7), in both bit depths
+    "v9_hills_yuv420_8b_preset7": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_8b.yuv"),
+        4e-4,
+        _architecture(7, 3, (16,), "16-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
+    ),
+    "v9_hills_yuv420_10b_preset7": (
+        lambda: read_frame(SAMPLES / "hills-synthetic_128x96_01p_yuv420_10b.yuv"),
+        2e-4,
+        _architecture(7, 3, (16,), "16-1-linear-relu,3-1-linear-none", 8, 7, ifce=2, hyper=3),
+    ),
 }
 
 
