@@ -173,13 +173,22 @@ WIDE_SYNTHESIS = parse_synthesis("16-1-linear-relu,3-1-linear-none")
 #: 30-minute limits of 1152x768 and 1920x1080 encodes, which 1.04x would break on a slow CPU.
 FAST_WIDE_SYNTHESIS_PIXELS = range(200_000, 600_000)
 
-#: ``fast``'s ARM at high rates (λ below :data:`WIDE_CONTEXT_LMBDA`) on the frames where it
-#: takes :data:`WIDE_SYNTHESIS`: one hidden layer of 16 instead of 8 (232 more parameters, 300
-#: more MAC/pixel). There the latents are most of the file and the better entropy model pays
-#: for its parameters and its time, where more iterations did not (BENCHMARKS.md,
-#: 2026-12-06 21:00). At 100,000 pixels it did nothing. Larger frames keep the 8-wide ARM: a
-#: slower step would break the 15-minute limit of a 1152x768 point at λ = 4e-4.
+#: ``fast``'s ARM at high rates (λ below :data:`WIDE_CONTEXT_LMBDA`) on the frames in
+#: :data:`FAST_WIDE_HIGH_RATE_PIXELS`: one hidden layer of 16 instead of 8 (232 more
+#: parameters, 300 more MAC/pixel). There the latents are most of the file and the better
+#: entropy model pays for its parameters and its time, where more iterations did not
+#: (BENCHMARKS.md, 2026-12-06 21:00).
 WIDE_ARM_HIDDEN = (16,)
+
+#: The frame sizes where ``fast`` takes :data:`WIDE_SYNTHESIS` and :data:`WIDE_ARM_HIDDEN` at
+#: high rates (λ below :data:`WIDE_CONTEXT_LMBDA`); a wider band than
+#: :data:`FAST_WIDE_SYNTHESIS_PIXELS`. The two together lowered the rate-distortion cost at
+#: λ = 4e-4 on five photographs of 135,000 to 250,000 pixels that no tuning had used
+#: (BENCHMARKS.md, 2026-12-06 23:40), and the ARM alone on five of 240,000 to 370,000 pixels
+#: by 3.9 % (2026-12-06 21:00). At 100,000 pixels neither did anything. Larger frames keep
+#: the 8-wide ARM: a slower step would break the 15-minute limit of a 1152x768 point at
+#: λ = 4e-4.
+FAST_WIDE_HIGH_RATE_PIXELS = range(120_000, 600_000)
 
 
 def latent_gain_for(lmbda: float) -> float:
@@ -215,8 +224,8 @@ def default_model_config(
     longer recipes add the inter-feature context and hyper-latents
     (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`), and so does ``fast`` on larger frames
     (:func:`fast_takes_inter_feature`), with a 16-wide synthesis on mid-size frames
-    (:data:`FAST_WIDE_SYNTHESIS_PIXELS`) and, at high rates there, a 16-wide ARM
-    (:data:`WIDE_ARM_HIDDEN`). At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`)
+    (:data:`FAST_WIDE_SYNTHESIS_PIXELS`) and, at high rates from 120,000 pixels, with a 16-wide
+    ARM too (:data:`FAST_WIDE_HIGH_RATE_PIXELS`). At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`)
     the latents are most of a small image's file and a 24-value ARM context pays for its 96
     extra parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128,
     none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
@@ -228,10 +237,10 @@ def default_model_config(
         recipe == "fast" and fast_takes_inter_feature(lmbda, pixels)
     ):
         base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
-    if recipe == "fast" and pixels in FAST_WIDE_SYNTHESIS_PIXELS:
+    if recipe == "fast" and lmbda < WIDE_CONTEXT_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS:
+        base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS, arm_hidden=WIDE_ARM_HIDDEN)
+    elif recipe == "fast" and pixels in FAST_WIDE_SYNTHESIS_PIXELS:
         base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS)
-        if lmbda < WIDE_CONTEXT_LMBDA:
-            base = dataclasses.replace(base, arm_hidden=WIDE_ARM_HIDDEN)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 

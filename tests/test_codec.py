@@ -341,7 +341,8 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
 
 
 @pytest.mark.parametrize(
-    "width, height", [(192, 128), (416, 240), (512, 512), (768, 512), (1152, 768), (1920, 1080)]
+    "width, height",
+    [(192, 128), (416, 240), (450, 300), (512, 512), (768, 512), (1152, 768), (1920, 1080)],
 )
 @pytest.mark.parametrize("lmbda", [4e-4, 1e-3, 1e-2])
 def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
@@ -349,8 +350,8 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
 ) -> None:
     """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
     with hyper-latents, ``fast`` too from 90,000 pixels on (at low rates from 200,000), the
-    other quick recipes never. ``fast`` widens the synthesis to 16 on mid-size frames, and there
-    its ARM to 16 at high rates."""
+    other quick recipes never. ``fast`` widens the synthesis to 16 on mid-size frames, and at high
+    rates both the synthesis and its ARM from 120,000 pixels."""
     from coolchic.codec import (
         QUICK_RECIPES,
         SMALL_DECODER,
@@ -363,8 +364,8 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
 
     pixels = width * height
     fast_has_context = pixels >= 200_000 or (pixels >= 90_000 and lmbda < 6e-3)
-    fast_is_wide = 200_000 <= pixels < 600_000
-    fast_arm_is_wide = fast_is_wide and lmbda < 6e-4
+    fast_arm_is_wide = 120_000 <= pixels < 600_000 and lmbda < 6e-4
+    fast_is_wide = 200_000 <= pixels < 600_000 or fast_arm_is_wide
     for recipe in RECIPES:
         config = default_model_config(lmbda, recipe, pixels=pixels)
         wide = recipe == "fast" and fast_is_wide
@@ -396,7 +397,7 @@ def test_every_default_architecture_is_a_header_preset(lmbda: float) -> None:
 
     (preset,) = (entry for entry in HEADER_FIELDS if isinstance(entry, Preset))
     codes = set()
-    for pixels in (192 * 128, 416 * 240, 512 * 512, 1920 * 1080):
+    for pixels in (192 * 128, 416 * 240, 450 * 300, 512 * 512, 1920 * 1080):
         for recipe in RECIPES:
             config = default_model_config(lmbda, recipe, pixels=pixels)
             exps = dict.fromkeys(NN_GROUPS, 8)
