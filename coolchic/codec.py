@@ -183,9 +183,9 @@ WIDE_ARM_HIDDEN = (16,)
 #: The frame sizes where ``fast`` takes :data:`WIDE_SYNTHESIS` and :data:`WIDE_ARM_HIDDEN` at
 #: high rates (λ below :data:`WIDE_CONTEXT_LMBDA`); a wider band than
 #: :data:`FAST_WIDE_SYNTHESIS_PIXELS`. The two together lowered the rate-distortion cost at
-#: λ = 4e-4 on five photographs of 135,000 to 250,000 pixels that no tuning had used
-#: (BENCHMARKS.md, 2026-12-06 23:40), and the ARM alone on five of 240,000 to 370,000 pixels
-#: by 3.9 % (2026-12-06 21:00). At 100,000 pixels neither did anything. Larger frames keep
+#: λ = 4e-4 on all five pictures of 135,000 to 172,000 pixels that no tuning had used, by
+#: 4.4 % (BENCHMARKS.md, 2026-12-06 23:40), and the ARM alone on five of 240,000 to 370,000
+#: pixels by 3.9 % (2026-12-06 21:00). At 100,000 pixels neither did anything. Larger frames keep
 #: the 8-wide ARM: a slower step would break the 15-minute limit of a 1152x768 point at
 #: λ = 4e-4.
 FAST_WIDE_HIGH_RATE_PIXELS = range(120_000, 600_000)
