@@ -13,7 +13,9 @@ that date are not comparable with later ones.
 is and one alternative, and prints both medians and their ratio (one process, so both see the
 same machine state): ``torch-noise``, the proxy's noise from ``torch.randn`` instead of the C
 kernel (:func:`coolchic.model.quantizer.gaussian_noise`); ``python-adam``, the latents' Adam
-update in Python instead of torch's fused kernel (:mod:`coolchic.train.soap`).
+update in Python instead of torch's fused kernel (:mod:`coolchic.train.soap`);
+``no-dense-levels``, the small upsampling levels as 1-D passes instead of dense matrices
+(:data:`coolchic.model.upsampling.DENSE_MAX_SIZE`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from coolchic.allocator import keep_freed_memory
-from coolchic.model import native
+from coolchic.model import native, upsampling
 from coolchic.model import quantizer as quantizer_module
 from coolchic.model.complexity import mac_per_pixel
 from coolchic.model.config import (
@@ -39,6 +41,7 @@ from coolchic.model.config import (
     parse_synthesis,
 )
 from coolchic.model.coolchic import CoolChicModel
+from coolchic.model.upsampling import DENSE_MAX_SIZE
 from coolchic.train import soap
 from coolchic.train.loss import Target
 from coolchic.train.recipes import ALL_MODULES, RECIPES
@@ -162,10 +165,15 @@ def _python_adam(alternative: bool) -> None:
     soap.FUSED_ADAM_MIN_ELEMENTS = 1 << 62 if alternative else FUSED_ADAM_MIN_ELEMENTS
 
 
+def _no_dense_levels(alternative: bool) -> None:
+    upsampling.DENSE_MAX_SIZE = 0 if alternative else DENSE_MAX_SIZE
+
+
 #: What ``--compare-with`` can switch to, each as a function of ``alternative``.
 _ALTERNATIVES: dict[str, Callable[[bool], None]] = {
     "torch-noise": _torch_noise,
     "python-adam": _python_adam,
+    "no-dense-levels": _no_dense_levels,
 }
 
 

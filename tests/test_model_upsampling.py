@@ -154,19 +154,30 @@ def test_gradients_reach_the_filters() -> None:
 
 
 @pytest.mark.parametrize("size", [(13, 9), (16, 16), (5, 7)])
-@pytest.mark.parametrize("fir_min_elements", [0, 10**9], ids=["per-tap", "unfold"])
+@pytest.mark.parametrize("preconcat_kernel", [7, 0])
+@pytest.mark.parametrize(
+    ("dense_max_size", "fir_min_elements"),
+    [(0, 0), (0, 10**9), (128, 10**9)],
+    ids=["per-tap", "unfold", "dense"],
+)
 def test_separable_gradients_equal_the_2d_reference(
-    size: tuple[int, int], fir_min_elements: int, monkeypatch: pytest.MonkeyPatch
+    size: tuple[int, int],
+    preconcat_kernel: int,
+    dense_max_size: int,
+    fir_min_elements: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both eager forms of the 1-D passes (the per-tap one with its hand-written backward,
-    used on large maps, and the unfold one) agree with autograd of the 2-D form."""
+    """The three eager forms of the 1-D passes (per tap with a hand-written backward, used on
+    large maps; unfold; dense matrices by level, used on small maps) agree with autograd of
+    the 2-D form, values and gradients."""
+    monkeypatch.setattr(upsampling, "DENSE_MAX_SIZE", dense_max_size)
     monkeypatch.setattr(upsampling, "FIR_MIN_ELEMENTS", fir_min_elements)
     torch.manual_seed(0)
-    up = Upsampling(5, kernel=8, preconcat_kernel=7).double()
+    up = Upsampling(5, kernel=8, preconcat_kernel=preconcat_kernel).double()
     with torch.no_grad():
         up.transposed_half.add_(0.1 * torch.randn_like(up.transposed_half))
-        assert up.preconcat_half is not None
-        up.preconcat_half.add_(0.1 * torch.randn_like(up.preconcat_half))
+        if up.preconcat_half is not None:
+            up.preconcat_half.add_(0.1 * torch.randn_like(up.preconcat_half))
     grids = [
         torch.randn(1, 1, h, w, dtype=torch.float64, requires_grad=True)
         for h, w in grid_shapes(*size, 5)

@@ -23,17 +23,21 @@ odd taps of ``w`` (identical result, no wasted work on the padding).
 padding, initialised to a centred delta, so it starts as ``2·x`` (as upstream does; the factor is
 absorbed by the synthesis).
 
-Training runs the filters as two 1-D passes (``unfold`` + one small matmul per pass), with
-exactly K/2 (upsampling) and K_p (pre-concatenation) multiplications per output sample and
-pass; the 2-D ``w ⊗ w`` form is kept as a reference (``separable=False``), equal up to float
-rounding. The decoder runs the same passes in numpy (:mod:`coolchic.decoder.networks`); the
-polyphase description and the initial filters both use live in :mod:`coolchic.model.layout`.
+Training runs the filters as two 1-D passes, with exactly K/2 (upsampling) and K_p
+(pre-concatenation) multiplications per output sample and pass: per tap on large maps,
+``unfold`` + one small matmul on mid-size ones, and on small ones (the coarse levels, where the
+time goes to dispatching operators) each level as a few dense matrix products. The 2-D
+``w ⊗ w`` form is kept as a reference (``separable=False``), equal up to float rounding. The
+decoder runs the same passes in numpy (:mod:`coolchic.decoder.networks`); the polyphase
+description and the initial filters both use live in :mod:`coolchic.model.layout`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,6 +99,13 @@ def _taps_matrix(half: Tensor, poly: Polyphase) -> Tensor:
 #: Input samples from which an eager FIR pass uses :class:`_Fir1d` (measured at 128x96 and
 #: 1920x1080 on two cores: the unfold form is faster below, much slower above).
 FIR_MIN_ELEMENTS = 65_536
+
+#: Levels whose finer grid is at most this many samples high and wide run eagerly as dense
+#: matrix products (:class:`_DenseLevel`): ``n`` multiplications per output sample where the
+#: taps need 4 or 7, but one operator a level instead of about forty. Small maps are
+#: dispatch-bound: the coarse levels of every frame, all levels of a small one
+#: (BENCHMARKS.md, 2026-12-07).
+DENSE_MAX_SIZE = 128
 
 
 class _FirPass(NamedTuple):
@@ -222,6 +233,131 @@ class _WindowTaps(torch.autograd.Function):
             with one_thread():
                 grad_taps = by_tap @ grad.reshape(-1, n_phases)  # [T, R]
         return grad_windows, grad_taps
+
+
+@functools.lru_cache(maxsize=512)
+def _pass_selection(
+    n: int, n_taps: int, fir: _FirPass, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``[length · n, T · R]`` counts S with ``matrix.flatten() = S @ taps.flatten()``: the
+    ``[length, n]`` matrix of one polyphase pass (its padding folded in) as a linear map of
+    its ``[T, R]`` taps."""
+    _, (left, _), mode, starts, length = fir
+    n_phases = len(starts)
+    selection = np.zeros((length, n, n_taps, n_phases), dtype=np.float64)
+    for out in range(length):
+        position, phase = divmod(out, n_phases)
+        for tap in range(n_taps):
+            source = starts[phase] + position + tap - left
+            if mode == "replicate":
+                source = min(max(source, 0), n - 1)
+            elif not 0 <= source < n:
+                continue  # zero padding
+            selection[out, source, tap, phase] += 1.0
+    flat = selection.reshape(length * n, n_taps * n_phases)
+    return torch.from_numpy(flat).to(dtype=dtype, device=device)
+
+
+def _pass_selections(
+    x: Tensor,
+    taps: Tensor,
+    pad: tuple[int, int],
+    mode: str,
+    starts: tuple[int, ...],
+    size: tuple[int, int],
+) -> tuple[Tensor, Tensor]:
+    """The selections of a pass along the rows (``dim=-1``) of ``x`` and of one along its
+    columns (``dim=-2``), to ``size``."""
+    n_taps = taps.shape[0]
+    return (
+        _pass_selection(
+            x.shape[-1], n_taps, _FirPass(-1, pad, mode, starts, size[1]), x.dtype, x.device
+        ),
+        _pass_selection(
+            x.shape[-2], n_taps, _FirPass(-2, pad, mode, starts, size[0]), x.dtype, x.device
+        ),
+    )
+
+
+def _matrix(selection: Tensor, taps: Tensor, n: int) -> Tensor:
+    """The ``[length, n]`` matrix of a pass from its taps (:func:`_pass_selection`)."""
+    return (selection @ taps.reshape(-1)).view(-1, n)
+
+
+def _grad_taps(grads: tuple[Tensor, Tensor], selections: tuple[Tensor, Tensor]) -> Tensor:
+    """The taps' gradient (flat) from the gradients of a row pass's and a column pass's
+    matrices: the transpose of :func:`_matrix`, summed over both passes."""
+    return sum(grad.reshape(1, -1) @ sel for grad, sel in zip(grads, selections, strict=True))
+
+
+def _lines_product(a: Tensor, b: Tensor) -> Tensor:
+    """``Σ_maps a[m] @ b[m]ᵀ`` for ``[M, 1, p, c]`` and ``[M, 1, q, c]`` → ``[p, q]``."""
+    p, q = a.shape[-2], b.shape[-2]
+    return a.movedim(-2, 0).reshape(p, -1) @ b.movedim(-2, 0).reshape(q, -1).t()
+
+
+class _DenseLevel(torch.autograd.Function):
+    """One level of :func:`_separable_stack` on small maps, as matrix products.
+
+    The upsampled stack is ``V @ stack @ Hᵀ`` and the filtered grid ``grid + Pv @ grid @ Phᵀ``,
+    where each matrix is its pass's taps through a fixed selection (:func:`_pass_selection`);
+    the output is the two concatenated, as :func:`_separable_stack`'s level. The gradients of
+    the matrices (sums over every map's lines) are taken on one thread
+    (:func:`coolchic.model.ordered.one_thread`), so they round alike at any thread count.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        stack: Tensor,
+        grid: Tensor,
+        taps: Tensor,
+        preconcat_taps: Tensor | None,
+        selections: tuple[Tensor, ...],
+    ) -> Tensor:
+        h, w = stack.shape[-2:]
+        height, width = grid.shape[-2:]
+        rows, columns = _matrix(selections[0], taps, w), _matrix(selections[1], taps, h)
+        wide = stack @ rows.t()
+        up = columns @ wide
+        saved: list[Tensor] = [stack, grid, wide, rows, columns, *selections]
+        if preconcat_taps is not None:
+            p_rows = _matrix(selections[2], preconcat_taps, width)
+            p_columns = _matrix(selections[3], preconcat_taps, height)
+            filtered_rows = grid @ p_rows.t()
+            grid = grid + p_columns @ filtered_rows
+            saved += [filtered_rows, p_rows, p_columns]
+        ctx.save_for_backward(*saved)
+        ctx.shapes = (taps.shape, None if preconcat_taps is None else preconcat_taps.shape)
+        return torch.cat([grid, up], dim=0)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        stack, grid, wide, rows, columns, *rest = ctx.saved_tensors
+        selections = rest[:4] if len(rest) > 4 else rest[:2]
+        taps_shape, preconcat_shape = ctx.shapes
+        n_grid = grid.shape[0]
+        grad_grid, grad_up = grad[:n_grid], grad[n_grid:]
+        grad_wide = columns.t() @ grad_up
+        grad_stack = grad_wide @ rows
+        with one_thread():
+            grad_rows = grad_wide.reshape(-1, rows.shape[0]).t() @ stack.reshape(-1, rows.shape[1])
+            grad_columns = _lines_product(grad_up, wide)
+            grad_taps = _grad_taps((grad_rows, grad_columns), selections[:2])
+        grad_preconcat = None
+        if preconcat_shape is not None:
+            filtered_rows, p_rows, p_columns = rest[4:]
+            grad_filtered = p_columns.t() @ grad_grid
+            with one_thread():
+                grad_p_rows = grad_filtered.reshape(-1, p_rows.shape[0]).t() @ grid.reshape(
+                    -1, p_rows.shape[1]
+                )
+                grad_p_columns = _lines_product(grad_grid, filtered_rows)
+                grad_preconcat = _grad_taps((grad_p_rows, grad_p_columns), selections[2:])
+            grad_preconcat = grad_preconcat.view(preconcat_shape)
+            grad_grid = grad_grid + grad_filtered @ p_rows
+        return grad_stack, grad_grid, grad_taps.view(taps_shape), grad_preconcat, None
 
 
 def _phase_views(like: Tensor, n: int, n_phases: int, dim: int) -> tuple[Tensor, list[Tensor]]:
@@ -418,11 +554,35 @@ def _separable_stack(
     for level in range(len(grids) - 2, -1, -1):
         target = grids[level]
         size = (target.shape[-2], target.shape[-1])
+        if max(size) <= DENSE_MAX_SIZE and not torch.compiler.is_compiling():
+            stack = _dense_level(stack, target, taps[level], preconcat, level, poly)
+            continue
         up = _upsample_separable(stack, taps[level], poly, size)
         if preconcat is not None:
             target = _preconcat_separable(target, preconcat[level])
         stack = torch.cat([target, up], dim=0)
     return stack
+
+
+def _dense_level(
+    stack: Tensor,
+    target: Tensor,
+    taps: Tensor,
+    preconcat: Tensor | None,
+    level: int,
+    poly: Polyphase,
+) -> Tensor:
+    """:func:`_separable_stack`'s level ``level`` as :class:`_DenseLevel`."""
+    size = (target.shape[-2], target.shape[-1])
+    selections = _pass_selections(
+        stack, taps, (poly.left, poly.right), "replicate", poly.starts, size
+    )
+    preconcat_taps = None
+    if preconcat is not None:
+        preconcat_taps = preconcat[level][:, None]
+        half = preconcat_taps.shape[0] // 2
+        selections += _pass_selections(target, preconcat_taps, (half, half), "constant", (0,), size)
+    return _DenseLevel.apply(stack, target, taps, preconcat_taps, selections)
 
 
 class Upsampling(nn.Module):
