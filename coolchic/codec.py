@@ -190,6 +190,14 @@ WIDE_ARM_HIDDEN = (16,)
 #: λ = 4e-4.
 FAST_WIDE_HIGH_RATE_PIXELS = range(120_000, 600_000)
 
+#: Below this λ ``fast`` takes :data:`WIDE_SYNTHESIS` on all of
+#: :data:`FAST_WIDE_HIGH_RATE_PIXELS` (from 120,000 pixels), not only from 200,000. At λ = 1e-3
+#: on five pictures of 135,000 to 172,000 pixels that no tuning had used it lowered J on four,
+#: by 2.0 % on average (1.9 % over seven pairs with a second seed),
+#: for about 1.03x the encode time (BENCHMARKS.md, 2026-12-07 02:40).
+#: λ = 4e-3 was not measured at those sizes, so the bound sits between the two.
+FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA = 2e-3
+
 
 def latent_gain_for(lmbda: float) -> float:
     """Cool-chic 5.0's latent gain: larger at high rates, where finer latents pay off."""
@@ -224,11 +232,12 @@ def default_model_config(
     longer recipes add the inter-feature context and hyper-latents
     (:data:`SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES`), and so does ``fast`` on larger frames
     (:func:`fast_takes_inter_feature`), with a 16-wide synthesis on mid-size frames
-    (:data:`FAST_WIDE_SYNTHESIS_PIXELS`) and, at high rates from 120,000 pixels, with a 16-wide
-    ARM too (:data:`FAST_WIDE_HIGH_RATE_PIXELS`). At high rates (λ below :data:`WIDE_CONTEXT_LMBDA`)
-    the latents are most of a small image's file and a 24-value ARM context pays for its 96
-    extra parameters: about 5 % lower rate-distortion cost at λ = 4e-4 on kodim15 192x128,
-    none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
+    (:data:`FAST_WIDE_SYNTHESIS_PIXELS`, and from 120,000 pixels below
+    :data:`FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA`) and, at high rates from 120,000 pixels, with a
+    16-wide ARM too (:data:`FAST_WIDE_HIGH_RATE_PIXELS`). At high rates (λ below
+    :data:`WIDE_CONTEXT_LMBDA`) the latents are most of a small image's file and a 24-value ARM
+    context pays for its 96 extra parameters: about 5 % lower rate-distortion cost at
+    λ = 4e-4 on kodim15 192x128, none at λ = 1e-3 (BENCHMARKS.md, 2026-11-30).
     """
     base = SMALL_DECODER
     if lmbda < WIDE_CONTEXT_LMBDA:
@@ -239,7 +248,10 @@ def default_model_config(
         base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
     if recipe == "fast" and lmbda < WIDE_CONTEXT_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS:
         base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS, arm_hidden=WIDE_ARM_HIDDEN)
-    elif recipe == "fast" and pixels in FAST_WIDE_SYNTHESIS_PIXELS:
+    elif recipe == "fast" and (
+        pixels in FAST_WIDE_SYNTHESIS_PIXELS
+        or (lmbda < FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS)
+    ):
         base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
