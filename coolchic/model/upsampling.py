@@ -235,7 +235,9 @@ class _WindowTaps(torch.autograd.Function):
         return grad_windows, grad_taps
 
 
-@functools.lru_cache(maxsize=512)
+#: A frame size needs up to 20 selections, the largest 0.5 MB (a 128-wide pre-concatenation
+#: pass); 64 keep the last three sizes, a few MB, however many sizes a daemon meets.
+@functools.lru_cache(maxsize=64)
 def _pass_selection(
     n: int, n_taps: int, fir: _FirPass, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
