@@ -208,6 +208,21 @@ def latent_gain_for(lmbda: float) -> float:
     return 16.0
 
 
+def fast_synthesis_is_wide(lmbda: float, pixels: int) -> bool:
+    """Whether ``fast`` takes :data:`WIDE_SYNTHESIS`: on :data:`FAST_WIDE_SYNTHESIS_PIXELS` at
+    every rate, and on all of :data:`FAST_WIDE_HIGH_RATE_PIXELS` below
+    :data:`FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA`."""
+    if pixels in FAST_WIDE_SYNTHESIS_PIXELS:
+        return True
+    return lmbda < FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS
+
+
+def fast_arm_is_wide(lmbda: float, pixels: int) -> bool:
+    """Whether ``fast`` takes :data:`WIDE_ARM_HIDDEN`: at high rates (λ below
+    :data:`WIDE_CONTEXT_LMBDA`) on :data:`FAST_WIDE_HIGH_RATE_PIXELS`."""
+    return lmbda < WIDE_CONTEXT_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS
+
+
 def fast_takes_inter_feature(lmbda: float, pixels: int) -> bool:
     """Whether ``fast`` adds the inter-feature context: from 90,000 pixels on, but for low
     rates (λ from :data:`FAST_INTER_FEATURE_MAX_LMBDA` on) below 200,000 pixels."""
@@ -246,13 +261,10 @@ def default_model_config(
         recipe == "fast" and fast_takes_inter_feature(lmbda, pixels)
     ):
         base = dataclasses.replace(base, **SMALL_DECODER_CONTEXT_FOR_LONG_RECIPES)
-    if recipe == "fast" and lmbda < WIDE_CONTEXT_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS:
-        base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS, arm_hidden=WIDE_ARM_HIDDEN)
-    elif recipe == "fast" and (
-        pixels in FAST_WIDE_SYNTHESIS_PIXELS
-        or (lmbda < FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA and pixels in FAST_WIDE_HIGH_RATE_PIXELS)
-    ):
+    if recipe == "fast" and fast_synthesis_is_wide(lmbda, pixels):
         base = dataclasses.replace(base, synthesis=WIDE_SYNTHESIS)
+    if recipe == "fast" and fast_arm_is_wide(lmbda, pixels):
+        base = dataclasses.replace(base, arm_hidden=WIDE_ARM_HIDDEN)
     return dataclasses.replace(base, latent_gain=latent_gain_for(lmbda))
 
 
