@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from coolchic.codec import RDOQ_MAX_PIXELS, EncoderConfig, train_model
+from coolchic.codec import EncoderConfig, train_model
 from coolchic.io.yuv import read_yuv_frame
 from coolchic.model.arm import laplace_rate_bits, scale_from_raw
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.nnquant.search import quantize_networks, rdoq_improbable_latents
+from coolchic.nnquant.search import RDOQ_MAX_PIXELS, quantize_networks, rdoq_improbable_latents
 from coolchic.train.loss import Target, distortion
 from coolchic.train.trainer import evaluate
 

@@ -50,7 +50,7 @@ from coolchic.model.complexity import parameter_counts
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import QuantizedNetworks
-from coolchic.nnquant.search import RDOQ_MAX_PIXELS, quantize_networks, rdoq_improbable_latents
+from coolchic.nnquant.search import quantize_networks, rdoq_improbable_latents, takes_rdoq
 from coolchic.ratecontrol import (
     BPP_TOLERANCE,
     CONTINUATION_RESPONSIVENESS,
@@ -621,7 +621,7 @@ def _quantise_and_write(job: _Job, model: CoolChicModel) -> tuple[bytes, int]:
     )
     model = model.cpu()
     frame = job.frame
-    rdoq = frame.width * frame.height <= RDOQ_MAX_PIXELS
+    rdoq = takes_rdoq(job.recipe, frame.width * frame.height)
     target = Target.from_frame(frame, "cpu")
     groups = quantize_networks(model, target, job.config.lmbda, rdoq=rdoq)
     if rdoq:

@@ -28,7 +28,7 @@ from coolchic.allocator import keep_freed_memory
 from coolchic.io.frame import Frame, FrameFormat, plane_shapes
 from coolchic.model.config import ModelConfig
 from coolchic.model.coolchic import CoolChicModel
-from coolchic.nnquant.search import RDOQ_MAX_PIXELS
+from coolchic.nnquant.search import takes_rdoq
 from coolchic.train.loss import Target
 from coolchic.train.recipes import NETWORKS, Phase, Recipe
 from coolchic.train.trainer import (
@@ -207,7 +207,7 @@ def forecast(
         per_step = steps.train_s if "latents" in phase.modules else steps.networks_s
         evaluations = math.ceil(left / phase.eval_every)
         training += left * per_step + evaluations * steps.evaluate_s
-    post = POST_TRAINING_EVALUATIONS[pixels <= RDOQ_MAX_PIXELS] * steps.evaluate_s
+    post = POST_TRAINING_EVALUATIONS[takes_rdoq(recipe, pixels)] * steps.evaluate_s
     return Forecast(training_s=training, post_training_s=post, steps=steps)
 
 

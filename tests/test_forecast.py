@@ -52,6 +52,9 @@ def test_forecast_counts_every_iteration_evaluation_and_the_post_training() -> N
     assert expected.seconds == pytest.approx(total)
     # Small frames also pay for the integer moves (RDOQ) after training.
     assert forecast(recipe, STEPS, pixels=100).post_training_s > expected.post_training_s
+    # ... except with instant, which skips it.
+    instant = forecast(get_recipe("instant"), STEPS, pixels=100)
+    assert instant.post_training_s == pytest.approx(expected.post_training_s)
 
 
 def test_forecast_grows_with_the_recipe_and_shrinks_with_the_iterations_done() -> None:

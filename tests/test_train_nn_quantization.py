@@ -1,23 +1,31 @@
 """Network quantisation: RDOQ never raises the rate-distortion cost of the step search; the
-latents' RDOQ moves an improbable latent and never raises the cost either."""
+latents' RDOQ moves an improbable latent and never raises the cost either; every recipe but
+``instant`` runs both on frames up to the size limit."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 
+from coolchic import codec
+from coolchic.io.frame import Frame
 from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import CoolChicModel
 from coolchic.nnquant.params import QuantizedNetworks
 from coolchic.nnquant.search import (
     IMPROBABLE_LATENT_BITS,
+    RDOQ_MAX_PIXELS,
     quantize_networks,
     rdoq_improbable_latents,
+    takes_rdoq,
 )
 from coolchic.train.loss import Target
-from coolchic.train.recipes import get_recipe
+from coolchic.train.recipes import RECIPES, get_recipe
 from coolchic.train.trainer import Trainer, evaluate
-from tests.conftest import TINY_DECODER, noise_rgb_target
+from tests.conftest import TINY_DECODER, noise_rgb_target, yuv420_planes
 
 LMBDA = 1e-3
 
@@ -102,3 +110,38 @@ def test_latent_rdoq_moves_an_improbable_latent_and_never_raises_the_cost() -> N
     start = evaluate(model, target, LMBDA).loss
     rdoq_improbable_latents(model, target, LMBDA)
     assert evaluate(model, target, LMBDA).loss <= start
+
+
+def test_every_recipe_but_instant_runs_rdoq_on_frames_up_to_the_limit() -> None:
+    for recipe in RECIPES.values():
+        assert takes_rdoq(recipe, RDOQ_MAX_PIXELS) == (recipe.name != "instant")
+        assert not takes_rdoq(recipe, RDOQ_MAX_PIXELS + 1)
+
+
+def test_an_encode_runs_both_rdoqs_only_when_its_recipe_takes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    real_quantize, real_latents = codec.quantize_networks, codec.rdoq_improbable_latents
+
+    def recording_quantize(*args: object, rdoq: bool) -> QuantizedNetworks:
+        calls.append(f"networks rdoq={rdoq}")
+        return real_quantize(*args, rdoq=rdoq)  # type: ignore[arg-type]
+
+    def recording_latents(*args: object) -> int:
+        calls.append("latents")
+        return real_latents(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(codec, "quantize_networks", recording_quantize)
+    monkeypatch.setattr(codec, "rdoq_improbable_latents", recording_latents)
+    frame = Frame.from_integer_planes(yuv420_planes(16, 8, 8, seed=1), fmt="yuv420", bit_depth=8)
+    codec.encode(frame, codec.EncoderConfig(recipe="instant"))
+    assert calls == ["networks rdoq=False"]
+    # The codec follows the recipe's flag (``instant`` with it set, to keep the test short),
+    # and the stream with the moved integers decodes to the encoder's reconstruction.
+    monkeypatch.setitem(RECIPES, "instant", dataclasses.replace(RECIPES["instant"], rdoq=True))
+    encoded = codec.encode(frame, codec.EncoderConfig(recipe="instant"))
+    assert calls == ["networks rdoq=False", "networks rdoq=True", "latents"]
+    decoded = codec.decode(encoded.bitstream)
+    for ours, theirs in zip(decoded.planes, encoded.decoded.planes, strict=True):
+        np.testing.assert_array_equal(ours, theirs)

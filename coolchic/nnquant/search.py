@@ -39,6 +39,7 @@ from coolchic.nnquant.params import (
     quantize,
 )
 from coolchic.train.loss import Target, decoded_output, distortion
+from coolchic.train.recipes import Recipe
 from coolchic.train.trainer import evaluate
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,11 @@ RDOQ_MAX_MOVE = 4
 #: ~0.5 s a synthesis pass) it would cost more than the 10 % of an encode that the
 #: post-training steps may take, for a smaller gain (the networks are a smaller share there).
 RDOQ_MAX_PIXELS = 250_000
+
+
+def takes_rdoq(recipe: Recipe, pixels: int) -> bool:
+    """Whether an encode with ``recipe`` runs both RDOQs (networks and latents) after training."""
+    return recipe.rdoq and pixels <= RDOQ_MAX_PIXELS
 
 
 def group_parameters(

@@ -102,6 +102,10 @@ class Recipe:
     #: How many times faster than the latents the networks learn (SOAP against Adam; see
     #: :func:`coolchic.train.trainer.make_optimizer`).
     network_lr_scale: float = NETWORK_LR_SCALE
+    #: Whether the networks' integers and the improbable latents get RDOQ after training (on
+    #: frames small enough, :func:`coolchic.nnquant.search.takes_rdoq`). ``instant`` leaves it
+    #: out: its few hundred evaluations cost more than its 90 training steps.
+    rdoq: bool = True
 
     @property
     def iterations(self) -> int:
@@ -130,12 +134,14 @@ def _recipe(
     eval_every: int = 100,
     patience: int | None = None,
     network_lr_scale: float = NETWORK_LR_SCALE,
+    rdoq: bool = True,
 ) -> Recipe:
     return Recipe(
         name=name,
         description=_DESCRIPTIONS[name],
         warmup=Warmup(stages=warmup, lr=lr),
         network_lr_scale=network_lr_scale,
+        rdoq=rdoq,
         phases=(
             Phase(
                 name="main",
@@ -162,7 +168,9 @@ def _recipe(
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
-        _recipe("instant", warmup=((2, 10),), main=60, final=10, eval_every=20),
+        # instant skips RDOQ: on a 16x8 frame its ~600 evaluations took 2.7 s against 2.7 s
+        # for the 90 training steps, and this recipe is a smoke test (BENCHMARKS.md).
+        _recipe("instant", warmup=((2, 10),), main=60, final=10, eval_every=20, rdoq=False),
         _recipe("faster", warmup=((3, 50), (2, 50)), main=1200, final=100),
         # fast and medium spend little on the warm-up: at 192x128 more main-phase iterations
         # paid far more than more or longer warm-up candidates (BENCHMARKS.md, 2026-11-30).
