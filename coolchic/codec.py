@@ -191,12 +191,14 @@ WIDE_ARM_HIDDEN = (16,)
 FAST_WIDE_HIGH_RATE_PIXELS = range(120_000, 600_000)
 
 #: Below this λ ``fast`` takes :data:`WIDE_SYNTHESIS` on all of
-#: :data:`FAST_WIDE_HIGH_RATE_PIXELS` (from 120,000 pixels), not only from 200,000. At λ = 1e-3
-#: on five pictures of 135,000 to 172,000 pixels that no tuning had used it lowered J on four,
-#: by 2.0 % on average (1.9 % over seven pairs with a second seed),
-#: for about 1.03x the encode time (BENCHMARKS.md, 2026-12-07 02:40).
-#: λ = 4e-3 was not measured at those sizes, so the bound sits between the two.
-FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA = 2e-3
+#: :data:`FAST_WIDE_HIGH_RATE_PIXELS` (from 120,000 pixels), not only from 200,000. On five
+#: pictures of 135,000 to 172,000 pixels that no tuning had used it lowered J by 1.9 ± 0.5 %
+#: at λ = 1e-3 (six pairs of seven; BENCHMARKS.md, 2026-12-07 02:40) and by 1.4 ± 0.8 % at
+#: λ = 4e-3 (five pairs of seven), but raised it at λ = 1e-2 on all three pictures tried
+#: (2026-12-07 04:55), for about 1.03x the encode time. The bound is the inter-feature
+#: context's (:data:`FAST_INTER_FEATURE_MAX_LMBDA`): below 200,000 pixels both come and go
+#: together.
+FAST_WIDE_SYNTHESIS_MID_RATE_LMBDA = FAST_INTER_FEATURE_MAX_LMBDA
 
 
 def latent_gain_for(lmbda: float) -> float:

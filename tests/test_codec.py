@@ -344,14 +344,14 @@ def test_seeded_encodes_match_across_processes(inputs: dict[str, Path], tmp_path
     "width, height",
     [(192, 128), (416, 240), (450, 300), (512, 512), (768, 512), (1152, 768), (1920, 1080)],
 )
-@pytest.mark.parametrize("lmbda", [4e-4, 1e-3, 1e-2])
+@pytest.mark.parametrize("lmbda", [4e-4, 1e-3, 4e-3, 1e-2])
 def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     width: int, height: int, lmbda: float
 ) -> None:
     """Every recipe gets the small decoder, whatever the size; ``medium`` and up add IFCE
     with hyper-latents, ``fast`` too from 90,000 pixels on (at low rates from 200,000), the
     other quick recipes never. ``fast`` widens the synthesis to 16 on mid-size frames (from
-    120,000 pixels below λ = 2e-3, from 200,000 above), and at high rates its ARM too."""
+    120,000 pixels below λ = 6e-3, from 200,000 above), and at high rates its ARM too."""
     from coolchic.codec import (
         QUICK_RECIPES,
         SMALL_DECODER,
@@ -365,7 +365,7 @@ def test_which_recipes_add_the_inter_feature_context_to_the_small_decoder(
     pixels = width * height
     fast_has_context = pixels >= 200_000 or (pixels >= 90_000 and lmbda < 6e-3)
     fast_arm_is_wide = 120_000 <= pixels < 600_000 and lmbda < 6e-4
-    fast_is_wide = 200_000 <= pixels < 600_000 or (120_000 <= pixels < 600_000 and lmbda < 2e-3)
+    fast_is_wide = 200_000 <= pixels < 600_000 or (120_000 <= pixels < 600_000 and lmbda < 6e-3)
     for recipe in RECIPES:
         config = default_model_config(lmbda, recipe, pixels=pixels)
         wide = recipe == "fast" and fast_is_wide
