@@ -104,7 +104,7 @@ class Recipe:
     network_lr_scale: float = NETWORK_LR_SCALE
     #: Whether the networks' integers and the improbable latents get RDOQ after training (on
     #: frames small enough, :func:`coolchic.nnquant.search.takes_rdoq`). ``instant`` leaves it
-    #: out: its few hundred evaluations cost more than its 90 training steps.
+    #: out: its few hundred evaluations cost about as much as its 90 training steps.
     rdoq: bool = True
 
     @property
