@@ -29,7 +29,14 @@ from coolchic.errors import EncodingError
 from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
 from coolchic.train.checkpoint import Checkpoint, TrainingState
-from coolchic.train.loss import Target, decoded_output, distortion, psnr_db
+from coolchic.train.loss import (
+    Target,
+    add_network_rate_gradient,
+    decoded_output,
+    distortion,
+    network_rate_weight,
+    psnr_db,
+)
 from coolchic.train.progress import ProgressCallback, ProgressEvent, ignore_progress
 from coolchic.train.recipes import NETWORK_LR_SCALE, Phase, Recipe
 from coolchic.train.soap import Soap
@@ -165,7 +172,8 @@ def training_step(
     output = model(quantizer=quantizer, generator=generator)
     loss = distortion(output.x_hat, target) + lmbda * (output.rate_bits / target.n_pixels)
     loss.backward()
-    if networks:
+    if networks and (bits_weight := network_rate_weight(lmbda)):
+        add_network_rate_gradient(model, bits_weight * lmbda / target.n_pixels)
         torch.nn.utils.clip_grad_norm_(networks, GRADIENT_CLIP_NORM)
     optimizer.step()
     return loss
