@@ -136,3 +136,29 @@ def test_training_at_high_rates_leaves_the_networks_free(
     free = train_briefly(monkeypatch, 0.0, lmbda=lmbda)
     default = train_briefly(monkeypatch, NETWORK_RATE_WEIGHT, lmbda=lmbda)
     assert coded_size(default) == coded_size(free)
+
+
+@pytest.mark.parametrize("lmbda", [NETWORK_RATE_MIN_LMBDA / 2, NETWORK_RATE_MIN_LMBDA * 2])
+def test_the_networks_gradient_is_clipped_at_every_rate(
+    monkeypatch: pytest.MonkeyPatch, lmbda: float
+) -> None:
+    clipped: list[int] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def counting_clip(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+        clipped.append(len(parameters))
+        return clip(parameters, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counting_clip)
+    model = perturbed_model("fast", seed=4)
+    networks, parameters = select_trained(model, ALL)
+    training_step(
+        model,
+        make_optimizer(networks, parameters, lr=1e-2),
+        networks,
+        target=noise_rgb_target(0, height=16, width=24),
+        lmbda=lmbda,
+        quantizer=INFERENCE,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert clipped == [len(networks)]

@@ -172,8 +172,9 @@ def training_step(
     output = model(quantizer=quantizer, generator=generator)
     loss = distortion(output.x_hat, target) + lmbda * (output.rate_bits / target.n_pixels)
     loss.backward()
-    if networks and (bits_weight := network_rate_weight(lmbda)):
-        add_network_rate_gradient(model, bits_weight * lmbda / target.n_pixels)
+    if networks:
+        if bits_weight := network_rate_weight(lmbda):
+            add_network_rate_gradient(model, bits_weight * lmbda / target.n_pixels)
         torch.nn.utils.clip_grad_norm_(networks, GRADIENT_CLIP_NORM)
     optimizer.step()
     return loss
