@@ -30,7 +30,9 @@ from coolchic.nnquant.params import parameter_layout
 #: :data:`NETWORK_RATE_MIN_LMBDA` up. The slope holds for a fixed step only. At 2, on seven
 #: 192x128 to 416x240 pictures at λ = 4e-3 and 1e-2, the networks' bits fell by 5 to 52 %
 #: and the rate-distortion cost by 1.95 ± 0.55 % (22 pairs over two seeds, 18 lower); at
-#: λ = 1e-3 it rose by 0.4 % in each of four pairs (BENCHMARKS.md, 2026-12-07 08:30).
+#: λ = 1e-3 it rose by 0.4 % in each of four pairs (BENCHMARKS.md, 2026-12-07 08:30). Over
+#: four seeds it lowered J at λ = 4e-3 and 1e-2 on kodim15 192x128 by 2.9 ± 0.9 %, and
+#: ``medium``'s larger networks gained more: 6 to 14 % there (2026-12-07 10:45).
 NETWORK_RATE_WEIGHT = 2.0
 #: Below this λ (high rates) the networks train as if they were free: there they are a smaller
 #: share of the file and their precision buys more distortion than their bits cost. Between
