@@ -148,12 +148,9 @@ class _Columns:
     def columns(self, chunk: slice) -> slice:
         return chunk
 
-    #: The chunks' inputs never overlap: each writes its own columns of the input gradient.
-    disjoint = True
-
     def new_input_gradient(self, x: Tensor) -> Tensor:
-        """One tensor for all the chunks, left unset: every column is written once."""
-        return torch.empty_like(x)
+        """One zeroed tensor for all the chunks: they are disjoint (the C kernel adds)."""
+        return torch.zeros_like(x)
 
     def rounds(self, items: list[_Item]) -> list[list[_Item]]:
         """The chunks write disjoint columns of the input gradient: one round."""
@@ -315,9 +312,6 @@ class _PaddedGrids:
         for p in range(self.n_coarser):
             out[self.n_spatial + p] = self.plane(buffer, band.grid, p)[band.first : band.end]
         return out.view(self.n_contexts, height * width)
-
-    #: Context windows overlap: each band adds to the input gradient (see :meth:`rounds`).
-    disjoint = False
 
     def new_input_gradient(self, buffer: Tensor) -> Tensor:
         """One zeroed buffer for all the bands (see :meth:`rounds`)."""
@@ -576,7 +570,6 @@ def _native_backward(
             *packed.arguments(),
             *run.columns_of(grad_out),
             grad_in or None,
-            int(layout.disjoint),
             grad_weights[index].data_ptr(),
             grad_biases[index].data_ptr(),
             None if grad_skips is None else grad_skips[index].data_ptr(),

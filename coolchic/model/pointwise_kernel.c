@@ -18,15 +18,8 @@
  *
  * The backward adds into grad_weights, grad_biases and (when not NULL) grad_in, in a fixed
  * order: a call is deterministic, and the caller sums per-thread accumulators in a fixed
- * order too. With store_input it writes grad_in instead of adding to it, for layouts whose
- * inputs never overlap (the synthesis's feature map): no zeroed buffer to fill and read back.
- * The calls release Python's interpreter lock (ctypes), so two threads run two bands at once.
- *
- * Speed. A sum of products over k is a chain of dependent adds, each waiting for the last
- * (about 4 cycles), so one chain at a time leaves the multiply-add units mostly idle. The
- * loops below keep several independent chains in flight (TILE outputs, LANE_TILE weight
- * lanes) while each chain still adds its terms in the same order: the same bits as one chain
- * at a time, about 1.25x faster for the ARM and 1.3x for the synthesis at 1152x768.
+ * order too. The calls release Python's interpreter lock (ctypes), so two threads run two
+ * bands at once.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,8 +41,6 @@ static inline vec keep_where(mask keep, vec x) { return (vec)((mask)x & keep); }
 
 #define BLOCK 32 /* columns per block, on every target */
 #define VECS (BLOCK / LANES) /* vectors per block */
-#define TILE (8 / VECS) /* rows computed at once: 8 vector sums in flight */
-#define LANE_TILE 8 /* weight-gradient lanes updated at once, one vector each */
 #define MAX_WIDTH 64
 #define MAX_LAYERS 8
 #define SEGMENT (BLOCK * 16) /* columns whose input gradient is added back in one pass */
@@ -82,30 +73,14 @@ static void forward_block(int32_t n_layers, const int32_t *dims, const float *we
     const vec zero = {0};
     for (int32_t layer = 0; layer < n_layers; layer++) {
         const int32_t n_in = dims[layer], n_out = dims[layer + 1];
-        /* TILE outputs at once (see "Speed" above). */
-        for (int32_t first = 0; first < n_out; first += TILE) {
-            const int32_t tile = n_out - first < TILE ? n_out - first : TILE;
-            Block sum[TILE];
-            for (int32_t t = 0; t < TILE; t++)
-                for (int32_t v = 0; v < VECS; v++)
-                    sum[t][v] = zero + (t < tile ? biases[first + t] : 0.0f);
-            if (tile == TILE) {
-                for (int32_t k = 0; k < n_in; k++)
-                    for (int32_t t = 0; t < TILE; t++) {
-                        const float w = weights[(int64_t)(first + t) * n_in + k];
-                        for (int32_t v = 0; v < VECS; v++) sum[t][v] += w * act[layer][k][v];
-                    }
-            } else {
-                for (int32_t t = 0; t < tile; t++)
-                    for (int32_t k = 0; k < n_in; k++) {
-                        const float w = weights[(int64_t)(first + t) * n_in + k];
-                        for (int32_t v = 0; v < VECS; v++) sum[t][v] += w * act[layer][k][v];
-                    }
-            }
-            for (int32_t t = 0; t < tile; t++)
-                for (int32_t v = 0; v < VECS; v++)
-                    act[layer + 1][first + t][v] =
-                        relu[layer] ? keep_where(sum[t][v] > zero, sum[t][v]) : sum[t][v];
+        for (int32_t o = 0; o < n_out; o++) {
+            const float *row = weights + (int64_t)o * n_in;
+            Block sum;
+            for (int32_t v = 0; v < VECS; v++) sum[v] = zero + biases[o];
+            for (int32_t k = 0; k < n_in; k++)
+                for (int32_t v = 0; v < VECS; v++) sum[v] += row[k] * act[layer][k][v];
+            for (int32_t v = 0; v < VECS; v++)
+                act[layer + 1][o][v] = relu[layer] ? keep_where(sum[v] > zero, sum[v]) : sum[v];
         }
         weights += (int64_t)n_out * n_in;
         biases += n_out;
@@ -185,33 +160,14 @@ static void backward_block(int32_t n_layers, const int32_t *dims, const float *w
             for (int32_t v = 0; v < VECS; v++) bias_lane += grad[o][v];
             gb[o] = bias_lane;
             vec *row = gw + (int64_t)o * n_in;
-            int32_t k = 0;
-            for (; k + LANE_TILE <= n_in; k += LANE_TILE) { /* see "Speed" above */
-                vec lane[LANE_TILE];
-                for (int32_t t = 0; t < LANE_TILE; t++) lane[t] = row[k + t];
-                for (int32_t v = 0; v < VECS; v++)
-                    for (int32_t t = 0; t < LANE_TILE; t++)
-                        lane[t] += grad[o][v] * act[layer][k + t][v];
-                for (int32_t t = 0; t < LANE_TILE; t++) row[k + t] = lane[t];
-            }
-            for (; k < n_in; k++) {
+            for (int32_t k = 0; k < n_in; k++) {
                 vec lane = row[k];
                 for (int32_t v = 0; v < VECS; v++) lane += grad[o][v] * act[layer][k][v];
                 row[k] = lane;
             }
         }
         if (layer == 0 && !need_input) break;
-        int32_t k = 0;
-        for (; k + TILE <= n_in; k += TILE) { /* see "Speed" above */
-            Block sum[TILE] = {{{0}}};
-            for (int32_t o = 0; o < n_here; o++)
-                for (int32_t t = 0; t < TILE; t++) {
-                    const float wok = w[(int64_t)o * n_in + k + t];
-                    for (int32_t v = 0; v < VECS; v++) sum[t][v] += wok * grad[o][v];
-                }
-            memcpy(grad_below[k], sum, sizeof(Block) * TILE);
-        }
-        for (; k < n_in; k++) {
+        for (int32_t k = 0; k < n_in; k++) {
             Block sum = {{0}};
             for (int32_t o = 0; o < n_here; o++) {
                 const float wok = w[(int64_t)o * n_in + k];
@@ -247,8 +203,8 @@ int coolchic_mlp_backward(const float *in, const int64_t *off, int64_t in_row_st
                           int64_t rows, int64_t width, int32_t n_layers, const int32_t *dims,
                           const float *weights, const float *biases, const uint8_t *relu,
                           const float *skip, const float *grad_out, int64_t grad_out_stride,
-                          float *grad_in, int32_t store_input, float *grad_weights,
-                          float *grad_biases, float *grad_skip) {
+                          float *grad_in, float *grad_weights, float *grad_biases,
+                          float *grad_skip) {
     static _Thread_local Activations act;
     static _Thread_local Block grad[MAX_WIDTH];
     static _Thread_local Block skip_grad[MAX_WIDTH];
@@ -296,10 +252,7 @@ int coolchic_mlp_backward(const float *in, const int64_t *off, int64_t in_row_st
                 for (int32_t k = 0; k < dims[0]; k++) {
                     float *restrict target = grad_in + off[k] + r * in_row_stride + segment;
                     const float *restrict source = input_grad[k];
-                    if (store_input)
-                        memcpy(target, source, sizeof(float) * (size_t)(segment_end - segment));
-                    else
-                        for (int64_t j = 0; j < segment_end - segment; j++) target[j] += source[j];
+                    for (int64_t j = 0; j < segment_end - segment; j++) target[j] += source[j];
                 }
         }
     }
