@@ -2,7 +2,9 @@
 
 One forward and backward of each, at ``fast``'s 1152x768 high-rate shapes (24 spatial
 contexts and 2 inter-feature values into 8 hidden features and 2 outputs over 7 grids; 7
-features into 8 and 3 over every pixel), on CPU thread time, the minimum of ``--repeats``.
+features into 8 and 3 over every pixel), the fastest of ``--repeats``: CPU time of the
+calling thread on one thread (steal time on a shared host does not count), wall time on
+more (the work is then on the chunk workers).
 The kernel's share of a whole step is what ``model_step.py`` measures; this isolates it,
 so that two revisions of ``pointwise_kernel.c`` can be compared on a noisy host (run the
 script from each revision's tree, alternated, and compare medians). A checksum of the
@@ -32,14 +34,14 @@ def _layers(widths: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor], 
     return weights, biases, relus
 
 
-def _fastest(step: Callable[[], None], repeats: int) -> float:
-    """Milliseconds of thread CPU time, the fastest of ``repeats`` after one warm-up."""
+def _fastest(step: Callable[[], None], repeats: int, clock: Callable[[], float]) -> float:
+    """Milliseconds on ``clock``, the fastest of ``repeats`` after one warm-up."""
     step()
     times = []
     for _ in range(repeats):
-        start = time.thread_time()
+        start = clock()
         step()
-        times.append(time.thread_time() - start)
+        times.append(clock() - start)
     return min(times) * 1e3
 
 
@@ -63,8 +65,9 @@ def measure(height: int, width: int, threads: int, repeats: int) -> tuple[float,
     def synthesis_step() -> None:
         pointwise_mlp(features * 1.0, *synthesis).backward(synthesis_grad)
 
-    arm_ms = _fastest(arm_step, repeats)
-    synthesis_ms = _fastest(synthesis_step, repeats)
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    arm_ms = _fastest(arm_step, repeats, clock)
+    synthesis_ms = _fastest(synthesis_step, repeats, clock)
     checksum = sum(
         float(t.grad.double().abs().sum())  # type: ignore[union-attr]
         for t in (grids, features, *arm[0], *synthesis[0])
