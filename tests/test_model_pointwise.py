@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -454,3 +455,32 @@ def test_without_the_kernel_the_pytorch_form_runs(
         _forget_kernels()
     if reason == "no-compiler":
         assert "no C compiler" in caplog.text
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_writes_every_column_of_the_input_gradient(
+    compiled_kernel: native.MlpKernel,
+    chunk_columns: int,
+    threads: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Columns share no input, so the kernel writes their input gradient into a buffer that
+    nobody zeroed: one filled with NaN first must come back as the zero-filled one does."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        weights, biases = _float32_layers([7, 8, 3])
+        x = torch.randn(7, 33 * 31 + 5, requires_grad=True)
+
+        def gradient() -> torch.Tensor:
+            return _values_and_gradients(
+                lambda: pointwise_mlp(x, weights, biases, [True, False]), [x]
+            )[1]
+
+        clean = gradient()
+        empty_like = torch.empty_like
+        monkeypatch.setattr(torch, "empty_like", lambda t: empty_like(t).fill_(math.nan))
+        poisoned = gradient()
+        assert torch.equal(poisoned, clean)
+    finally:
+        torch.set_num_threads(before)

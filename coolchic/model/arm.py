@@ -483,7 +483,10 @@ class Arm(nn.Module):
         contexts.check(flat)
         layout = contexts.layout_input(flat, self.ifce)
         raw = context_mlp(layout, contexts.geometry, *self.layers(), skip=self._skip())
-        return rate_from_raw(flat, raw[0], raw[1])
+        # unbind, not raw[0] and raw[1]: the backward stacks the two gradients in one pass
+        # where each index filled a zeroed [2, N] copy and autograd added the two
+        mu, log_scale = raw.unbind(0)
+        return rate_from_raw(flat, mu, log_scale)
 
     def _skip(self) -> Tensor | None:
         """The stabiliser's ``[2, C]`` weight, which the MLP adds in the same pass, or None."""

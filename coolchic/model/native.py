@@ -131,6 +131,7 @@ def _load() -> MlpKernel | None:
     backward.argtypes = [
         *forward.argtypes[:11],
         *(_pointer, _int64, _pointer),  # grad out, its stride, grad in
+        _int32,  # 1: write grad in (no two columns share an input), 0: add to it
         *(_pointer, _pointer, _pointer),  # grad W, grad b, grad skip
     ]
     max_width, max_layers = _int32(), _int32()

@@ -148,8 +148,12 @@ class _Columns:
     def columns(self, chunk: slice) -> slice:
         return chunk
 
+    #: No two columns read the same input: the C kernel writes each column's input gradient
+    #: once, into a buffer that need not be zeroed first.
+    disjoint_inputs = True
+
     def new_input_gradient(self, x: Tensor) -> Tensor:
-        """One zeroed tensor for all the chunks: they are disjoint (the C kernel adds)."""
+        """One zeroed tensor for all the chunks (the PyTorch form assigns into it)."""
         return torch.zeros_like(x)
 
     def rounds(self, items: list[_Item]) -> list[list[_Item]]:
@@ -312,6 +316,9 @@ class _PaddedGrids:
         for p in range(self.n_coarser):
             out[self.n_spatial + p] = self.plane(buffer, band.grid, p)[band.first : band.end]
         return out.view(self.n_contexts, height * width)
+
+    #: Context windows overlap: each band adds to the input gradient (see :meth:`rounds`).
+    disjoint_inputs = False
 
     def new_input_gradient(self, buffer: Tensor) -> Tensor:
         """One zeroed buffer for all the bands (see :meth:`rounds`)."""
@@ -548,7 +555,8 @@ def _native_backward(
     """The backward of :class:`_ChunkedMlp` with one C call per chunk.
 
     Each chunk adds into its own row of weight, bias and skip gradients, summed in chunk order
-    at the end, and into the one input gradient round by round (see the layouts' ``rounds``).
+    at the end, and into the one input gradient round by round (see the layouts' ``rounds``),
+    or writes its columns of it where no two columns share an input (``disjoint_inputs``).
     """
     weights, biases, skip = _split(params, relus)
     packed = _Packed(weights, biases, relus, skip)
@@ -557,7 +565,10 @@ def _native_backward(
     grad_weights = packed.weights.new_zeros(len(items), packed.weights.numel())
     grad_biases = packed.biases.new_zeros(len(items), packed.biases.numel())
     grad_skips = None if skip is None else skip.new_zeros(len(items), skip.numel())
-    grad_source = layout.new_input_gradient(source) if need_x else None
+    grad_source = None
+    if need_x:  # disjoint inputs are each written once: no zeros to fill first
+        fresh = torch.empty_like if layout.disjoint_inputs else layout.new_input_gradient
+        grad_source = fresh(source)
 
     def job(item: _Item) -> None:
         index, chunk = item
@@ -570,6 +581,7 @@ def _native_backward(
             *packed.arguments(),
             *run.columns_of(grad_out),
             grad_in or None,
+            int(layout.disjoint_inputs),
             grad_weights[index].data_ptr(),
             grad_biases[index].data_ptr(),
             None if grad_skips is None else grad_skips[index].data_ptr(),

@@ -93,9 +93,14 @@ class Target:
 
 
 def split_output(x_hat: Tensor, fmt: FrameFormat) -> tuple[Tensor, Tensor | None]:
-    """Synthesis output ``[1, 3, H, W]`` → (full-resolution part, 4:2:0 chroma or None)."""
+    """Synthesis output ``[1, 3, H, W]`` → (full-resolution part, 4:2:0 chroma or None).
+
+    One split rather than two slices: the backward joins the two gradients in one pass, where
+    each slice's backward filled a zeroed copy of the whole output and autograd added the two.
+    """
     if fmt == "yuv420":
-        return x_hat[:, :1], F.avg_pool2d(x_hat[:, 1:3], kernel_size=2)
+        luma, chroma = x_hat.split((1, 2), dim=1)
+        return luma, F.avg_pool2d(chroma, kernel_size=2)
     return x_hat, None
 
 
