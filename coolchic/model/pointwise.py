@@ -149,12 +149,13 @@ class _Columns:
         return chunk
 
     #: No two columns read the same input: the C kernel writes each column's input gradient
-    #: once, into a buffer that need not be zeroed first.
+    #: once instead of adding it.
     disjoint_inputs = True
 
     def new_input_gradient(self, x: Tensor) -> Tensor:
-        """One zeroed tensor for all the chunks (the PyTorch form assigns into it)."""
-        return torch.zeros_like(x)
+        """One tensor for all the chunks, not zeroed: every column is written once (assigned
+        by the PyTorch form, written by the C kernel)."""
+        return torch.empty_like(x)
 
     def rounds(self, items: list[_Item]) -> list[list[_Item]]:
         """The chunks write disjoint columns of the input gradient: one round."""
@@ -565,10 +566,7 @@ def _native_backward(
     grad_weights = packed.weights.new_zeros(len(items), packed.weights.numel())
     grad_biases = packed.biases.new_zeros(len(items), packed.biases.numel())
     grad_skips = None if skip is None else skip.new_zeros(len(items), skip.numel())
-    grad_source = None
-    if need_x:  # disjoint inputs are each written once: no zeros to fill first
-        fresh = torch.empty_like if layout.disjoint_inputs else layout.new_input_gradient
-        grad_source = fresh(source)
+    grad_source = layout.new_input_gradient(source) if need_x else None
 
     def job(item: _Item) -> None:
         index, chunk = item
