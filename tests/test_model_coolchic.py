@@ -12,7 +12,7 @@ from coolchic.model.config import ModelConfig, parse_synthesis
 from coolchic.model.coolchic import MODULE_NAMES, CoolChicModel
 from coolchic.model.output import round_to_bit_depth
 from coolchic.model.quantizer import INFERENCE, QuantizerSettings
-from coolchic.train.loss import decoded_output, split_output
+from coolchic.train.loss import decoded_planes, split_output
 
 
 def _model(height: int = 34, width: int = 66, **changes: object) -> CoolChicModel:
@@ -110,11 +110,13 @@ def test_quantized_latents_and_decoder_path_match_the_forward() -> None:
         decoded_int = model.decode_from_latents([t.to(torch.int32) for t in latents])
         decoded_2d = model.decode_from_latents(latents, separable=False)
         total, per_grid = model.rate_of_latents(latents)
+        total_alone = model.total_rate_of_latents(latents)
     torch.testing.assert_close(decoded, out.x_hat, rtol=0, atol=0)
     torch.testing.assert_close(decoded_int, out.x_hat, rtol=0, atol=0)
     torch.testing.assert_close(decoded_2d, out.x_hat, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(total, out.rate_bits)
     torch.testing.assert_close(per_grid, out.grid_rate_bits)
+    assert torch.equal(total_alone, total)
 
 
 def test_decoder_rejects_wrong_latents() -> None:
@@ -154,13 +156,13 @@ def test_yuv420_output_averages_chroma() -> None:
     torch.testing.assert_close(y, x[:, :1])
     torch.testing.assert_close(chroma[0, 0, 1, 2], x[0, 1, 2:4, 4:6].mean())
     torch.testing.assert_close(chroma[0, 1, 0, 0], x[0, 2, 0:2, 0:2].mean())
-    decoded = decoded_output(x, "yuv420", 16)  # clamped after the mean, then rounded
-    assert decoded.shape == x.shape
-    torch.testing.assert_close(decoded[:, :1], round_to_bit_depth(x[:, :1].clamp(0, 1), 16))
+    luma, chroma = decoded_planes(x, "yuv420", 16)  # clamped after the mean, then rounded
+    assert chroma is not None and chroma.shape == (1, 2, 2, 3)
+    torch.testing.assert_close(luma, round_to_bit_depth(x[:, :1].clamp(0, 1), 16))
     u = round_to_bit_depth(x[0, 1, 2:4, 4:6].mean().clamp(0, 1), 16)
-    torch.testing.assert_close(decoded[0, 1, 2:4, 4:6], u.expand(2, 2))
+    torch.testing.assert_close(chroma[0, 0, 1, 2], u)
     v = round_to_bit_depth(x[0, 2, 0:2, 0:2].mean().clamp(0, 1), 16)
-    torch.testing.assert_close(decoded[0, 2, 0:2, 0:2], v.expand(2, 2))
+    torch.testing.assert_close(chroma[0, 1, 0, 0], v)
     assert torch.equal(x, original)
     with pytest.raises(InputError, match="even"):
         check_dimensions(5, 6, "yuv420")  # odd 4:2:0 frames never reach the model
@@ -170,9 +172,10 @@ def test_rgb_output_and_bit_depth_rounding() -> None:
     x = torch.tensor([-0.5, 0.2, 1.7]).view(1, 3, 1, 1)
     full, chroma = split_output(x, "rgb")
     assert chroma is None and full is x
+    decoded, no_chroma = decoded_planes(x, "rgb", 16)
+    assert no_chroma is None
     torch.testing.assert_close(
-        decoded_output(x, "rgb", 16),
-        round_to_bit_depth(torch.tensor([0.0, 0.2, 1.0]), 16).view(1, 3, 1, 1),
+        decoded, round_to_bit_depth(torch.tensor([0.0, 0.2, 1.0]), 16).view(1, 3, 1, 1)
     )
     values = torch.tensor([0.0, 0.5, 1.0, 0.1234])
     rounded = round_to_bit_depth(values, 8)

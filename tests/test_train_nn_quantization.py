@@ -18,6 +18,7 @@ from coolchic.nnquant.params import QuantizedNetworks
 from coolchic.nnquant.search import (
     IMPROBABLE_LATENT_BITS,
     RDOQ_MAX_PIXELS,
+    _loss_function,
     quantize_networks,
     rdoq_improbable_latents,
     takes_rdoq,
@@ -68,6 +69,21 @@ def test_rdoq_does_not_raise_the_cost() -> None:
     for group, before in zip(optimised, plain, strict=True):
         assert group.exponent == before.exponent  # RDOQ moves integers, not steps
         assert [q.shape for q in group.integers] == [q.shape for q in before.integers]
+
+
+@pytest.mark.parametrize("module", ["arm", "upsampling", "synthesis"])
+def test_partial_cost_of_a_module_equals_the_whole_evaluation(module: str) -> None:
+    """The search prices a change to one module by the half of the forward pass it touches;
+    that price must be the decoder's whole cost, or the search picks other steps."""
+    target, model = _noise_image_model(seed=2)
+    cost = _loss_function(model, target, LMBDA, module)
+    before = cost()
+    with torch.no_grad():
+        for parameter in model.module(module).parameters():  # type: ignore[arg-type]
+            parameter.mul_(0.7).add_(0.01)
+    after = cost()
+    assert after == evaluate(model, target, LMBDA).loss
+    assert after != before
 
 
 def test_upsampling_filters_are_coded_as_differences_from_their_start() -> None:

@@ -197,8 +197,16 @@ class CoolChicModel(nn.Module):
         Returns:
             ``(total_bits, grid_bits)``: a 0-d tensor and a ``[n_grids]`` tensor.
         """
+        bits = self._bits_of_latents(latents)
+        return ordered_sum(bits), self._grid_rate(bits)
+
+    def total_rate_of_latents(self, latents: list[Tensor]) -> Tensor:
+        """:meth:`rate_of_latents`' total alone (the step search asks for it hundreds of
+        times, and the per-grid sums are a pass over every latent)."""
+        return ordered_sum(self._bits_of_latents(latents))
+
+    def _bits_of_latents(self, latents: list[Tensor]) -> Tensor:
         self.latents.check_latents(latents)
         dtype = self.latents.grids[0].dtype
         flat = torch.cat([latent.reshape(-1).to(dtype) for latent in latents])
-        bits = self._rate_bits(flat)
-        return ordered_sum(bits), self._grid_rate(bits)
+        return self._rate_bits(flat)

@@ -38,7 +38,7 @@ from coolchic.nnquant.params import (
     predicted_integers,
     quantize,
 )
-from coolchic.train.loss import Target, decoded_output, distortion
+from coolchic.train.loss import Target, decoded_distortion
 from coolchic.train.recipes import Recipe
 from coolchic.train.trainer import evaluate
 
@@ -129,31 +129,32 @@ def _loss_function(
 ) -> Callable[[], float]:
     """``evaluate(model, target, lmbda).loss`` for a model where only ``module`` changes.
 
-    The ARM only changes the rate and the synthesis only the distortion, so for those the
-    other half of the forward pass is computed once (v5's partial scores): the step search
-    and RDOQ evaluate the cost hundreds of times and this roughly halves their time.
+    The ARM only changes the rate, the upsampling and the synthesis only the distortion, so
+    the other half of the forward pass is computed once, and so is the synthesis' input (v5's
+    partial scores): the step search and RDOQ evaluate the cost hundreds of times.
     """
-    reference = evaluate(model, target, lmbda)
     latents = model.quantized_latents()
+    grids = latents[: model.config.n_grids]  # the hyper grids only reach the ARM
 
     @torch.no_grad()
-    def arm_loss() -> float:
-        bits, _ = model.rate_of_latents(latents)
-        return reference.mse + lmbda * float(bits) / target.n_pixels
+    def bpp() -> float:
+        return float(model.total_rate_of_latents(latents)) / target.n_pixels
+
+    @torch.no_grad()
+    def mse(features: torch.Tensor | None = None) -> float:
+        if features is None:
+            features = model.upsampling(grids)
+        return float(decoded_distortion(model.synthesis(features), target))
 
     if module == "arm":
-        return arm_loss
+        fixed_mse = mse()
+        return lambda: fixed_mse + lmbda * bpp()
+    fixed_bpp = bpp()
     if module == "synthesis":
         with torch.no_grad():
-            features = model.upsampling(latents[: model.config.n_grids])  # no hyper grids
-
-        @torch.no_grad()
-        def synthesis_loss() -> float:
-            x_hat = decoded_output(model.synthesis(features), target.format, target.bit_depth)
-            return float(distortion(x_hat, target)) + lmbda * reference.bpp
-
-        return synthesis_loss
-    return lambda: evaluate(model, target, lmbda).loss
+            features = model.upsampling(grids)
+        return lambda: mse(features) + lmbda * fixed_bpp
+    return lambda: mse() + lmbda * fixed_bpp
 
 
 def _rdoq_group(

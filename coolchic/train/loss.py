@@ -106,7 +106,15 @@ def split_output(x_hat: Tensor, fmt: FrameFormat) -> tuple[Tensor, Tensor | None
 
 def distortion(x_hat: Tensor, target: Target) -> Tensor:
     """Pixel-count-weighted MSE (a 0-d tensor) between the synthesis output and the target."""
-    full, chroma = split_output(x_hat, target.format)
+    return _planes_distortion(*split_output(x_hat, target.format), target)
+
+
+def decoded_distortion(x_hat: Tensor, target: Target) -> Tensor:
+    """:func:`distortion` of what the decoder writes from ``x_hat`` (:func:`decoded_planes`)."""
+    return _planes_distortion(*decoded_planes(x_hat, target.format, target.bit_depth), target)
+
+
+def _planes_distortion(full: Tensor, chroma: Tensor | None, target: Target) -> Tensor:
     sse = ordered_sum((full - target.full) ** 2)  # the same at any thread count
     n_samples = target.full.numel()
     if chroma is not None and target.chroma is not None:
@@ -115,18 +123,18 @@ def distortion(x_hat: Tensor, target: Target) -> Tensor:
     return sse / n_samples
 
 
-def decoded_output(x_hat: Tensor, target_format: FrameFormat, bit_depth: int) -> Tensor:
-    """What the decoder writes, back in a training-shaped tensor.
+def decoded_planes(
+    x_hat: Tensor, target_format: FrameFormat, bit_depth: int
+) -> tuple[Tensor, Tensor | None]:
+    """What the decoder writes: the full-resolution part and the 4:2:0 chroma (or None).
 
-    4:2:0 conversion (chroma means), clamp to [0, 1], rounding to the bit depth, then chroma
-    repeated ×2 so the result has the shape of ``x_hat`` and :func:`distortion` applies.
+    4:2:0 conversion (chroma means), then clamp to [0, 1] and rounding to the bit depth.
     """
     full, chroma = split_output(x_hat, target_format)
     full = round_to_bit_depth(full.clamp(0.0, 1.0), bit_depth)
-    if chroma is None:
-        return full
-    chroma = round_to_bit_depth(chroma.clamp(0.0, 1.0), bit_depth)
-    return torch.cat([full, F.interpolate(chroma, scale_factor=2.0, mode="nearest")], dim=1)
+    if chroma is not None:
+        chroma = round_to_bit_depth(chroma.clamp(0.0, 1.0), bit_depth)
+    return full, chroma
 
 
 def psnr_db(mse: float) -> float:

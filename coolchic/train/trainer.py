@@ -32,7 +32,7 @@ from coolchic.train.checkpoint import Checkpoint, TrainingState
 from coolchic.train.loss import (
     Target,
     add_network_rate_gradient,
-    decoded_output,
+    decoded_distortion,
     distortion,
     network_rate_weight,
     psnr_db,
@@ -73,8 +73,7 @@ class Evaluation:
 def evaluate(model: CoolChicModel, target: Target, lmbda: float) -> Evaluation:
     """Rate-distortion cost of the model with rounded latents and a rounded output."""
     output = model(quantizer=INFERENCE)
-    reconstruction = decoded_output(output.x_hat, target.format, target.bit_depth)
-    mse = float(distortion(reconstruction, target))
+    mse = float(decoded_distortion(output.x_hat, target))
     bpp = float(output.rate_bits) / target.n_pixels
     return Evaluation(loss=mse + lmbda * bpp, mse=mse, bpp=bpp)
 
