@@ -188,25 +188,14 @@ class CoolChicModel(nn.Module):
         grids = [latent.to(dtype) for latent in latents[: self.config.n_grids]]
         return self.synthesis(self.upsampling(grids, separable=separable))
 
-    def rate_of_latents(self, latents: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Float-ARM estimate of the rate of given latents.
+    def rate_of_latents(self, latents: list[Tensor]) -> Tensor:
+        """Float-ARM estimate of the total bits of given latents, a 0-d tensor (what the
+        networks' step search prices the ARM's candidates with).
 
         Args:
             latents: ``n_grids`` tensors ``[1, 1, h_i, w_i]``, finest first.
-
-        Returns:
-            ``(total_bits, grid_bits)``: a 0-d tensor and a ``[n_grids]`` tensor.
         """
-        bits = self._bits_of_latents(latents)
-        return ordered_sum(bits), self._grid_rate(bits)
-
-    def total_rate_of_latents(self, latents: list[Tensor]) -> Tensor:
-        """:meth:`rate_of_latents`' total alone (the step search asks for it hundreds of
-        times, and the per-grid sums are a pass over every latent)."""
-        return ordered_sum(self._bits_of_latents(latents))
-
-    def _bits_of_latents(self, latents: list[Tensor]) -> Tensor:
         self.latents.check_latents(latents)
         dtype = self.latents.grids[0].dtype
         flat = torch.cat([latent.reshape(-1).to(dtype) for latent in latents])
-        return self._rate_bits(flat)
+        return ordered_sum(self._rate_bits(flat))

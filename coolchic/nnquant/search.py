@@ -138,7 +138,7 @@ def _loss_function(
 
     @torch.no_grad()
     def bpp() -> float:
-        return float(model.total_rate_of_latents(latents)) / target.n_pixels
+        return float(model.rate_of_latents(latents)) / target.n_pixels
 
     @torch.no_grad()
     def mse(features: torch.Tensor | None = None) -> float:
