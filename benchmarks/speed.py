@@ -57,7 +57,6 @@ import torch  # noqa: E402
 
 from coolchic import __version__  # noqa: E402
 from coolchic.codec import EncoderConfig, default_model_config, encode  # noqa: E402
-from coolchic.decoder import decode  # noqa: E402
 from coolchic.io import Frame, read_frame  # noqa: E402
 from coolchic.model.complexity import mac_per_pixel  # noqa: E402
 from coolchic.model.config import ModelConfig  # noqa: E402
@@ -121,6 +120,15 @@ def bench_recipe(iterations: int) -> Recipe:
     )
 
 
+def _auto_config(frame: Frame, lmbda: float) -> ModelConfig:
+    """The architecture that the package in use picks for ``frame`` (``--baseline`` runs this
+    script against older trees, whose ``default_model_config`` took the frame itself)."""
+    try:
+        return default_model_config(lmbda, pixels=frame.width * frame.height)
+    except TypeError:
+        return default_model_config(frame, lmbda)  # type: ignore[arg-type]
+
+
 def time_training(
     frame: Frame,
     iterations: int,
@@ -129,8 +137,7 @@ def time_training(
     device: str,
     architecture: str = "auto",
 ) -> dict[str, Any]:
-    pixels = frame.width * frame.height
-    config = default_model_config(lmbda, pixels=pixels) if architecture == "auto" else ModelConfig()
+    config = _auto_config(frame, lmbda) if architecture == "auto" else ModelConfig()
     target = Target.from_frame(frame, device)
     short = max(1, iterations // 4)
     if iterations <= short:
@@ -210,6 +217,10 @@ def time_decode(
 
 def time_stream_decode(data: bytes, label: str, repeats: int, threads: int) -> dict[str, Any]:
     """Decode ``data`` in-process (first call, then ``repeats``) and as a whole command."""
+    # Imported here: ``--baseline`` runs a copy of this script in older trees (with
+    # ``--skip-decode``), where the decoder had another home.
+    from coolchic.decoder import decode
+
     start = time.perf_counter()
     decoded = decode(data)
     cold = time.perf_counter() - start
