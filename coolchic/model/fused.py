@@ -7,7 +7,8 @@ at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400
 ~50 ms a step on two cores (BENCHMARKS.md, "training step").
 
 Compilation costs a minute or two of C++ builds the first time a frame size is seen on a
-machine (``torch.compile`` keeps them in its on-disk cache, so later processes load them in
+machine (``torch.compile`` keeps them on disk, in ``~/.cache/coolchic/torch-compile`` by
+default (:func:`coolchic._env.bootstrap_env`), so later processes load them in
 seconds), so it is used only where a `fast` encode gains back more than that: training steps
 on inputs of :data:`FUSE_MIN_ELEMENTS` elements and more. The networks-only phase, whose
 latents are fixed, runs the same graphs as the main phase (:func:`as_compiled_input`), so it

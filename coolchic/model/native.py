@@ -38,6 +38,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from coolchic._env import cache_dir
+
 __all__ = ["MlpKernel", "NoiseKernel", "kernel", "library", "noise_kernel"]
 
 logger = logging.getLogger(__name__)
@@ -139,11 +141,6 @@ def _load() -> MlpKernel | None:
     return MlpKernel(forward, backward, max_width.value, max_layers.value)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "coolchic"
-
-
 def _cpu_signature() -> str:
     """What ``-march=native`` depends on: the CPU's model and feature flags."""
     try:
@@ -164,7 +161,7 @@ def _build(source_path: Path) -> Path:
     key = hashlib.sha256(
         b"\0".join([source, " ".join((compiler, *FLAGS)).encode(), _cpu_signature().encode()])
     ).hexdigest()[:16]
-    target = _cache_dir() / f"{source_path.stem}-{key}.so"
+    target = cache_dir() / f"{source_path.stem}-{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
