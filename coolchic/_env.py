@@ -1,4 +1,5 @@
-"""Process-environment bootstrap that must run before anything imports torch."""
+"""Process-environment bootstrap that must run before anything imports torch, and where coolchic
+keeps what it builds."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 MPS_FALLBACK_VARIABLE = "PYTORCH_ENABLE_MPS_FALLBACK"
-#: Where ``torch.compile`` keeps the kernels it builds (torch's default is under ``/tmp``).
-COMPILE_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """What coolchic builds for this machine: ``$XDG_CACHE_HOME/coolchic`` or
-    ``~/.cache/coolchic`` (the C kernels, and ``torch-compile/`` for ``torch.compile``)."""
+    """Where coolchic keeps what it builds for this machine: ``$XDG_CACHE_HOME/coolchic`` or
+    ``~/.cache/coolchic`` (the C kernels, and ``torch-compile/`` for ``torch.compile``'s)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "coolchic"
 
@@ -28,16 +27,10 @@ def is_apple_silicon() -> bool:
 
 
 def bootstrap_env() -> None:
-    """Keep ``torch.compile``'s kernels with coolchic's own cache; on Apple silicon, let ops
-    that MPS lacks fall back to the CPU instead of raising. A value the user set is kept.
+    """Let ops that MPS lacks fall back to the CPU instead of raising, unless the user chose.
 
-    The kernels of a large frame size take minutes to build (``docs/performance.md``). In
-    torch's default place, ``/tmp``, a reboot or a temporary-files cleaner throws them away,
-    and the next encode of that size (a daemon restarted after a reboot) builds them again.
-    torch reads the MPS variable once, when it is imported, so that only helps if this runs
-    first.
+    torch reads the variable once, when it is imported, so this only helps if it runs first.
     """
-    os.environ.setdefault(COMPILE_CACHE_VARIABLE, str(cache_dir() / "torch-compile"))
     if not is_apple_silicon():
         return
     os.environ.setdefault(MPS_FALLBACK_VARIABLE, "1")

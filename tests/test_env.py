@@ -1,12 +1,10 @@
-"""Process set-up on import (MPS fallback with the platform faked in a subprocess, the compile
-cache) and device selection."""
+"""MPS fallback on Apple silicon (platform faked in a subprocess) and device selection."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -48,36 +46,6 @@ def test_user_choice_is_respected() -> None:
 @pytest.mark.parametrize(("system", "machine"), [("Linux", "x86_64"), ("Darwin", "x86_64")])
 def test_other_platforms_are_left_alone(system: str, machine: str) -> None:
     assert _probe(system, machine) == ["<unset>", "False"]
-
-
-_CACHE_PROBE = """
-import os, sys
-import coolchic
-print(os.environ.get("TORCHINDUCTOR_CACHE_DIR", "<unset>"))
-import torch._inductor.runtime.cache_dir_utils as inductor
-print(inductor.cache_dir())
-"""
-
-
-def _cache_probe(env: dict[str, str]) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", _CACHE_PROBE], capture_output=True, text=True, env=env, check=True
-    )
-    return result.stdout.splitlines()
-
-
-def test_compiled_kernels_are_kept_beside_coolchics_own(tmp_path: Path) -> None:
-    """Not in torch's default under /tmp, which a reboot empties (minutes of builds per size)."""
-    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
-    env["XDG_CACHE_HOME"] = str(tmp_path)
-    expected = str(tmp_path / "coolchic" / "torch-compile")
-    assert _cache_probe(env) == [expected, expected]
-
-
-def test_a_compile_cache_the_user_chose_is_kept(tmp_path: Path) -> None:
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg"))
-    env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path / "mine")
-    assert _cache_probe(env) == [str(tmp_path / "mine")] * 2
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

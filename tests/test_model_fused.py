@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,6 +113,50 @@ def test_a_failing_compiler_falls_back_to_eager(
         assert torch.equal(double(torch.ones(3), force_compile=True), torch.full((3,), 2.0))
     warnings = [r for r in caplog.records if "could not compile double" in r.getMessage()]
     assert len(warnings) == 1  # said once, then eager for good
+
+
+def test_compiled_kernels_are_kept_beside_coolchics_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not in torch's default under /tmp, which a reboot empties (minutes of builds a size)."""
+    monkeypatch.delenv(fused.COMPILE_CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seen: list[str | None] = []
+    monkeypatch.setattr(
+        torch,
+        "compile",
+        lambda function, **_: seen.append(os.environ.get(fused.COMPILE_CACHE_VARIABLE)) or function,
+    )
+
+    @fusable
+    def triple(x: torch.Tensor) -> torch.Tensor:
+        return 3 * x
+
+    triple(torch.ones(3), force_compile=True)
+    folder = tmp_path / "coolchic" / "torch-compile"
+    assert seen == [str(folder)]  # set before the build
+    assert folder.is_dir()
+
+
+def test_a_compile_cache_the_user_chose_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(fused.COMPILE_CACHE_VARIABLE, str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    fused.use_persistent_cache()
+    assert os.environ[fused.COMPILE_CACHE_VARIABLE] == str(tmp_path / "mine")
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_an_unwritable_cache_folder_leaves_torchs_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.delenv(fused.COMPILE_CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # mkdir under a file fails
+    fused.use_persistent_cache()
+    assert fused.COMPILE_CACHE_VARIABLE not in os.environ
 
 
 def test_small_inputs_and_evaluations_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:

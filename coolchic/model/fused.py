@@ -8,7 +8,7 @@ at 1920x1080 (2.8 M latents) the two chains' forward and backward went from ~400
 
 Compilation costs a minute or two of C++ builds the first time a frame size is seen on a
 machine (``torch.compile`` keeps them on disk, in ``~/.cache/coolchic/torch-compile`` by
-default (:func:`coolchic._env.bootstrap_env`), so later processes load them in
+default (:func:`use_persistent_cache`), so later processes load them in
 seconds), so it is used only where a `fast` encode gains back more than that: training steps
 on inputs of :data:`FUSE_MIN_ELEMENTS` elements and more. The networks-only phase, whose
 latents are fixed, runs the same graphs as the main phase (:func:`as_compiled_input`), so it
@@ -29,7 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FUSE_MIN_ELEMENTS", "as_compiled_input", "fusable"]
+from coolchic._env import cache_dir
+
+__all__ = ["FUSE_MIN_ELEMENTS", "as_compiled_input", "fusable", "use_persistent_cache"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 #: a `fast` encode took 0.69–0.73x the time with a warm cache and 1.04x on the first encode of
 #: that size (the builds); smaller frames gain less than the builds cost (BENCHMARKS.md).
 FUSE_MIN_ELEMENTS = 90_000
+#: Where ``torch.compile`` keeps its kernels (read by torch at each build).
+COMPILE_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
 
 
 class _Fusable:
@@ -54,6 +58,7 @@ class _Fusable:
         if self.failed or not (force_compile or _large_training_input(first)):
             return self.function(first, *args)
         if self.compiled is None:
+            use_persistent_cache()
             self.compiled = torch.compile(self.function)
         try:
             return self.compiled(first, *args)
@@ -67,6 +72,26 @@ class _Fusable:
             )
             self.failed = True
             return self.function(first, *args)
+
+
+def use_persistent_cache() -> None:
+    """Point ``torch.compile``'s cache at ``~/.cache/coolchic/torch-compile``, unless
+    ``$TORCHINDUCTOR_CACHE_DIR`` is set.
+
+    torch's default, ``/tmp/torchinductor_<user>``, is emptied by a reboot, and under systemd's
+    ``PrivateTmp=`` by every restart of the service; each large frame size then paid its builds
+    again (about 90 s at 1152x768). Where that folder cannot be written (a read-only home),
+    torch's default stays.
+    """
+    if COMPILE_CACHE_VARIABLE in os.environ:
+        return
+    folder = cache_dir() / "torch-compile"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    if os.access(folder, os.W_OK | os.X_OK):
+        os.environ[COMPILE_CACHE_VARIABLE] = str(folder)
 
 
 def _compilation_enabled() -> bool:
