@@ -21,6 +21,21 @@ def cache_dir() -> Path:
     return Path(base) / "coolchic"
 
 
+def cpu_signature() -> str:
+    """What code built for this CPU (``-march=native``) depends on: its model and feature flags.
+
+    Part of every cache key, so that machines sharing a home folder (a cluster's workers on
+    different CPUs) never load each other's builds.
+    """
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(
+            sorted({line for line in lines if line.startswith(("model name", "flags"))})
+        )
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
 def is_apple_silicon() -> bool:
     """True on macOS running natively on arm64 (an x86 Python under Rosetta reports x86_64)."""
     return platform.system() == "Darwin" and platform.machine() == "arm64"

@@ -133,9 +133,21 @@ def test_compiled_kernels_are_kept_beside_coolchics_own(
         return 3 * x
 
     triple(torch.ones(3), force_compile=True)
-    folder = tmp_path / "coolchic" / "torch-compile"
+    folder = fused.compile_cache_dir()
+    assert folder.parent == tmp_path / "coolchic" / "torch-compile"
     assert seen == [str(folder)]  # set before the build
     assert folder.is_dir()
+
+
+def test_each_cpu_gets_its_own_compile_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home folder shared by machines with other CPUs must not hand them these kernels."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    here = fused.compile_cache_dir()
+    monkeypatch.setattr(fused, "cpu_signature", lambda: "flags : sse2 avx2")
+    assert fused.compile_cache_dir() != here
+    assert fused.compile_cache_dir().parent == here.parent
 
 
 def test_a_compile_cache_the_user_chose_is_kept(

@@ -21,17 +21,25 @@ compute the same values up to float rounding. The upsampling stack
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from coolchic._env import cache_dir
+from coolchic._env import cache_dir, cpu_signature
 
-__all__ = ["FUSE_MIN_ELEMENTS", "as_compiled_input", "fusable", "use_persistent_cache"]
+__all__ = [
+    "FUSE_MIN_ELEMENTS",
+    "as_compiled_input",
+    "compile_cache_dir",
+    "fusable",
+    "use_persistent_cache",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +82,18 @@ class _Fusable:
             return self.function(first, *args)
 
 
+def compile_cache_dir() -> Path:
+    """``~/.cache/coolchic/torch-compile/<CPU key>``: one folder per CPU model and feature set.
+
+    torch's cache keys leave the CPU out, and its kernels are built for the CPU they run on,
+    so machines sharing a home folder get a folder each.
+    """
+    key = hashlib.sha256(cpu_signature().encode()).hexdigest()[:16]
+    return cache_dir() / "torch-compile" / key
+
+
 def use_persistent_cache() -> None:
-    """Point ``torch.compile``'s cache at ``~/.cache/coolchic/torch-compile``, unless
+    """Point ``torch.compile``'s cache at :func:`compile_cache_dir`, unless
     ``$TORCHINDUCTOR_CACHE_DIR`` is set.
 
     torch's default, ``/tmp/torchinductor_<user>``, is emptied by a reboot, and under systemd's
@@ -85,7 +103,7 @@ def use_persistent_cache() -> None:
     """
     if COMPILE_CACHE_VARIABLE in os.environ:
         return
-    folder = cache_dir() / "torch-compile"
+    folder = compile_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -31,14 +31,13 @@ import functools
 import hashlib
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from coolchic._env import cache_dir
+from coolchic._env import cache_dir, cpu_signature
 
 __all__ = ["MlpKernel", "NoiseKernel", "kernel", "library", "noise_kernel"]
 
@@ -141,17 +140,6 @@ def _load() -> MlpKernel | None:
     return MlpKernel(forward, backward, max_width.value, max_layers.value)
 
 
-def _cpu_signature() -> str:
-    """What ``-march=native`` depends on: the CPU's model and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(
-            sorted({line for line in lines if line.startswith(("model name", "flags"))})
-        )
-    except OSError:
-        return platform.processor() + platform.machine()
-
-
 def _build(source_path: Path) -> Path:
     """The library's path, compiling it (atomically, race-free between processes) if needed."""
     compiler = next((c for c in COMPILERS if shutil.which(c)), None)
@@ -159,7 +147,7 @@ def _build(source_path: Path) -> Path:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
     source = source_path.read_bytes()
     key = hashlib.sha256(
-        b"\0".join([source, " ".join((compiler, *FLAGS)).encode(), _cpu_signature().encode()])
+        b"\0".join([source, " ".join((compiler, *FLAGS)).encode(), cpu_signature().encode()])
     ).hexdigest()[:16]
     target = cache_dir() / f"{source_path.stem}-{key}.so"
     if target.exists():
