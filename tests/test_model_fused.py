@@ -171,6 +171,17 @@ def test_an_unwritable_cache_folder_leaves_torchs_default(
     assert fused.COMPILE_CACHE_VARIABLE not in os.environ
 
 
+def test_no_home_folder_leaves_torchs_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv(fused.COMPILE_CACHE_VARIABLE, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    fused.use_persistent_cache()  # no error: the build goes on with torch's default
+    assert fused.COMPILE_CACHE_VARIABLE not in os.environ
+
+
 def test_small_inputs_and_evaluations_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr(torch, "compile", lambda function, **_: calls.append(function) or function)

@@ -98,15 +98,15 @@ def use_persistent_cache() -> None:
 
     torch's default, ``/tmp/torchinductor_<user>``, is emptied by a reboot, and under systemd's
     ``PrivateTmp=`` by every restart of the service; each large frame size then paid its builds
-    again (about 90 s at 1152x768). Where that folder cannot be written (a read-only home),
-    torch's default stays.
+    again (about 90 s at 1152x768). Where that folder cannot be written (a read-only home, or
+    no home at all: a container user without one), torch's default stays.
     """
     if COMPILE_CACHE_VARIABLE in os.environ:
         return
-    folder = compile_cache_dir()
     try:
+        folder = compile_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: Path.home() found no home
         return
     if os.access(folder, os.W_OK | os.X_OK):
         os.environ[COMPILE_CACHE_VARIABLE] = str(folder)
