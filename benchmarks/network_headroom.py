@@ -11,10 +11,10 @@ latents, and fits larger networks on them:
 
 Each larger network starts as the trained one embedded in it: new units have zero output
 weights, new inputs zero input weights, and a new residual layer is zero. It therefore starts
-at the trained cost, and the fit can only lower it. The same Adam loop refitting the trained
-network itself is the reference. The latents do not move, so this bounds what the networks'
-capacity alone adds. Training the latents with the larger networks may add more; a small figure
-here says the gap is in the latents.
+at the trained cost exactly, and what the fit then gains is what the extra capacity is worth.
+The same Adam loop refitting the trained network itself is the reference. The latents do not
+move: this measures what larger networks add to latents already trained, and training the
+latents with them may add more.
 
     python benchmarks/network_headroom.py --inputs a_1152x768_1p_yuv420_8b.yuv \\
         --lmbdas 4e-4 --save a.pt
@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
+    if args.save and len(args.inputs) * len(args.lmbdas.split(",")) != 1:
+        parser.error("--save keeps one model: give one input and one λ")
     torch.set_num_threads(args.threads)
     models: list[tuple[CoolChicModel, dict[str, object]]] = [load(p) for p in args.load]
     for path in args.inputs:
